@@ -1,0 +1,16 @@
+//! # edgestore: the portable core
+//!
+//! Local persistence for edge and telemetry agents, written once and built two ways: as a native
+//! library and as a `wasm32-wasip2` component. Nothing in here spawns threads, reads the system
+//! clock behind the caller's back, or knows about wasmtime or tokio.
+//!
+//! | concept | module |
+//! |---|---|
+//! | one error type with a code and a class | [`error`] |
+//! | injected wall-clock time | [`clock`] |
+
+pub mod clock;
+pub mod error;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorClass, ErrorCode, Result};

@@ -1,0 +1,4 @@
+//! The `edgestore` command-line tool.
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

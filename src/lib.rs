@@ -1,0 +1,6 @@
+//! `edgestore-suite`: the workspace's root package. It exists to own the cross-crate integration
+//! tests in `tests/` and the benchmarks in `benches/`; the product lives in `guest/` (the
+//! portable core, crate `edgestore`) and `host/` (crate `edgestore-host`).
+//!
+//! It re-exports the core so tests and benches can name one crate.
+pub use edgestore;
