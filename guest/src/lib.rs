@@ -8,9 +8,25 @@
 //! |---|---|
 //! | one error type with a code and a class | [`error`] |
 //! | injected wall-clock time | [`clock`] |
+//! | schemas, values, rows, queries, timestamps, the `Model` trait, `ResourceTags` | [`model`] |
+//! | the SQL `Connection` trait, SQL text, busy retry, the rusqlite driver | [`sql`] |
+//! | repository traits, dynamic and typed repositories, transactions, migrations | [`repository`] |
 
 pub mod clock;
 pub mod error;
+pub mod model;
+pub mod repository;
+pub mod sql;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, ErrorCode, Result};
+pub use model::{
+    Column, ColumnType, Condition, Model, Query, ResourceTags, Row, Schema, Timestamp, Value,
+};
+pub use repository::{
+    Creator, Deleter, Reader, RepositoryOptions, SqlRepository, SqlStorage, Storage, StorageCommon,
+    TxMode, Updater,
+};
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::{SqliteDatabase, SqliteOptions};
+pub use sql::{Connection, Database, RetryPolicy};

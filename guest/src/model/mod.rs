@@ -1,0 +1,29 @@
+//! Models: schemas, values, rows, queries, and the serde mapping of Rust types onto them.
+//!
+//! | concept | file |
+//! |---|---|
+//! | one SQL value, rows and keys | `value.rs` |
+//! | a table as plain data (columns, key, indexes, foreign keys, generated columns) | `schema.rs` |
+//! | conditions, order, limit, offset | `query.rs` |
+//! | UTC-millisecond timestamps | `timestamp.rs` |
+//! | identifier validation and the table-naming rule | `naming.rs` |
+//! | per-type normalization and JSON <-> value mapping | `convert.rs` |
+//! | the `Model` trait, rows and ids of Rust types | `mapping.rs` |
+//! | the reference model | `resource_tags.rs` |
+
+mod convert;
+mod mapping;
+pub mod naming;
+mod query;
+mod resource_tags;
+mod schema;
+mod timestamp;
+mod value;
+
+pub use convert::{json_to_value, normalize, value_to_json};
+pub use mapping::{from_row, to_key, to_row, Model};
+pub use query::{Condition, Order, Query};
+pub use resource_tags::{Labels, ResourceTags, ResourceTagsKey};
+pub use schema::{Column, ColumnType, CreateMode, Expr, ForeignKey, Index, OnDelete, Schema};
+pub use timestamp::Timestamp;
+pub use value::{Key, Row, Value};

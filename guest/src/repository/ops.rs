@@ -1,0 +1,216 @@
+//! The dynamic operations, written once over the private [`Exec`] seam that both
+//! [`super::SqlRepository`] (pooled connections) and [`super::Transaction`] (the pinned writer)
+//! implement. Rows and keys are normalized here, for WIT callers and the typed layer alike.
+
+use std::sync::Arc;
+
+use super::cache::ReadCache;
+use crate::error::{Error, Result};
+use crate::model::{normalize, CreateMode, Key, Query, Row, Schema, Value};
+use crate::sql::dml::{self, Statements};
+use crate::sql::{Connection, Database};
+
+/// What every handle on one table shares.
+pub(crate) struct Core {
+    pub(crate) db: Arc<dyn Database>,
+    pub(crate) schema: Schema,
+    pub(crate) sql: Statements,
+    pub(crate) cache: Option<ReadCache>,
+}
+
+impl Core {
+    pub(crate) fn invalidate(&self, key: Option<&Key>) {
+        if let Some(cache) = &self.cache {
+            match key {
+                Some(k) => cache.invalidate(k),
+                None => cache.clear(),
+            }
+        }
+    }
+}
+
+/// Where operations run.
+pub(crate) trait Exec {
+    fn core(&self) -> &Core;
+    /// Run a read.
+    fn read<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
+    /// Run a write.
+    fn write<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
+    /// Run a write atomically (a transaction, or a savepoint inside one).
+    fn atomic<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
+    /// A write touched `key` (`None`: every row). Invalidates the cache, and remembers the key
+    /// for the end of the transaction when there is one.
+    fn touched(&self, key: Option<&Key>);
+    /// True when get may use the read cache (outside transactions).
+    fn may_cache(&self) -> bool;
+}
+
+fn prepare_row(schema: &Schema, row: &Row) -> Result<Row> {
+    if row.len() != schema.columns.len() {
+        return Err(Error::invalid_input(format!(
+            "{} rows have {} columns, got {}",
+            schema.table,
+            schema.columns.len(),
+            row.len()
+        )));
+    }
+    schema
+        .columns
+        .iter()
+        .zip(row)
+        .map(|(c, v)| normalize(c, v.clone()))
+        .collect()
+}
+
+/// Normalize a key by the key columns' types.
+pub(crate) fn prepare_key(schema: &Schema, key: &Key) -> Result<Key> {
+    if key.len() != schema.key.len() {
+        return Err(Error::invalid_input(format!(
+            "{} key has {} columns, got {}",
+            schema.table,
+            schema.key.len(),
+            key.len()
+        )));
+    }
+    schema
+        .key
+        .iter()
+        .zip(key)
+        .map(|(k, v)| normalize(schema.column_named(k)?, v.clone()))
+        .collect()
+}
+
+fn key_of(schema: &Schema, row: &Row) -> Key {
+    schema
+        .key_positions()
+        .into_iter()
+        .map(|i| row[i].clone())
+        .collect()
+}
+
+fn pick(row: &Row, positions: &[usize]) -> Vec<Value> {
+    positions.iter().map(|&i| row[i].clone()).collect()
+}
+
+fn insert_sql(core: &Core, mode: CreateMode) -> &str {
+    match mode {
+        CreateMode::Insert => &core.sql.insert,
+        CreateMode::InsertOrIgnore => &core.sql.insert_or_ignore,
+    }
+}
+
+pub(crate) fn create<E: Exec>(e: &E, row: &Row, mode: CreateMode) -> Result<bool> {
+    let core = e.core();
+    let row = prepare_row(&core.schema, row)?;
+    let params = pick(&row, &core.sql.writable);
+    let n = e.write(|c| c.execute(insert_sql(core, mode), &params))?;
+    Ok(n > 0)
+}
+
+pub(crate) fn create_many<E: Exec>(e: &E, rows: &[Row]) -> Result<u64> {
+    let core = e.core();
+    let sets = rows
+        .iter()
+        .map(|r| prepare_row(&core.schema, r).map(|r| pick(&r, &core.sql.writable)))
+        .collect::<Result<Vec<_>>>()?;
+    if sets.is_empty() {
+        return Ok(0);
+    }
+    e.atomic(|c| c.execute_many(insert_sql(core, core.schema.create_mode), &sets))
+}
+
+pub(crate) fn upsert<E: Exec>(e: &E, row: &Row) -> Result<()> {
+    let core = e.core();
+    let row = prepare_row(&core.schema, row)?;
+    let params = pick(&row, &core.sql.writable);
+    e.write(|c| c.execute(&core.sql.upsert, &params))?;
+    e.touched(Some(&key_of(&core.schema, &row)));
+    Ok(())
+}
+
+pub(crate) fn update<E: Exec>(e: &E, row: &Row) -> Result<()> {
+    let core = e.core();
+    let row = prepare_row(&core.schema, row)?;
+    let key = key_of(&core.schema, &row);
+    let changed = match &core.sql.update {
+        Some(sql) => {
+            let mut params = pick(&row, &core.sql.mutable);
+            params.extend(key.iter().cloned());
+            e.write(|c| c.execute(sql, &params))? > 0
+        }
+        // Nothing to update: only the key's existence matters.
+        None => !e.read(|c| c.query(&core.sql.exists, &key))?.is_empty(),
+    };
+    e.touched(Some(&key));
+    if changed {
+        Ok(())
+    } else {
+        Err(Error::not_found(format!(
+            "no {} row with key {}",
+            core.schema.table,
+            show(&key)
+        )))
+    }
+}
+
+pub(crate) fn delete<E: Exec>(e: &E, key: &Key) -> Result<bool> {
+    let core = e.core();
+    let key = prepare_key(&core.schema, key)?;
+    let n = e.write(|c| c.execute(&core.sql.delete, &key))?;
+    e.touched(Some(&key));
+    Ok(n > 0)
+}
+
+pub(crate) fn get<E: Exec>(e: &E, key: &Key) -> Result<Row> {
+    let core = e.core();
+    let key = prepare_key(&core.schema, key)?;
+    let cache = core.cache.as_ref().filter(|_| e.may_cache());
+    if let Some(row) = cache.and_then(|c| c.get(&key)) {
+        return Ok(row);
+    }
+    let generation = cache.map(ReadCache::generation);
+    let mut rows = e.read(|c| c.query(&core.sql.get, &key))?;
+    let row = rows.pop().ok_or_else(|| {
+        Error::not_found(format!(
+            "no {} row with key {}",
+            core.schema.table,
+            show(&key)
+        ))
+    })?;
+    if let (Some(cache), Some(g)) = (cache, generation) {
+        cache.insert(g, &key, row.clone());
+    }
+    Ok(row)
+}
+
+pub(crate) fn find_all<E: Exec>(e: &E, query: &Query) -> Result<Vec<Row>> {
+    let core = e.core();
+    let (sql, params) = dml::select(&core.schema, query)?;
+    e.read(|c| c.query(&sql, &params))
+}
+
+pub(crate) fn find_first<E: Exec>(e: &E, query: &Query) -> Result<Option<Row>> {
+    let mut q = query.clone();
+    q.limit = Some(1);
+    Ok(find_all(e, &q)?.into_iter().next())
+}
+
+pub(crate) fn count<E: Exec>(e: &E) -> Result<u64> {
+    let core = e.core();
+    let rows = e.read(|c| c.query(&core.sql.count, &[]))?;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Integer(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+        _ => Err(Error::internal("count(*) returned no integer")),
+    }
+}
+
+pub(crate) fn delete_all<E: Exec>(e: &E) -> Result<u64> {
+    let core = e.core();
+    let n = e.write(|c| c.execute(&core.sql.delete_all, &[]))?;
+    e.touched(None);
+    Ok(n)
+}
+
+fn show(key: &Key) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| "?".to_owned())
+}

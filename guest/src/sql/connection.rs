@@ -1,0 +1,114 @@
+//! The [`Connection`] trait (one SQL connection) and the [`Database`] trait (where connections
+//! come from), the only way the repository reaches SQL.
+//!
+//! Both are object-safe. `Connection` does not require `Sync`: the component's driver will be a
+//! WIT import used from one thread. `Database` is `Send + Sync` natively (so a store can be shared
+//! by threads through an `Arc`) and carries no thread bounds on wasm, where there are no threads.
+
+use std::sync::{Mutex, PoisonError};
+
+use crate::error::{Error, Result};
+use crate::model::{Row, Value};
+
+/// One SQL connection. Savepoints and transactions are plain statements (`BEGIN IMMEDIATE`,
+/// `SAVEPOINT sp_1`, `RELEASE sp_1`, ...). Values are always bound parameters (`?1`, `?2`, ...).
+pub trait Connection {
+    /// Run one statement; returns the number of rows it changed.
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64>;
+    /// Run one query; returns every row.
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Run one prepared statement once per parameter set (one boundary crossing for a batch);
+    /// returns the total number of rows changed. Not atomic by itself: wrap it in a transaction.
+    fn execute_many(&self, sql: &str, param_sets: &[Row]) -> Result<u64>;
+    /// The rowid of the last successful insert on this connection.
+    fn last_insert_rowid(&self) -> i64;
+    /// Rows changed by the last statement on this connection.
+    fn changes(&self) -> u64;
+}
+
+/// Thread bounds that exist only where threads do.
+#[cfg(not(target_family = "wasm"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_family = "wasm"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+
+/// Thread bounds that exist only where threads do.
+#[cfg(target_family = "wasm")]
+pub trait MaybeSendSync {}
+#[cfg(target_family = "wasm")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// A source of connections: one writer (which transactions pin) and readers.
+///
+/// The closure style keeps the trait object-safe and makes it impossible to hold a connection
+/// past its checkout. Use [`with_writer`] / [`with_reader`] for closures that return values.
+pub trait Database: MaybeSendSync {
+    /// Run `f` with exclusive use of the writer connection.
+    fn writer(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()>;
+    /// Run `f` with a connection fit for reading committed data (the writer when there are no
+    /// separate readers, e.g. a private `:memory:` database).
+    fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()>;
+}
+
+fn run_once<R>(
+    run: impl FnOnce(&mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()>,
+    f: impl FnOnce(&dyn Connection) -> Result<R>,
+) -> Result<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    run(&mut |conn| {
+        let f = f
+            .take()
+            .ok_or_else(|| Error::internal("connection closure called twice"))?;
+        out = Some(f(conn)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| Error::internal("connection closure was not called"))
+}
+
+/// Run `f` on the writer and return its value.
+pub fn with_writer<R>(
+    db: &dyn Database,
+    f: impl FnOnce(&dyn Connection) -> Result<R>,
+) -> Result<R> {
+    run_once(|g| db.writer(g), f)
+}
+
+/// Run `f` on a reader and return its value.
+pub fn with_reader<R>(
+    db: &dyn Database,
+    f: impl FnOnce(&dyn Connection) -> Result<R>,
+) -> Result<R> {
+    run_once(|g| db.reader(g), f)
+}
+
+/// A [`Database`] made of one connection used for everything: the shape of the component's
+/// host-backed driver, and handy for tests of other drivers.
+pub struct SingleConnection<C> {
+    conn: Mutex<C>,
+}
+
+impl<C: Connection> SingleConnection<C> {
+    /// Wrap a connection.
+    pub fn new(conn: C) -> Self {
+        SingleConnection {
+            conn: Mutex::new(conn),
+        }
+    }
+}
+
+impl<C: Connection + MaybeSendSync> Database for SingleConnection<C>
+where
+    Mutex<C>: MaybeSendSync,
+{
+    fn writer(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
+        // A panic inside a transaction already rolled back (the guard runs on unwind), so the
+        // connection is usable: recover it from the poisoned lock.
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&*conn)
+    }
+
+    fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
+        self.writer(f)
+    }
+}

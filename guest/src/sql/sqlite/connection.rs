@@ -1,0 +1,143 @@
+//! [`SqliteConnection`]: the [`Connection`] trait over one rusqlite connection, with busy retry.
+//!
+//! What is retried, and where: SQLite's own busy handler is off (`busy_timeout = 0`); instead
+//! each statement that fails with `SQLITE_BUSY` or `SQLITE_LOCKED` is re-run under the
+//! connection's [`RetryPolicy`]. A failed statement had no effect, so re-running it is safe,
+//! also inside a transaction (waiting for the write lock, or for `COMMIT` to get its locks).
+//! The exception is `SQLITE_BUSY_SNAPSHOT`: a deferred transaction whose snapshot went stale
+//! cannot be fixed by waiting, so it surfaces at once as `busy` and the caller must restart the
+//! whole transaction. The repository begins write transactions `IMMEDIATE` to avoid that case.
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{ffi, params_from_iter};
+
+use super::errors::translate;
+use crate::error::{Error, Result};
+use crate::model::{Row, Value};
+use crate::sql::{Connection, RetryPolicy};
+
+/// Statements kept prepared per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// One rusqlite connection with retry on busy.
+pub struct SqliteConnection {
+    conn: rusqlite::Connection,
+    retry: RetryPolicy,
+}
+
+fn retryable(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => {
+            matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) && e.extended_code != ffi::SQLITE_BUSY_SNAPSHOT
+        }
+        _ => false,
+    }
+}
+
+fn bind(v: &Value) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match v {
+        Value::Null => ValueRef::Null,
+        Value::Integer(i) => ValueRef::Integer(*i),
+        Value::Real(f) => ValueRef::Real(*f),
+        Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        Value::Blob(b) => ValueRef::Blob(b),
+    })
+}
+
+fn read(v: ValueRef<'_>) -> Result<Value> {
+    Ok(match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(
+            String::from_utf8(t.to_vec())
+                .map_err(|e| Error::corrupt(format!("stored text is not UTF-8: {e}")))?,
+        ),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    })
+}
+
+impl SqliteConnection {
+    /// Wrap an open rusqlite connection: busy handler off (we retry ourselves), foreign keys on,
+    /// a statement cache for `prepare_cached`.
+    pub fn new(conn: rusqlite::Connection, retry: RetryPolicy) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::ZERO)
+            .map_err(translate)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let c = SqliteConnection { conn, retry };
+        c.execute("PRAGMA foreign_keys = ON", &[])?;
+        Ok(c)
+    }
+
+    /// The underlying rusqlite connection, for pragmas and tests.
+    pub fn raw(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
+    /// True when no transaction is open.
+    pub fn is_autocommit(&self) -> bool {
+        self.conn.is_autocommit()
+    }
+
+    /// Run `op` under the retry policy and translate its error.
+    pub fn retrying<T>(&self, op: impl FnMut() -> rusqlite::Result<T>) -> Result<T> {
+        self.retry.run(op, retryable).map_err(translate)
+    }
+}
+
+impl Connection for SqliteConnection {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        // Pragmas and transaction control may return rows (journal_mode) or change nothing;
+        // stepping through `query` handles both.
+        self.retrying(|| {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            if stmt.readonly() || stmt.column_count() > 0 {
+                let mut rows = stmt.query(params_from_iter(params.iter().map(bind)))?;
+                while rows.next()?.is_some() {}
+                Ok(0)
+            } else {
+                stmt.execute(params_from_iter(params.iter().map(bind)))
+                    .map(|n| n as u64)
+            }
+        })
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let raw = self.retrying(|| {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let width = stmt.column_count();
+            let mut rows = stmt.query(params_from_iter(params.iter().map(bind)))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    values.push(read(row.get_ref(i)?));
+                }
+                out.push(values);
+            }
+            Ok(out)
+        })?;
+        raw.into_iter().map(|r| r.into_iter().collect()).collect()
+    }
+
+    fn execute_many(&self, sql: &str, param_sets: &[Row]) -> Result<u64> {
+        let mut total = 0u64;
+        let mut stmt = self.retrying(|| self.conn.prepare_cached(sql))?;
+        for params in param_sets {
+            total +=
+                self.retrying(|| stmt.execute(params_from_iter(params.iter().map(bind))))? as u64;
+        }
+        Ok(total)
+    }
+
+    fn last_insert_rowid(&self) -> i64 {
+        self.conn.last_insert_rowid()
+    }
+
+    fn changes(&self) -> u64 {
+        self.conn.changes()
+    }
+}

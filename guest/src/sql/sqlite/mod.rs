@@ -1,0 +1,15 @@
+//! The native SQL driver: rusqlite with bundled SQLite.
+//!
+//! | concept | file |
+//! |---|---|
+//! | one connection, statement cache, busy retry | `connection.rs` |
+//! | writer + reader pool, DSNs, WAL | `pool.rs` |
+//! | SQLite error translation | `errors.rs` |
+
+mod connection;
+mod errors;
+mod pool;
+
+pub use connection::SqliteConnection;
+pub use errors::{classify, translate};
+pub use pool::{SqliteDatabase, SqliteOptions};
