@@ -17,6 +17,10 @@ pub fn classify(err: &ffi::Error, message: Option<&str>) -> ErrorCode {
         _ => {}
     }
     match err.code {
+        // ON DELETE RESTRICT reports a plain SQLITE_CONSTRAINT; only the message tells.
+        Sc::ConstraintViolation if message.is_some_and(|m| m.contains("FOREIGN KEY")) => {
+            ErrorCode::ForeignKey
+        }
         Sc::ConstraintViolation => ErrorCode::Constraint,
         Sc::DatabaseBusy | Sc::DatabaseLocked => ErrorCode::Busy,
         Sc::DiskFull => ErrorCode::DiskFull,
@@ -135,5 +139,8 @@ mod tests {
         );
         assert_eq!(run("INSERT INTO c VALUES (2, 9)"), ErrorCode::ForeignKey);
         assert_eq!(run("INSERT INTO nope VALUES (1)"), ErrorCode::TableMissing);
+        c.execute_batch("INSERT INTO p VALUES (1); INSERT INTO c VALUES (3, 1);")
+            .unwrap();
+        assert_eq!(run("DELETE FROM p"), ErrorCode::ForeignKey);
     }
 }
