@@ -751,3 +751,60 @@ fn dynamic_layer_uses_rows_and_keys() {
         1
     );
 }
+
+#[test]
+fn using_the_store_inside_its_own_transaction_is_an_error_not_a_deadlock() {
+    let db = memory();
+    let s = tags(&db);
+    let err = s
+        .tx(|_tx| s.create(&tag("pod", "outer-handle", None)))
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert_eq!(s.count().unwrap(), 0);
+}
+
+#[test]
+fn busy_is_retried_then_surfaces_as_transient() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = dir.path().join("busy.sqlite").to_str().unwrap().to_owned();
+    let quick = edgestore::RetryPolicy {
+        initial_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_elapsed: Duration::from_millis(100),
+        max_attempts: 1000,
+    };
+    let open = |retry| -> Arc<dyn Database> {
+        let mut o = SqliteOptions::new(&dsn);
+        o.retry = retry;
+        Arc::new(SqliteDatabase::open_with(o).unwrap())
+    };
+    let holder = open(quick);
+    let contender = tags(&open(quick));
+    tags(&holder);
+    // Hold the write lock for longer than the contender's budget: busy, transient.
+    let err = with_writer(&*holder, |c| {
+        c.execute("BEGIN IMMEDIATE", &[])?;
+        let err = contender.create(&tag("pod", "x", None)).unwrap_err();
+        c.execute("COMMIT", &[])?;
+        Ok(err)
+    })
+    .unwrap();
+    assert_eq!(err.code(), ErrorCode::Busy);
+    assert!(err.is_transient());
+    // Release it within the budget of a patient contender: the retry succeeds.
+    let patient = tags(&open(edgestore::RetryPolicy::default()));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        with_writer(&*holder, |c| {
+            c.execute("BEGIN IMMEDIATE", &[])?;
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+            c.execute("COMMIT", &[])
+        })
+        .unwrap();
+    });
+    locked_rx.recv().unwrap();
+    assert!(patient.create(&tag("pod", "y", None)).unwrap());
+    h.join().unwrap();
+}

@@ -5,7 +5,8 @@
 //! WIT import used from one thread. `Database` is `Send + Sync` natively (so a store can be shared
 //! by threads through an `Arc`) and carries no thread bounds on wasm, where there are no threads.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::{self, ThreadId};
 
 use crate::error::{Error, Result};
 use crate::model::{Row, Value};
@@ -82,30 +83,73 @@ pub fn with_reader<R>(
     run_once(|g| db.reader(g), f)
 }
 
+/// A writer connection behind a lock that knows which thread holds it.
+///
+/// Calling the store (instead of the transaction handle) from inside a transaction closure would
+/// wait for the writer that the same thread already holds: a self-deadlock. The owner check
+/// turns that into an immediate `invalid-input` error instead.
+pub struct WriterLock<C> {
+    conn: Mutex<C>,
+    owner: Mutex<Option<ThreadId>>,
+}
+
+impl<C> WriterLock<C> {
+    /// Guard a connection.
+    pub fn new(conn: C) -> Self {
+        WriterLock {
+            conn: Mutex::new(conn),
+            owner: Mutex::new(None),
+        }
+    }
+
+    fn owner(&self) -> MutexGuard<'_, Option<ThreadId>> {
+        self.owner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `f` with the connection held by this thread.
+    pub fn with<R>(&self, f: impl FnOnce(&C) -> Result<R>) -> Result<R> {
+        let me = thread::current().id();
+        if *self.owner() == Some(me) {
+            return Err(Error::invalid_input(
+                "this thread already holds the writer (inside a transaction): use the transaction's handle",
+            ));
+        }
+        // A panic inside a transaction already rolled it back (the guard runs on unwind), so
+        // the connection is usable: recover it from a poisoned lock.
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.owner() = Some(me);
+        struct Release<'a>(&'a Mutex<Option<ThreadId>>);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            }
+        }
+        let _release = Release(&self.owner);
+        f(&conn)
+    }
+}
+
 /// A [`Database`] made of one connection used for everything: the shape of the component's
 /// host-backed driver, and handy for tests of other drivers.
 pub struct SingleConnection<C> {
-    conn: Mutex<C>,
+    conn: WriterLock<C>,
 }
 
 impl<C: Connection> SingleConnection<C> {
     /// Wrap a connection.
     pub fn new(conn: C) -> Self {
         SingleConnection {
-            conn: Mutex::new(conn),
+            conn: WriterLock::new(conn),
         }
     }
 }
 
 impl<C: Connection + MaybeSendSync> Database for SingleConnection<C>
 where
-    Mutex<C>: MaybeSendSync,
+    WriterLock<C>: MaybeSendSync,
 {
     fn writer(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
-        // A panic inside a transaction already rolled back (the guard runs on unwind), so the
-        // connection is usable: recover it from the poisoned lock.
-        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&*conn)
+        self.conn.with(|c| f(c))
     }
 
     fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {

@@ -17,6 +17,6 @@ mod retry;
 pub mod sqlite;
 
 pub use connection::{
-    with_reader, with_writer, Connection, Database, MaybeSendSync, SingleConnection,
+    with_reader, with_writer, Connection, Database, MaybeSendSync, SingleConnection, WriterLock,
 };
 pub use retry::RetryPolicy;

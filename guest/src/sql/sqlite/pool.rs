@@ -19,7 +19,7 @@ use rusqlite::OpenFlags;
 use super::connection::SqliteConnection;
 use super::errors::translate;
 use crate::error::{Error, ErrorCode, Result};
-use crate::sql::{Connection, Database, RetryPolicy};
+use crate::sql::{Connection, Database, RetryPolicy, WriterLock};
 
 /// How to open a [`SqliteDatabase`].
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ struct Readers {
 pub struct SqliteDatabase {
     options: SqliteOptions,
     kind: Kind,
-    writer: Mutex<SqliteConnection>,
+    writer: WriterLock<SqliteConnection>,
     readers: Mutex<Readers>,
     available: Condvar,
     max_readers: usize,
@@ -100,7 +100,7 @@ impl SqliteDatabase {
         Ok(SqliteDatabase {
             options,
             kind,
-            writer: Mutex::new(writer),
+            writer: WriterLock::new(writer),
             readers: Mutex::new(Readers {
                 idle: Vec::new(),
                 opened: 0,
@@ -143,13 +143,14 @@ impl SqliteDatabase {
 
 impl Database for SqliteDatabase {
     fn writer(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
-        let conn = lock(&self.writer);
-        if !conn.is_autocommit() {
-            // Left open by a failure we could not roll back (e.g. a failed ROLLBACK): never let
-            // the next caller's work join someone else's transaction.
-            conn.execute("ROLLBACK", &[])?;
-        }
-        f(&*conn)
+        self.writer.with(|conn| {
+            if !conn.is_autocommit() {
+                // Left open by a failure we could not roll back (e.g. a failed ROLLBACK): never
+                // let the next caller's work join someone else's transaction.
+                conn.execute("ROLLBACK", &[])?;
+            }
+            f(conn)
+        })
     }
 
     fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
