@@ -808,3 +808,15 @@ fn busy_is_retried_then_surfaces_as_transient() {
     assert!(patient.create(&tag("pod", "y", None)).unwrap());
     h.join().unwrap();
 }
+
+#[test]
+fn repository_runs_on_a_single_connection_database() {
+    use edgestore::sql::sqlite::SqliteConnection;
+    use edgestore::sql::SingleConnection;
+    let raw = edgestore::sql::sqlite::rusqlite::Connection::open_in_memory().unwrap();
+    let conn = SqliteConnection::new(raw, edgestore::RetryPolicy::none()).unwrap();
+    let db: Arc<dyn Database> = Arc::new(SingleConnection::new(conn));
+    let s = tags(&db);
+    s.tx(|tx| tx.create(&tag("pod", "single", None))).unwrap();
+    assert_eq!(s.find_all(&Query::all()).unwrap().len(), 1);
+}

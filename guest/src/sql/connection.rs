@@ -144,7 +144,7 @@ impl<C: Connection> SingleConnection<C> {
     }
 }
 
-impl<C: Connection + MaybeSendSync> Database for SingleConnection<C>
+impl<C: Connection> Database for SingleConnection<C>
 where
     WriterLock<C>: MaybeSendSync,
 {

@@ -141,3 +141,78 @@ impl Connection for SqliteConnection {
         self.conn.changes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> SqliteConnection {
+        SqliteConnection::new(
+            rusqlite::Connection::open_in_memory().unwrap(),
+            RetryPolicy::none(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn execute_query_many_rowid_changes_and_savepoints() {
+        let c = conn();
+        c.execute(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, b BLOB, r REAL)",
+            &[],
+        )
+        .unwrap();
+        let n = c
+            .execute_many(
+                "INSERT INTO t(name, b, r) VALUES (?1, ?2, ?3)",
+                &[
+                    vec![
+                        Value::Text("a".into()),
+                        Value::Blob(vec![1]),
+                        Value::Real(0.5),
+                    ],
+                    vec![Value::Text("b".into()), Value::Null, Value::Null],
+                ],
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(c.last_insert_rowid(), 2);
+        assert_eq!(
+            c.execute("UPDATE t SET name = ?1", &[Value::Text("z".into())])
+                .unwrap(),
+            2
+        );
+        assert_eq!(c.changes(), 2);
+        c.execute("SAVEPOINT sp_1", &[]).unwrap();
+        c.execute("DELETE FROM t", &[]).unwrap();
+        c.execute("ROLLBACK TO sp_1", &[]).unwrap();
+        c.execute("RELEASE sp_1", &[]).unwrap();
+        let rows = c
+            .query("SELECT id, name, b, r FROM t ORDER BY id", &[])
+            .unwrap();
+        assert_eq!(
+            rows[0],
+            vec![
+                Value::Integer(1),
+                Value::Text("z".into()),
+                Value::Blob(vec![1]),
+                Value::Real(0.5)
+            ]
+        );
+        assert_eq!(rows[1][2], Value::Null);
+        assert!(c.is_autocommit());
+        let fk = c.query("PRAGMA foreign_keys", &[]).unwrap();
+        assert_eq!(fk, vec![vec![Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn snapshot_conflicts_are_not_retried() {
+        let snapshot =
+            rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_BUSY_SNAPSHOT), None);
+        assert!(!retryable(&snapshot));
+        let busy = rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_BUSY), None);
+        assert!(retryable(&busy));
+        let locked = rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_LOCKED), None);
+        assert!(retryable(&locked));
+    }
+}

@@ -13,3 +13,5 @@ mod pool;
 pub use connection::SqliteConnection;
 pub use errors::{classify, translate};
 pub use pool::{SqliteDatabase, SqliteOptions};
+/// The rusqlite version the driver is built on, so the host and tests use the same one.
+pub use rusqlite;
