@@ -87,6 +87,17 @@ impl Expr {
         out
     }
 
+    /// False when some `sum` or `coalesce` has no operands (nothing sensible to render).
+    pub fn is_well_formed(&self) -> bool {
+        match self {
+            Expr::Column(_) | Expr::Integer(_) => true,
+            Expr::ByteLength(e) => e.is_well_formed(),
+            Expr::Sum(es) | Expr::Coalesce(es) => {
+                !es.is_empty() && es.iter().all(Expr::is_well_formed)
+            }
+        }
+    }
+
     fn collect_columns<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
             Expr::Column(c) => out.push(c),
@@ -350,7 +361,7 @@ impl Schema {
                         )));
                     }
                 }
-                if matches!(expr, Expr::Sum(v) | Expr::Coalesce(v) if v.is_empty()) {
+                if !expr.is_well_formed() {
                     return Err(Error::invalid_input(format!(
                         "empty expression in {:?}",
                         c.name
@@ -424,6 +435,9 @@ mod tests {
         assert!(bad.validate().is_err());
         let dup = sample().column(Column::new("id", ColumnType::Text));
         assert!(dup.validate().is_err());
+        let empty = Expr::Sum(vec![Expr::Integer(1), Expr::Coalesce(vec![])]);
+        let bad_expr = sample().column(Column::new("g", ColumnType::Integer).generated(empty));
+        assert!(bad_expr.validate().is_err());
     }
 
     #[test]

@@ -10,6 +10,19 @@
 //! | create / additive migration, schema versions | `migrate.rs` |
 //! | optional get-by-key cache | `cache.rs` |
 //! | the typed layer | `typed.rs` |
+//!
+//! ```
+//! use std::sync::Arc;
+//! use edgestore::model::ResourceTagsKey;
+//! use edgestore::{Creator, Reader, ResourceTags, SqlStorage, SqliteDatabase, StorageCommon, Timestamp};
+//!
+//! let db = Arc::new(SqliteDatabase::open(":memory:")?);
+//! let tags = SqlStorage::<ResourceTags, ResourceTagsKey>::open(db)?;
+//! let t = ResourceTags::new("pod", "web", Some("prod"), Timestamp::from_millis(0));
+//! tags.tx(|tx| tx.create(&t))?;
+//! assert_eq!(tags.get(&t.key())?.id, t.id);
+//! # Ok::<(), edgestore::Error>(())
+//! ```
 
 mod cache;
 mod migrate;
