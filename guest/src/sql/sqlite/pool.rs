@@ -157,10 +157,29 @@ impl Database for SqliteDatabase {
         if self.max_readers == 0 {
             return self.writer(f);
         }
-        let conn = self.checkout_reader()?;
-        let result = f(&conn);
-        self.checkin_reader(conn);
-        result
+        let checkout = Checkout {
+            db: self,
+            conn: Some(self.checkout_reader()?),
+        };
+        match &checkout.conn {
+            Some(conn) => f(conn),
+            None => Err(Error::internal("reader checkout lost its connection")),
+        }
+    }
+}
+
+/// A checked-out reader that returns to the pool on drop, also when the closure panics, so a
+/// panic cannot shrink the pool and leave later readers waiting forever.
+struct Checkout<'a> {
+    db: &'a SqliteDatabase,
+    conn: Option<SqliteConnection>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.db.checkin_reader(conn);
+        }
     }
 }
 
@@ -225,6 +244,20 @@ mod tests {
         with_writer(&db, |c| c.execute("CREATE TABLE t(x)", &[])).unwrap();
         let err = with_reader(&db, |c| c.execute("INSERT INTO t VALUES (1)", &[])).unwrap_err();
         assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    }
+
+    #[test]
+    fn a_panicking_reader_goes_back_to_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("p.sqlite").to_str().unwrap());
+        options.max_connections = 2; // one reader
+        let db = SqliteDatabase::open_with(options).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = with_reader(&db, |_| -> Result<()> { panic!("boom") });
+        }));
+        assert!(panicked.is_err());
+        let one = with_reader(&db, |c| c.query("SELECT 1", &[])).unwrap();
+        assert_eq!(one, vec![vec![crate::model::Value::Integer(1)]]);
     }
 
     #[test]
