@@ -8,9 +8,17 @@
 //! |---|---|
 //! | one error type with a code and a class | [`error`] |
 //! | injected wall-clock time | [`clock`] |
+//! | the directory capability and fault seam | [`dir`] |
+//! | the crash-safe Brotli spool | [`spool`] |
+//! | deterministic sample metrics | [`sample`] |
 
 pub mod clock;
+pub mod dir;
 pub mod error;
+pub mod sample;
+pub mod spool;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dir::Directory;
 pub use error::{Error, ErrorClass, ErrorCode, Result};
+pub use spool::{Metric, Spool, SpoolConfig, SyncPolicy, TimeRange};

@@ -1,0 +1,455 @@
+//! The disk spool: rows in, Brotli segments out, nothing lost in between.
+//!
+//! `put` appends rows to a *journal* (checksummed JSON lines under a hidden name); rotation
+//! (exactly `max_records` rows, or `max_interval` after the first row) and `flush` *finish*
+//! the journal into a segment `<identifier>_<startMs>_<stopMs>.json.br` that the reference
+//! agent's shippers read unchanged. On open every journal an earlier process left behind is
+//! finished the same way. The format, the recovery rules and the durability contract are in
+//! `docs/spool-format.md`; the short version:
+//!
+//! * `flush()` returning `Ok` means every row accepted before it is in a finished, fsynced
+//!   segment whose directory entry is fsynced.
+//! * Between flushes, rows are as durable as the [`SyncPolicy`] makes the journal; whatever
+//!   was synced is recovered on the next open (a torn last row is dropped and counted).
+//! * A failed step never deletes the only copy of a row: the journal stays until its segment
+//!   is published, and `flush`/`flush_due` retry it.
+//!
+//! | concept | file |
+//! |---|---|
+//! | configuration and sync policy | `config.rs` |
+//! | names, parsing from the right, time ranges | `name.rs` |
+//! | the journal line format (check, then parse) | `journal.rs` |
+//! | finishing a journal, checksum sidecar | `segment.rs` |
+//! | recovery on open | `recovery.rs` |
+//! | streaming reader | `reader.rs` |
+//! | listing, upload marks, purge, usage | `lifecycle.rs` |
+//! | the reference agent's metric record | `metric.rs` |
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::dir::{Directory, WriteFile};
+use crate::error::{Error, Result};
+
+mod config;
+mod journal;
+mod lifecycle;
+mod metric;
+mod name;
+mod reader;
+mod recovery;
+mod segment;
+
+pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
+pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
+pub use metric::Metric;
+pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};
+pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
+pub use segment::Sidecar;
+
+use journal::encode_line;
+use name::JournalName;
+
+/// Counters of what the spool did that a caller may want to alert on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Segments finished by this process.
+    pub segments_written: u64,
+    /// Rows in those segments.
+    pub rows_written: u64,
+    /// Journals left by an earlier process and finished on open.
+    pub journals_recovered: u64,
+    /// Torn last rows (incomplete lines) dropped while finishing journals.
+    pub torn_rows_dropped: u64,
+    /// Complete journal lines that failed their checksum (their journal went to quarantine).
+    pub corrupt_lines: u64,
+    /// Segments moved to `quarantine/` because they failed verification or decoding.
+    pub segments_quarantined: u64,
+    /// Leftover temporaries and orphan sidecars removed on open (derived data only).
+    pub temp_files_removed: u64,
+    /// Journals found already finished on open (crash after publish) and removed.
+    pub finished_journals_removed: u64,
+    /// Errors that did not fail the call that met them (a rotation that will be retried, a
+    /// journal that could not be removed after its segment was published).
+    pub deferred_errors: u64,
+}
+
+/// State shared by the spool and its readers.
+pub(crate) struct Shared {
+    pub(crate) dir: Arc<dyn Directory>,
+    pub(crate) config: SpoolConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    stats: Mutex<SpoolStats>,
+}
+
+impl Shared {
+    pub(crate) fn note(&self, f: impl FnOnce(&mut SpoolStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// The journal being appended to.
+struct Active {
+    journal: JournalName,
+    file: Box<dyn WriteFile>,
+    /// Bytes of accepted rows written to the file.
+    committed: u64,
+    rows: u64,
+    unsynced_rows: u64,
+    last_sync_ms: i64,
+    dir_synced: bool,
+}
+
+/// A closed journal waiting to be finished (after rotation, flush, a failure, or on open).
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) journal: JournalName,
+    /// Only this many bytes belong to accepted rows (`None`: all of it, as on recovery).
+    pub(crate) limit: Option<u64>,
+    pub(crate) rows: u64,
+    pub(crate) published: Option<String>,
+}
+
+struct Writer {
+    active: Option<Active>,
+    sealed: Vec<Sealed>,
+    last_stop: i64,
+}
+
+/// Write buffered rows out once this many bytes are pending inside one `put`.
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// A spool of records of type `R` (any serde type: [`Metric`], `serde_json::Value`, ...).
+///
+/// `Spool<R>` is `Send + Sync`: `put`, `flush` and readers may run on different threads; the
+/// writer side is serialised by a mutex, readers only ever open finished segments.
+pub struct Spool<R> {
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    _records: PhantomData<fn(R) -> R>,
+}
+
+impl<R> std::fmt::Debug for Spool<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("identifier", &self.shared.config.identifier)
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Spool<R> {
+    /// Open a spool in `dir`, recovering whatever an earlier process left (see
+    /// `docs/spool-format.md`). Fails only on a bad config or if the directory cannot be
+    /// listed or prepared; a bad file never stops the open.
+    pub fn open(
+        dir: Arc<dyn Directory>,
+        config: SpoolConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            dir,
+            config,
+            clock,
+            stats: Mutex::new(SpoolStats::default()),
+        });
+        let (sealed, last_stop) = recovery::recover(&shared)?;
+        Ok(Spool {
+            shared,
+            writer: Mutex::new(Writer {
+                active: None,
+                sealed,
+                last_stop,
+            }),
+            _records: PhantomData,
+        })
+    }
+
+    /// Open a spool in the directory at `path` (created if missing) with the system clock.
+    #[cfg(feature = "native")]
+    pub fn open_path(path: impl AsRef<std::path::Path>, config: SpoolConfig) -> Result<Self> {
+        let path = path.as_ref();
+        let dir = crate::dir::CapDir::open(path)
+            .map_err(|e| Error::io(format!("open spool directory {}", path.display()), e))?;
+        Spool::open(Arc::new(dir), config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SpoolConfig {
+        &self.shared.config
+    }
+
+    /// Counters since open (recovery included).
+    pub fn stats(&self) -> SpoolStats {
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic mid-put leaves the writer consistent enough: at worst an active journal
+        // whose tail is torn, which finishing handles.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rows accepted but not yet in a finished segment.
+    pub fn pending(&self) -> u64 {
+        let w = self.writer();
+        w.active.as_ref().map_or(0, |a| a.rows) + w.sealed.iter().map(|s| s.rows).sum::<u64>()
+    }
+
+    /// Finish the active journal and any journal still waiting (from a failed flush or from
+    /// recovery) into segments. `Ok` means every row accepted before the call is durable in a
+    /// finished segment. On error nothing is lost: the journal stays and the next `flush` or
+    /// `flush_due` retries.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.writer();
+        self.seal_active(&mut w, None);
+        self.finish_sealed(&mut w).map(|_| ())
+    }
+
+    /// The host's timer hook: finish the active segment if `max_interval` has passed since
+    /// its first row, sync the journal if the [`SyncPolicy::EveryMillis`] period is due, and
+    /// retry journals a failed flush left. Returns how many segments were finished.
+    pub fn flush_due(&self, now_ms: i64) -> Result<usize> {
+        let mut w = self.writer();
+        if let Some(a) = &w.active {
+            if now_ms.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
+                self.seal_active(&mut w, None);
+            }
+        }
+        self.sync_if_due(&mut w, now_ms)?;
+        if w.sealed.is_empty() {
+            return Ok(0);
+        }
+        self.finish_sealed(&mut w)
+    }
+
+    /// Make the active journal durable now (`fdatasync` and, the first time, the directory),
+    /// without finishing a segment: after `Ok`, every accepted row survives a crash.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.writer();
+        self.sync_active(&mut w)
+    }
+
+    fn sync_if_due(&self, w: &mut Writer, now: i64) -> Result<()> {
+        if w.active.as_ref().is_some_and(|a| self.sync_due(a, now)) {
+            self.sync_active(w)?;
+        }
+        Ok(())
+    }
+
+    fn sync_due(&self, a: &Active, now: i64) -> bool {
+        match self.shared.config.sync_policy {
+            SyncPolicy::OnFlush => false,
+            SyncPolicy::EveryRows(n) => a.unsynced_rows >= n,
+            SyncPolicy::EveryMillis(ms) => {
+                a.unsynced_rows > 0
+                    && now.saturating_sub(a.last_sync_ms) >= i64::try_from(ms).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// `fdatasync` the journal and, the first time, the directory holding its entry.
+    fn sync_file(&self, a: &mut Active) -> Result<()> {
+        let res = a.file.sync_data().and_then(|_| {
+            if !a.dir_synced {
+                self.shared.dir.sync_dir("")?;
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                a.dir_synced = true;
+                a.unsynced_rows = 0;
+                a.last_sync_ms = self.shared.clock.now_ms();
+                Ok(())
+            }
+            Err(e) => Err(Error::io(
+                format!("sync journal {}", a.journal.file_name()),
+                e,
+            )),
+        }
+    }
+
+    fn sync_active(&self, w: &mut Writer) -> Result<()> {
+        let Some(a) = w.active.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = self.sync_file(a) {
+            // After a failed fsync the page cache cannot be trusted to reach the disk later;
+            // stop appending to this journal and re-write its rows into a segment.
+            self.seal_active(w, None);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Close the active journal (its handle dropped) and queue it for finishing. `limit`
+    /// overrides the committed length after a failed write.
+    fn seal_active(&self, w: &mut Writer, limit: Option<u64>) {
+        if let Some(mut a) = w.active.take() {
+            // Best effort: the segment's own fsync is the durability point; this only helps
+            // rows survive a crash if finishing fails.
+            if a.file.sync_data().is_err() {
+                self.shared.note(|s| s.deferred_errors += 1);
+            }
+            w.sealed.push(Sealed {
+                journal: a.journal,
+                limit: Some(limit.unwrap_or(a.committed)),
+                rows: a.rows,
+                published: None,
+            });
+        }
+    }
+
+    fn finish_sealed(&self, w: &mut Writer) -> Result<usize> {
+        let mut done = 0;
+        while let Some(s) = w.sealed.first_mut() {
+            let f = segment::finish_journal(
+                &self.shared,
+                &s.journal,
+                s.limit,
+                &mut w.last_stop,
+                &mut s.published,
+            )?;
+            let c = f.counts;
+            self.shared.note(|st| {
+                st.segments_written += u64::from(f.segment.is_some());
+                st.rows_written += c.rows;
+                st.torn_rows_dropped += c.torn;
+                st.corrupt_lines += c.corrupt;
+            });
+            done += usize::from(f.segment.is_some());
+            w.sealed.remove(0);
+        }
+        Ok(done)
+    }
+
+    fn open_journal(&self, now: i64) -> Result<Active> {
+        let journal = JournalName {
+            identifier: self.shared.config.identifier.clone(),
+            start_ms: now.max(0),
+            nonce: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let name = journal.file_name();
+        let file = self
+            .shared
+            .dir
+            .create_new(&name)
+            .map_err(|e| Error::io(format!("create journal {name}"), e))?;
+        Ok(Active {
+            journal,
+            file,
+            committed: 0,
+            rows: 0,
+            unsynced_rows: 0,
+            last_sync_ms: now,
+            dir_synced: false,
+        })
+    }
+}
+
+impl<R: Serialize> Spool<R> {
+    /// Append rows. A batch that crosses `max_records` is split: the segment is finished at
+    /// exactly `max_records` rows and the rest starts the next one.
+    ///
+    /// `Ok` means the rows are accepted (durable as the [`SyncPolicy`] says, and certainly
+    /// after the next successful [`Spool::flush`]). On `Err` the rows after the last rotation
+    /// inside this batch were not accepted (retrying them will not duplicate them in this
+    /// process); rows before that rotation were. After a crash, rows of a failed `put` that
+    /// reached the journal may reappear: ids (`Metric::id`) let an uploader de-duplicate.
+    pub fn put(&self, rows: &[R]) -> Result<()> {
+        let mut w = self.writer();
+        let now = self.shared.clock.now_ms();
+        let max = self.shared.config.max_records;
+        if let Some(a) = &w.active {
+            if now.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
+                self.rotate(&mut w);
+            }
+        }
+        let mut rest = rows;
+        let mut buf = Vec::new();
+        let mut json = Vec::new();
+        while !rest.is_empty() {
+            if w.active.is_none() {
+                w.active = Some(self.open_journal(now)?);
+            }
+            let Some(a) = w.active.as_mut() else {
+                return Err(Error::internal("no active journal after opening one"));
+            };
+            let room = usize::try_from(max - a.rows).unwrap_or(usize::MAX);
+            let (chunk, tail) = rest.split_at(room.min(rest.len()));
+            let chunk_start = a.committed;
+            buf.clear();
+            let mut written = 0u64;
+            let mut failure = None;
+            for row in chunk {
+                json.clear();
+                if let Err(e) = serde_json::to_writer(&mut json, row) {
+                    failure = Some(Error::invalid_input(format!("row does not serialize: {e}")));
+                    break;
+                }
+                encode_line(&json, &mut buf);
+                if buf.len() >= WRITE_CHUNK {
+                    if let Err(e) = a.file.write_all(&buf) {
+                        failure =
+                            Some(Error::io(format!("append to {}", a.journal.file_name()), e));
+                        break;
+                    }
+                    written += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            if failure.is_none() && !buf.is_empty() {
+                match a.file.write_all(&buf) {
+                    Ok(()) => written += buf.len() as u64,
+                    Err(e) => {
+                        failure = Some(Error::io(format!("append to {}", a.journal.file_name()), e))
+                    }
+                }
+            }
+            if let Some(err) = failure {
+                if written > 0 || err.code() != crate::ErrorCode::InvalidInput {
+                    // Part of the chunk may be in the file: stop using it, keep only what was
+                    // accepted before this chunk.
+                    self.seal_active(&mut w, Some(chunk_start));
+                }
+                return Err(err);
+            }
+            a.committed += written;
+            a.rows += chunk.len() as u64;
+            a.unsynced_rows += chunk.len() as u64;
+            rest = tail;
+            if a.rows >= max {
+                self.rotate(&mut w);
+            } else if self.sync_due(a, now) {
+                if let Err(e) = self.sync_file(a) {
+                    // This chunk is not acknowledged: seal the journal without it.
+                    a.rows -= chunk.len() as u64;
+                    self.seal_active(&mut w, Some(chunk_start));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seal and finish at a rotation point. Failure to finish is deferred: the rows are
+    /// accepted and safe in the sealed journal, and `flush`/`flush_due` retry.
+    fn rotate(&self, w: &mut Writer) {
+        self.seal_active(w, None);
+        if self.finish_sealed(w).is_err() {
+            self.shared.note(|s| s.deferred_errors += 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
