@@ -121,7 +121,13 @@ impl Directory for CapDir {
     }
 
     fn sync_dir(&self, name: &str) -> io::Result<()> {
-        self.dir_handle(name)?.into_std_file().sync_all()
+        // cap-std holds directories as `O_PATH` descriptors, which cannot be fsynced; open the
+        // directory read-only (still resolved beneath the handle) and fsync that.
+        check_dir_name(name)?;
+        let target = if name.is_empty() { "." } else { name };
+        let mut opts = OpenOptions::new();
+        opts.read(true);
+        self.dir.open_with(target, &opts)?.sync_all()
     }
 
     fn capacity(&self) -> io::Result<Option<Capacity>> {
