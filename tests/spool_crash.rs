@@ -31,9 +31,13 @@ fn child(dir: &str, run: u64) {
     let spool: Spool<Value> = Spool::open_path(dir, config()).expect("child open");
     let mut out = std::io::stdout().lock();
     let mut seq = 0u64;
-    let mut state = run.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = run
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     while seq < 200_000 {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let n = 1 + (state >> 33) % 150;
         let batch: Vec<Value> = (seq..seq + n)
             .map(|s| json!({"id": run * 1_000_000_000 + s, "v": "payload-".repeat(4)}))
@@ -84,7 +88,9 @@ fn acknowledged_rows_survive_sigkill_exactly_once() {
             }
             high
         });
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let delay = 15 + (rng >> 33) % 120;
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().unwrap(); // SIGKILL
@@ -110,12 +116,18 @@ fn acknowledged_rows_survive_sigkill_exactly_once() {
     for (run, high) in &acked {
         if let Some(high) = high {
             for s in 0..=*high {
-                assert!(seen.contains_key(&(run * 1_000_000_000 + s)), "run {run} row {s} lost");
+                assert!(
+                    seen.contains_key(&(run * 1_000_000_000 + s)),
+                    "run {run} row {s} lost"
+                );
             }
             total_acked += high + 1;
         }
     }
-    assert!(total_acked > 0, "no flush was ever acknowledged: the test proved nothing");
+    assert!(
+        total_acked > 0,
+        "no flush was ever acknowledged: the test proved nothing"
+    );
     assert!(reader.quarantined().is_empty());
     eprintln!(
         "{RUNS} kills, {total_acked} acknowledged rows, {} rows present, stats {:?}, {:?}",

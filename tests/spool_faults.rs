@@ -40,7 +40,8 @@ impl Rig {
 }
 
 fn rows(ids: std::ops::Range<u64>) -> Vec<Value> {
-    ids.map(|i| json!({"id": i, "payload": "x".repeat(40)})).collect()
+    ids.map(|i| json!({"id": i, "payload": "x".repeat(40)}))
+        .collect()
 }
 
 /// id -> how many times it is in the spool.
@@ -76,7 +77,11 @@ fn disk_full_during_put_refuses_the_batch_and_keeps_earlier_rows() {
     assert_eq!(spool.pending(), 50);
     spool.put(&rows(60..70)).unwrap();
     spool.flush().unwrap();
-    assert_eq!(spool.stats().torn_rows_dropped, 0, "the torn write is past the limit");
+    assert_eq!(
+        spool.stats().torn_rows_dropped,
+        0,
+        "the torn write is past the limit"
+    );
     let mut want: Vec<u64> = (0..50).collect();
     want.extend(60..70);
     assert_exactly(&spool, want.clone());
@@ -93,11 +98,16 @@ fn disk_full_during_flush_keeps_rows_pending_and_retry_succeeds() {
         rig.faulty.fail_after(Op::Write, ok_writes, ENOSPC);
         // The journal append already happened; the next writes are the segment, then the
         // sidecar.
-        let err = spool.flush().expect_err(&format!("write {ok_writes} must fail"));
+        let err = spool
+            .flush()
+            .expect_err(&format!("write {ok_writes} must fail"));
         assert_eq!(err.code(), ErrorCode::DiskFull, "{err}");
         assert_eq!(spool.pending(), 300);
         assert!(spool.segments(TimeRange::all()).unwrap().is_empty());
-        assert!(rig.mem.names().iter().all(|n| !n.ends_with(".tmp")), "temporary removed");
+        assert!(
+            rig.mem.names().iter().all(|n| !n.ends_with(".tmp")),
+            "temporary removed"
+        );
         spool.flush().unwrap();
         assert_eq!(spool.pending(), 0);
         assert_exactly(&spool, 0..300);
@@ -157,7 +167,14 @@ fn power_cut_at_every_step_of_a_flush() {
     let spool = probe.open();
     spool.put(&rows(0..200)).unwrap();
     spool.sync().unwrap();
-    let ops = [Op::Create, Op::Write, Op::Sync, Op::Rename, Op::Remove, Op::SyncDir];
+    let ops = [
+        Op::Create,
+        Op::Write,
+        Op::Sync,
+        Op::Rename,
+        Op::Remove,
+        Op::SyncDir,
+    ];
     let before: Vec<u64> = ops.iter().map(|&op| probe.faulty.count(op)).collect();
     spool.flush().unwrap();
     let steps: Vec<(Op, u64)> = ops
@@ -183,7 +200,10 @@ fn power_cut_at_every_step_of_a_flush() {
             cases += 1;
         }
     }
-    assert!(cases >= 8, "flush performs several durable steps, got {cases}");
+    assert!(
+        cases >= 8,
+        "flush performs several durable steps, got {cases}"
+    );
 }
 
 #[test]
