@@ -44,7 +44,7 @@ fn child(dir: &str, run: u64) {
             .collect();
         spool.put(&batch).expect("put");
         seq += n;
-        if (state >> 40) % 3 == 0 {
+        if (state >> 40).is_multiple_of(3) {
             continue; // sometimes leave rows unflushed
         }
         spool.flush().expect("flush");

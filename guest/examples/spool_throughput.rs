@@ -14,7 +14,11 @@ use edgestore::spool::{Metric, Spool, SpoolConfig, TimeRange};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let rows: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let rows: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let level: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(6);
 
     let tmp = tempfile::tempdir()?;
@@ -53,8 +57,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("ingest MB/s (JSON)   {:.1}", json_bytes as f64 / 1e6 / secs);
     println!("JSON bytes           {json_bytes}");
     println!("compressed bytes     {compressed}");
-    println!("ratio                {:.1}:1", json_bytes as f64 / compressed as f64);
-    println!("space saving         {:.1} %", 100.0 * (1.0 - compressed as f64 / json_bytes as f64));
+    println!(
+        "ratio                {:.1}:1",
+        json_bytes as f64 / compressed as f64
+    );
+    println!(
+        "space saving         {:.1} %",
+        100.0 * (1.0 - compressed as f64 / json_bytes as f64)
+    );
 
     let t = Instant::now();
     let mut reader = spool.read_range(TimeRange::all())?;

@@ -106,15 +106,14 @@ pub struct VerifyReport {
     pub quarantined: Vec<String>,
 }
 
-/// Which directory holds segment `name` now (`""` root, or `uploaded`).
+/// Which directory holds segment `name` now (`""` root, or `uploaded`). Probes by opening
+/// rather than listing, so it costs the same however many segments the spool holds.
 pub(crate) fn locate(shared: &Shared, name: &str) -> Result<&'static str> {
     for sub in ["", UPLOADED_DIR] {
-        let listed = shared
-            .dir
-            .list(sub)
-            .map_err(|e| Error::io(format!("list {sub:?}"), e))?;
-        if listed.iter().any(|e| e.name == name) {
-            return Ok(sub);
+        match shared.dir.open_read(&join(sub, name)) {
+            Ok(_) => return Ok(sub),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("open {name}"), e)),
         }
     }
     Err(Error::not_found(format!("segment {name}")))

@@ -154,7 +154,10 @@ fn compress(
         bytes: 0,
         error: None,
     };
-    let mut br = brotli::CompressorWriter::new(out, 64 << 10, level, 22);
+    // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own meta-block,
+    // so row-sized writes would cost both speed and ratio.
+    let br = brotli::CompressorWriter::new(out, 64 << 10, level, 22);
+    let mut br = io::BufWriter::with_capacity(128 << 10, br);
     let mut c = Compressed::default();
     br.write_all(b"[")?;
     loop {
@@ -174,6 +177,7 @@ fn compress(
     }
     br.write_all(b"]")?;
     br.flush()?;
+    let br = br.into_inner().map_err(|e| e.into_error())?;
     let mut out = br.into_inner();
     if let Some(e) = out.error.take() {
         return Err(e);
