@@ -137,3 +137,46 @@ impl Directory for PathDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn path_dir_stays_under_its_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = PathDir::open(tmp.path().join("root")).unwrap();
+        let mut f = d.create_new("a").unwrap();
+        f.write_all(b"hello").unwrap();
+        f.sync_all().unwrap();
+        assert_eq!(
+            d.create_new("a").err().map(|e| e.kind()),
+            Some(io::ErrorKind::AlreadyExists)
+        );
+        d.create_dir("sub").unwrap();
+        d.create_dir("sub").unwrap();
+        d.rename("a", "sub/b").unwrap();
+        d.sync_dir("").unwrap();
+        d.sync_dir("sub").unwrap();
+        let mut s = String::new();
+        d.open_read("sub/b")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "hello");
+        let listed = d.list("sub").unwrap();
+        assert_eq!((listed[0].name.as_str(), listed[0].len), ("b", 5));
+        assert!(d.list("missing").unwrap().is_empty());
+        for bad in ["../escape", "/etc/passwd", "sub/../../x"] {
+            assert_eq!(
+                d.create_new(bad).err().map(|e| e.kind()),
+                Some(io::ErrorKind::InvalidInput)
+            );
+        }
+        assert!(!tmp.path().join("escape").exists());
+        d.remove("sub/b").unwrap();
+        #[cfg(all(feature = "native", unix))]
+        assert!(d.capacity().unwrap().is_some());
+    }
+}

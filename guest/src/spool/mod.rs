@@ -198,7 +198,9 @@ impl<R> Spool<R> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rows accepted but not yet in a finished segment.
+    /// Rows accepted but not yet in a finished segment. A journal inherited from an earlier
+    /// process that could not be finished on open (disk full) is not counted: its row count
+    /// is only known once it is read; [`Spool::journals`] lists it.
     pub fn pending(&self) -> u64 {
         let w = self.writer();
         w.active.as_ref().map_or(0, |a| a.rows) + w.sealed.iter().map(|s| s.rows).sum::<u64>()

@@ -232,17 +232,27 @@ pub(crate) fn open_verified<R: DeserializeOwned>(
 ) -> Result<SegmentReader<R>> {
     let name = seg.file_name();
     let dir = &*shared.dir;
-    let sub = locate(shared, &name)?;
-    let path = join(sub, &name);
-    let sum = join(sub, &sidecar_name(&name));
-    let ok = match read_sidecar(dir, &sum) {
-        Ok(Some(sc)) => {
-            verify_file(dir, &path, &sc).map_err(|e| Error::io(format!("verify {name}"), e))?
+    // A concurrent `mark_uploaded` may move the segment between locating and opening it:
+    // locate again once before reporting it gone.
+    let mut attempt = 0;
+    let (sub, ok) = loop {
+        attempt += 1;
+        let sub = locate(shared, &name)?;
+        let path = join(sub, &name);
+        let sum = join(sub, &sidecar_name(&name));
+        let checked = match read_sidecar(dir, &sum) {
+            Ok(Some(sc)) => verify_file(dir, &path, &sc),
+            Ok(None) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(false),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(ok) => break (sub, ok),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
+            Err(e) => return Err(Error::io(format!("verify {name}"), e)),
         }
-        Ok(None) => true,
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => false,
-        Err(e) => return Err(Error::io(format!("read sidecar of {name}"), e)),
     };
+    let path = join(sub, &name);
     if !ok {
         quarantine(shared, sub, &name)?;
         return Err(Error::corrupt(format!(

@@ -48,11 +48,11 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
     for sub in ["", UPLOADED_DIR, QUARANTINE_DIR] {
         listings.push((sub, dir.list(sub).map_err(ctx("list"))?));
     }
-    let present = |sub: &str, name: &str| {
-        listings
-            .iter()
-            .any(|(d, l)| *d == sub && l.iter().any(|e| e.name == name))
-    };
+    let index: HashSet<(&str, &str)> = listings
+        .iter()
+        .flat_map(|(d, l)| l.iter().map(move |e| (*d, e.name.as_str())))
+        .collect();
+    let present = |sub: &str, name: &str| index.contains(&(sub, name));
     let mut last_stop = 0i64;
     for (_, l) in &listings {
         for seg in l.iter().filter_map(|e| SegmentName::parse(&e.name)) {

@@ -334,3 +334,38 @@ fn unserialisable_rows_are_refused_without_side_effects() {
     );
     assert_eq!(spool.pending(), 0);
 }
+
+#[test]
+fn sync_policy_every_millis_is_driven_by_put_and_flush_due() {
+    let dir = MemDir::new();
+    let clock = ManualClock::new(T0);
+    let mut c = cfg(1000);
+    c.sync_policy = SyncPolicy::EveryMillis(1_000);
+    c.max_interval = std::time::Duration::from_secs(3600);
+    {
+        let spool: Spool<Value> = open(&dir, &clock, c.clone());
+        spool.put(&values(0..3)).unwrap();
+        clock.advance_ms(1_000);
+        spool.put(&values(3..5)).unwrap(); // due: synced by put
+        spool.put(&values(5..6)).unwrap();
+        clock.advance_ms(1_000);
+        assert_eq!(spool.flush_due(clock.now_ms()).unwrap(), 0); // due: synced by the timer
+        spool.put(&values(6..9)).unwrap(); // not due
+    }
+    dir.crash();
+    let spool: Spool<Value> = open(&dir, &clock, c);
+    assert_eq!(read_all(&spool), values(0..6));
+}
+
+#[test]
+fn spool_works_over_path_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::dir::PathDir::open(tmp.path()).unwrap();
+    let clock = ManualClock::new(T0);
+    let spool: Spool<Value> = Spool::open(Arc::new(dir), cfg(10), Arc::new(clock.clone())).unwrap();
+    spool.put(&values(0..25)).unwrap();
+    spool.flush().unwrap();
+    assert_eq!(read_all(&spool), values(0..25));
+    let u = spool.usage().unwrap();
+    assert_eq!((u.pending.files, u.journals.files), (6, 0));
+}
