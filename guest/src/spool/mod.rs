@@ -24,6 +24,7 @@
 //! | streaming reader | `reader.rs` |
 //! | listing, upload marks, purge, usage | `lifecycle.rs` |
 //! | the reference agent's metric record | `metric.rs` |
+//! | counters worth alerting on | `stats.rs` |
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +43,7 @@ mod name;
 mod reader;
 mod recovery;
 mod segment;
+mod stats;
 
 pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
@@ -49,33 +51,10 @@ pub use metric::Metric;
 pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};
 pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
 pub use segment::Sidecar;
+pub use stats::SpoolStats;
 
 use journal::encode_line;
 use name::JournalName;
-
-/// Counters of what the spool did that a caller may want to alert on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpoolStats {
-    /// Segments finished by this process.
-    pub segments_written: u64,
-    /// Rows in those segments.
-    pub rows_written: u64,
-    /// Journals left by an earlier process and finished on open.
-    pub journals_recovered: u64,
-    /// Torn last rows (incomplete lines) dropped while finishing journals.
-    pub torn_rows_dropped: u64,
-    /// Complete journal lines that failed their checksum (their journal went to quarantine).
-    pub corrupt_lines: u64,
-    /// Segments moved to `quarantine/` because they failed verification or decoding.
-    pub segments_quarantined: u64,
-    /// Leftover temporaries and orphan sidecars removed on open (derived data only).
-    pub temp_files_removed: u64,
-    /// Journals found already finished on open (crash after publish) and removed.
-    pub finished_journals_removed: u64,
-    /// Errors that did not fail the call that met them (a rotation that will be retried, a
-    /// journal that could not be removed after its segment was published).
-    pub deferred_errors: u64,
-}
 
 /// State shared by the spool and its readers.
 pub(crate) struct Shared {
