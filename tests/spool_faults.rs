@@ -235,3 +235,26 @@ fn recovery_failure_does_not_stop_the_open() {
     assert_eq!(spool.flush_due(T0).unwrap(), 1, "the host timer retries");
     assert_exactly(&spool, 0..10);
 }
+
+#[test]
+fn read_errors_are_io_errors_and_never_quarantine_a_healthy_segment() {
+    let rig = Rig::new(50);
+    let spool = rig.open();
+    spool.put(&rows(0..100)).unwrap();
+    for k in 0..4 {
+        rig.faulty.fail_after(Op::Read, k, EIO);
+        let mut r = spool.read_range(TimeRange::all()).unwrap();
+        let err = loop {
+            match r.next(10) {
+                Ok(b) if b.is_empty() => panic!("read {k} should have failed"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.code(), ErrorCode::Io, "{err}");
+        rig.faulty.disarm();
+    }
+    assert_eq!(spool.stats().segments_quarantined, 0);
+    assert_eq!(spool.verify().unwrap().quarantined.len(), 0);
+    assert_exactly(&spool, 0..100);
+}

@@ -15,7 +15,7 @@ use super::reader::{open_verified, RangeReader, SegmentReader};
 use super::segment::{read_sidecar, verify_file};
 use super::{Shared, Spool};
 use crate::dir::Capacity;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Where a finished segment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -329,10 +329,21 @@ impl<R> Spool<R> {
             let dir = &*self.shared.dir;
             let path = join(sub, &s.name);
             report.checked += 1;
+            let io_err = |e: io::Error| Error::io(format!("verify {}", s.name), e);
             let ok = match read_sidecar(dir, &join(sub, &sidecar_name(&s.name))) {
-                Ok(Some(sc)) => verify_file(dir, &path, &sc).unwrap_or(false),
-                Ok(None) => decodes(&self.shared, &path, &s.name),
-                Err(_) => false,
+                Ok(Some(sc)) => match verify_file(dir, &path, &sc) {
+                    Ok(ok) => ok,
+                    // Moved or purged meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(e)),
+                },
+                Ok(None) => match decodes(&self.shared, &path, &s.name) {
+                    Ok(ok) => ok,
+                    Err(e) if e.code() == ErrorCode::NotFound => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => false,
+                Err(e) => return Err(io_err(e)),
             };
             if !ok {
                 quarantine(&self.shared, sub, &s.name)?;
@@ -357,16 +368,19 @@ impl<R> Spool<R> {
     }
 }
 
-fn decodes(shared: &Shared, path: &str, name: &str) -> bool {
-    let Ok(file) = shared.dir.open_read(path) else {
-        return false;
-    };
+/// Decode a whole segment: `Ok(false)` if it is corrupt, `Err` for I/O failures.
+fn decodes(shared: &Shared, path: &str, name: &str) -> Result<bool> {
+    let file = shared
+        .dir
+        .open_read(path)
+        .map_err(|e| Error::io(format!("open {name}"), e))?;
     let mut r = SegmentReader::<serde::de::IgnoredAny>::new(name.to_string(), file);
     loop {
         match r.next(1024) {
-            Ok(rows) if rows.is_empty() => return true,
+            Ok(rows) if rows.is_empty() => return Ok(true),
             Ok(_) => {}
-            Err(_) => return false,
+            Err(e) if e.code() == ErrorCode::Corrupt => return Ok(false),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -204,19 +204,23 @@ impl<R: DeserializeOwned> SegmentReader<R> {
         &self.name
     }
 
-    /// Up to `max` more rows; an empty vector at the end. A decoding failure is `Corrupt`.
+    /// Up to `max` more rows; an empty vector at the end. A decoding failure is `Corrupt`;
+    /// a failing read of the file is an I/O error.
     pub fn next(&mut self, max: usize) -> Result<Vec<R>> {
         let mut rows = Vec::with_capacity(max.min(1024));
         while rows.len() < max && !self.done {
-            let more = self.scanner.next_element(&mut self.element).map_err(|e| {
-                Error::corrupt(format!("segment {}: {e}", self.name)).with_source(e)
-            })?;
+            // InvalidData/UnexpectedEof (bad Brotli, bad array) become `Corrupt`; a failing
+            // disk stays an I/O error, so a healthy segment is never quarantined for it.
+            let more = self
+                .scanner
+                .next_element(&mut self.element)
+                .map_err(|e| Error::io(format!("segment {}", self.name), e))?;
             if !more {
                 self.done = true;
                 break;
             }
             let row = serde_json::from_slice(&self.element).map_err(|e| {
-                Error::corrupt(format!("segment {}: row {} : {e}", self.name, rows.len()))
+                Error::corrupt(format!("segment {}: row does not decode: {e}", self.name))
             })?;
             rows.push(row);
         }
