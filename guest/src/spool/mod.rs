@@ -371,6 +371,7 @@ impl<R: Serialize> Spool<R> {
             buf.clear();
             let mut written = 0u64;
             let mut failure = None;
+            let mut io_failed = false;
             for row in chunk {
                 json.clear();
                 if let Err(e) = serde_json::to_writer(&mut json, row) {
@@ -380,6 +381,7 @@ impl<R: Serialize> Spool<R> {
                 encode_line(&json, &mut buf);
                 if buf.len() >= WRITE_CHUNK {
                     if let Err(e) = a.file.write_all(&buf) {
+                        io_failed = true;
                         failure =
                             Some(Error::io(format!("append to {}", a.journal.file_name()), e));
                         break;
@@ -392,12 +394,13 @@ impl<R: Serialize> Spool<R> {
                 match a.file.write_all(&buf) {
                     Ok(()) => written += buf.len() as u64,
                     Err(e) => {
+                        io_failed = true;
                         failure = Some(Error::io(format!("append to {}", a.journal.file_name()), e))
                     }
                 }
             }
             if let Some(err) = failure {
-                if written > 0 || err.code() != crate::ErrorCode::InvalidInput {
+                if written > 0 || io_failed {
                     // Part of the chunk may be in the file: stop using it, keep only what was
                     // accepted before this chunk.
                     self.seal_active(&mut w, Some(chunk_start));
