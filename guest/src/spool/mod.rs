@@ -14,6 +14,26 @@
 //! * A failed step never deletes the only copy of a row: the journal stays until its segment
 //!   is published, and `flush`/`flush_due` retry it.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use edgestore::dir::MemDir;
+//! use edgestore::sample::MetricGenerator;
+//! use edgestore::{ManualClock, Metric, Spool, SpoolConfig, TimeRange};
+//!
+//! // Natively: `Spool::open_path("/var/lib/agent/spool", config)`.
+//! let dir = Arc::new(MemDir::new());
+//! let spool: Spool<Metric> =
+//!     Spool::open(dir, SpoolConfig::new("agent-1"), Arc::new(ManualClock::new(0)))?;
+//! spool.put(&MetricGenerator::new(1, 0).batch(3))?;
+//! spool.flush()?; // durable in `agent-1_0_0.json.br`
+//! let segments = spool.segments(TimeRange::all())?;
+//! assert_eq!(segments[0].rows, Some(3));
+//! let mut reader = spool.read_range(TimeRange::all())?;
+//! assert_eq!(reader.next(100)?.len(), 3);
+//! spool.mark_uploaded(&[&segments[0].name])?;
+//! # Ok::<(), edgestore::Error>(())
+//! ```
+//!
 //! | concept | file |
 //! |---|---|
 //! | configuration and sync policy | `config.rs` |

@@ -30,7 +30,7 @@ pub const SIDECAR_FORMAT: u32 = 1;
 /// The checksum sidecar of a finished segment (`<segment>.sum`, one JSON object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
-    /// [`SIDECAR_FORMAT`].
+    /// Format version, currently 1.
     pub format: u32,
     /// CRC-32 (IEEE) of the segment's bytes.
     pub crc32: u32,
