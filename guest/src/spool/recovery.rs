@@ -34,6 +34,13 @@ fn sidecar_target(name: &str) -> Option<&str> {
         .filter(|seg| seg.ends_with(SEGMENT_SUFFIX) && SegmentName::parse(seg).is_some())
 }
 
+/// `.<segment>.tmp` for a valid segment name: only our own temporaries are ever removed.
+fn is_segment_tmp(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(TMP_SUFFIX))
+        .is_some_and(|seg| SegmentName::parse(seg).is_some())
+}
+
 /// Recover the spool directory; returns journals still to finish and the largest stop time
 /// seen for this identifier.
 pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
@@ -71,7 +78,7 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
         }
         if let Some(j) = JournalName::parse(&e.name) {
             journals.push(j);
-        } else if e.name.starts_with('.') && e.name.ends_with(TMP_SUFFIX) {
+        } else if is_segment_tmp(&e.name) {
             dir.remove(&e.name).map_err(ctx("remove temporary"))?;
             removed += 1;
         } else if let Some(seg) = sidecar_target(&e.name) {

@@ -128,6 +128,22 @@ fn torn_journal_tail_is_recovered_on_open() {
 }
 
 #[test]
+fn recovery_removes_only_its_own_derived_files() {
+    let dir = MemDir::new();
+    let clock = ManualClock::new(T0);
+    dir.write_bytes(".agent-1_5_6.json.br.tmp", b"half a segment");
+    dir.write_bytes("agent-1_5_6.json.br.sum", b"{}");
+    dir.write_bytes(".editor-swap.tmp", b"not ours");
+    dir.write_bytes("notes.txt", b"not ours");
+    let spool: Spool<Value> = open(&dir, &clock, cfg(10));
+    assert_eq!(spool.stats().temp_files_removed, 2);
+    let names = dir.names();
+    assert!(names.contains(&".editor-swap.tmp".to_string()));
+    assert!(names.contains(&"notes.txt".to_string()));
+    assert!(!names.iter().any(|n| n.contains("agent-1_5_6")));
+}
+
+#[test]
 fn corrupt_journal_lines_are_counted_and_the_journal_kept() {
     let dir = MemDir::new();
     let clock = ManualClock::new(T0);
