@@ -448,3 +448,35 @@ mod props {
         }
     }
 }
+
+#[test]
+fn bad_files_never_stop_the_open() {
+    let dir = MemDir::new();
+    let clock = ManualClock::new(T0);
+    {
+        let spool: Spool<Value> = open(&dir, &clock, cfg(10));
+        spool.put(&values(0..20)).unwrap();
+    }
+    let names = dir.names();
+    let seg = names.iter().find(|n| n.ends_with(".json.br")).unwrap();
+    dir.write_bytes(&format!("{seg}.sum"), b"garbage sidecar");
+    dir.create_dir("agent-1_1_2.json.br").unwrap();
+    dir.write_bytes(".agent-1_3_ff.journal", b"");
+    dir.write_bytes("agent-1_9_9.json.br", b"");
+    let spool: Spool<Value> = open(&dir, &clock, cfg(10));
+    let rows = read_all(&spool);
+    assert_eq!(
+        rows,
+        values(10..20),
+        "the segment with a bad sidecar is quarantined"
+    );
+    assert_eq!(
+        spool.stats().segments_quarantined,
+        2,
+        "bad sidecar + empty file"
+    );
+    assert!(
+        spool.journals().unwrap().is_empty(),
+        "empty journal finished into nothing"
+    );
+}
