@@ -11,14 +11,21 @@
 //! | schemas, values, rows, queries, timestamps, the `Model` trait, `ResourceTags` | [`model`] |
 //! | the SQL `Connection` trait, SQL text, busy retry, the rusqlite driver | [`sql`] |
 //! | repository traits, dynamic and typed repositories, transactions, migrations | [`repository`] |
+//! | the directory capability and fault seam | [`dir`] |
+//! | the crash-safe Brotli spool | [`spool`] |
+//! | deterministic sample metrics | [`sample`] |
 
 pub mod clock;
+pub mod dir;
 pub mod error;
 pub mod model;
 pub mod repository;
+pub mod sample;
+pub mod spool;
 pub mod sql;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dir::Directory;
 pub use error::{Error, ErrorClass, ErrorCode, Result};
 pub use model::{
     Column, ColumnType, Condition, Model, Query, ResourceTags, Row, Schema, Timestamp, Value,
@@ -27,6 +34,7 @@ pub use repository::{
     Creator, Deleter, Reader, RepositoryOptions, SqlRepository, SqlStorage, Storage, StorageCommon,
     TxMode, Updater,
 };
+pub use spool::{Metric, Spool, SpoolConfig, SyncPolicy, TimeRange};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteDatabase, SqliteOptions};
 pub use sql::{Connection, Database, RetryPolicy};

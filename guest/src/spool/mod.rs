@@ -1,0 +1,357 @@
+//! The disk spool: rows in, Brotli segments out, nothing lost in between.
+//!
+//! `put` appends rows to a *journal* (checksummed JSON lines under a hidden name); rotation
+//! (exactly `max_records` rows, or `max_interval` after the first row) and `flush` *finish*
+//! the journal into a segment `<identifier>_<startMs>_<stopMs>.json.br` that the reference
+//! agent's shippers read unchanged. On open every journal an earlier process left behind is
+//! finished the same way. The format, the recovery rules and the durability contract are in
+//! `docs/spool-format.md`; the short version:
+//!
+//! * `flush()` returning `Ok` means every row accepted before it is in a finished, fsynced
+//!   segment whose directory entry is fsynced.
+//! * Between flushes, rows are as durable as the [`SyncPolicy`] makes the journal; whatever
+//!   was synced is recovered on the next open (a torn last row is dropped and counted).
+//! * A failed step never deletes the only copy of a row: the journal stays until its segment
+//!   is published, and `flush`/`flush_due` retry it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use edgestore::dir::MemDir;
+//! use edgestore::sample::MetricGenerator;
+//! use edgestore::{ManualClock, Metric, Spool, SpoolConfig, TimeRange};
+//!
+//! // Natively: `Spool::open_path("/var/lib/agent/spool", config)`.
+//! let dir = Arc::new(MemDir::new());
+//! let spool: Spool<Metric> =
+//!     Spool::open(dir, SpoolConfig::new("agent-1"), Arc::new(ManualClock::new(0)))?;
+//! spool.put(&MetricGenerator::new(1, 0).batch(3))?;
+//! spool.flush()?; // durable in `agent-1_0_0.json.br`
+//! let segments = spool.segments(TimeRange::all())?;
+//! assert_eq!(segments[0].rows, Some(3));
+//! let mut reader = spool.read_range(TimeRange::all())?;
+//! assert_eq!(reader.next(100)?.len(), 3);
+//! spool.mark_uploaded(&[&segments[0].name])?;
+//! # Ok::<(), edgestore::Error>(())
+//! ```
+//!
+//! | concept | file |
+//! |---|---|
+//! | configuration and sync policy | `config.rs` |
+//! | names, parsing from the right, time ranges | `name.rs` |
+//! | `put`: appending, splitting at `max_records`, rotation | `put.rs` |
+//! | the journal line format (check, then parse) | `journal.rs` |
+//! | finishing a journal, checksum sidecar | `segment.rs` |
+//! | recovery on open | `recovery.rs` |
+//! | streaming reader | `reader.rs` |
+//! | listing, upload marks, purge, usage | `lifecycle.rs` |
+//! | the reference agent's metric record | `metric.rs` |
+//! | counters worth alerting on | `stats.rs` |
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::Clock;
+use crate::dir::{Directory, WriteFile};
+use crate::error::{Error, Result};
+
+mod config;
+mod journal;
+mod lifecycle;
+mod metric;
+mod name;
+mod put;
+mod reader;
+mod recovery;
+mod segment;
+mod stats;
+
+pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
+pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
+pub use metric::Metric;
+pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};
+pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
+pub use segment::Sidecar;
+pub use stats::SpoolStats;
+
+use name::JournalName;
+
+/// State shared by the spool and its readers.
+pub(crate) struct Shared {
+    pub(crate) dir: Arc<dyn Directory>,
+    pub(crate) config: SpoolConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    stats: Mutex<SpoolStats>,
+}
+
+impl Shared {
+    pub(crate) fn note(&self, f: impl FnOnce(&mut SpoolStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// The journal being appended to.
+struct Active {
+    journal: JournalName,
+    file: Box<dyn WriteFile>,
+    /// Bytes of accepted rows written to the file.
+    committed: u64,
+    rows: u64,
+    unsynced_rows: u64,
+    last_sync_ms: i64,
+    dir_synced: bool,
+}
+
+/// A closed journal waiting to be finished (after rotation, flush, a failure, or on open).
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub(crate) journal: JournalName,
+    /// Only this many bytes belong to accepted rows (`None`: all of it, as on recovery).
+    pub(crate) limit: Option<u64>,
+    pub(crate) rows: u64,
+    pub(crate) published: Option<String>,
+}
+
+struct Writer {
+    active: Option<Active>,
+    sealed: Vec<Sealed>,
+    last_stop: i64,
+}
+
+/// A spool of records of type `R` (any serde type: [`Metric`], `serde_json::Value`, ...).
+///
+/// `Spool<R>` is `Send + Sync`: `put`, `flush` and readers may run on different threads; the
+/// writer side is serialised by a mutex, readers only ever open finished segments.
+pub struct Spool<R> {
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    _records: PhantomData<fn(R) -> R>,
+}
+
+impl<R> std::fmt::Debug for Spool<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("identifier", &self.shared.config.identifier)
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Spool<R> {
+    /// Open a spool in `dir`, recovering whatever an earlier process left (see
+    /// `docs/spool-format.md`). Fails only on a bad config or if the directory cannot be
+    /// listed or prepared; a bad file never stops the open.
+    pub fn open(
+        dir: Arc<dyn Directory>,
+        config: SpoolConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            dir,
+            config,
+            clock,
+            stats: Mutex::new(SpoolStats::default()),
+        });
+        let (sealed, last_stop) = recovery::recover(&shared)?;
+        Ok(Spool {
+            shared,
+            writer: Mutex::new(Writer {
+                active: None,
+                sealed,
+                last_stop,
+            }),
+            _records: PhantomData,
+        })
+    }
+
+    /// Open a spool in the directory at `path` (created if missing) with the system clock.
+    #[cfg(feature = "native")]
+    pub fn open_path(path: impl AsRef<std::path::Path>, config: SpoolConfig) -> Result<Self> {
+        let path = path.as_ref();
+        let dir = crate::dir::CapDir::open(path)
+            .map_err(|e| Error::io(format!("open spool directory {}", path.display()), e))?;
+        Spool::open(Arc::new(dir), config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SpoolConfig {
+        &self.shared.config
+    }
+
+    /// Counters since open (recovery included).
+    pub fn stats(&self) -> SpoolStats {
+        self.shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic mid-put leaves the writer consistent enough: at worst an active journal
+        // whose tail is torn, which finishing handles.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rows accepted but not yet in a finished segment. A journal inherited from an earlier
+    /// process that could not be finished on open (disk full) is not counted: its row count
+    /// is only known once it is read; [`Spool::journals`] lists it.
+    pub fn pending(&self) -> u64 {
+        let w = self.writer();
+        w.active.as_ref().map_or(0, |a| a.rows) + w.sealed.iter().map(|s| s.rows).sum::<u64>()
+    }
+
+    /// Finish the active journal and any journal still waiting (from a failed flush or from
+    /// recovery) into segments. `Ok` means every row accepted before the call is durable in a
+    /// finished segment. On error nothing is lost: the journal stays and the next `flush` or
+    /// `flush_due` retries.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.writer();
+        self.seal_active(&mut w, None);
+        self.finish_sealed(&mut w).map(|_| ())
+    }
+
+    /// The host's timer hook: finish the active segment if `max_interval` has passed since
+    /// its first row, sync the journal if the [`SyncPolicy::EveryMillis`] period is due, and
+    /// retry journals a failed flush left. Returns how many segments were finished.
+    pub fn flush_due(&self, now_ms: i64) -> Result<usize> {
+        let mut w = self.writer();
+        if let Some(a) = &w.active {
+            if now_ms.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
+                self.seal_active(&mut w, None);
+            }
+        }
+        self.sync_if_due(&mut w, now_ms)?;
+        if w.sealed.is_empty() {
+            return Ok(0);
+        }
+        self.finish_sealed(&mut w)
+    }
+
+    /// Make the active journal durable now (`fdatasync` and, the first time, the directory),
+    /// without finishing a segment: after `Ok`, every accepted row survives a crash.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.writer();
+        self.sync_active(&mut w)
+    }
+
+    fn sync_if_due(&self, w: &mut Writer, now: i64) -> Result<()> {
+        if w.active.as_ref().is_some_and(|a| self.sync_due(a, now)) {
+            self.sync_active(w)?;
+        }
+        Ok(())
+    }
+
+    fn sync_due(&self, a: &Active, now: i64) -> bool {
+        match self.shared.config.sync_policy {
+            SyncPolicy::OnFlush => false,
+            SyncPolicy::EveryRows(n) => a.unsynced_rows >= n,
+            SyncPolicy::EveryMillis(ms) => {
+                a.unsynced_rows > 0
+                    && now.saturating_sub(a.last_sync_ms) >= i64::try_from(ms).unwrap_or(i64::MAX)
+            }
+        }
+    }
+
+    /// `fdatasync` the journal and, the first time, the directory holding its entry.
+    fn sync_file(&self, a: &mut Active) -> Result<()> {
+        let res = a.file.sync_data().and_then(|_| {
+            if !a.dir_synced {
+                self.shared.dir.sync_dir("")?;
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                a.dir_synced = true;
+                a.unsynced_rows = 0;
+                a.last_sync_ms = self.shared.clock.now_ms();
+                Ok(())
+            }
+            Err(e) => Err(Error::io(
+                format!("sync journal {}", a.journal.file_name()),
+                e,
+            )),
+        }
+    }
+
+    fn sync_active(&self, w: &mut Writer) -> Result<()> {
+        let Some(a) = w.active.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = self.sync_file(a) {
+            // After a failed fsync the page cache cannot be trusted to reach the disk later;
+            // stop appending to this journal and re-write its rows into a segment.
+            self.seal_active(w, None);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Close the active journal (its handle dropped) and queue it for finishing. `limit`
+    /// overrides the committed length after a failed write.
+    fn seal_active(&self, w: &mut Writer, limit: Option<u64>) {
+        if let Some(mut a) = w.active.take() {
+            // Best effort: the segment's own fsync is the durability point; this only helps
+            // rows survive a crash if finishing fails.
+            if a.file.sync_data().is_err() {
+                self.shared.note(|s| s.deferred_errors += 1);
+            }
+            w.sealed.push(Sealed {
+                journal: a.journal,
+                limit: Some(limit.unwrap_or(a.committed)),
+                rows: a.rows,
+                published: None,
+            });
+        }
+    }
+
+    fn finish_sealed(&self, w: &mut Writer) -> Result<usize> {
+        let mut done = 0;
+        while let Some(s) = w.sealed.first_mut() {
+            let f = segment::finish_journal(
+                &self.shared,
+                &s.journal,
+                s.limit,
+                &mut w.last_stop,
+                &mut s.published,
+            )?;
+            let c = f.counts;
+            self.shared.note(|st| {
+                st.segments_written += u64::from(f.segment.is_some());
+                st.rows_written += c.rows;
+                st.torn_rows_dropped += c.torn;
+                st.corrupt_lines += c.corrupt;
+            });
+            done += usize::from(f.segment.is_some());
+            w.sealed.remove(0);
+        }
+        Ok(done)
+    }
+
+    fn open_journal(&self, now: i64) -> Result<Active> {
+        let journal = JournalName {
+            identifier: self.shared.config.identifier.clone(),
+            start_ms: now.max(0),
+            nonce: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let name = journal.file_name();
+        let file = self
+            .shared
+            .dir
+            .create_new(&name)
+            .map_err(|e| Error::io(format!("create journal {name}"), e))?;
+        Ok(Active {
+            journal,
+            file,
+            committed: 0,
+            rows: 0,
+            unsynced_rows: 0,
+            last_sync_ms: now,
+            dir_synced: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! `put`: serialise rows into checksummed journal lines, split a batch exactly at
+//! `max_records`, and rotate. Writes go out in blocks of [`WRITE_CHUNK`] so a batch never needs
+//! more than one block of buffer beyond the caller's rows.
+
+use serde::Serialize;
+
+use super::journal::encode_line;
+use super::{Spool, Writer};
+use crate::error::{Error, Result};
+
+/// Write buffered rows out once this many bytes are pending inside one `put`.
+const WRITE_CHUNK: usize = 256 << 10;
+
+impl<R: Serialize> Spool<R> {
+    /// Append rows. A batch that crosses `max_records` is split: the segment is finished at
+    /// exactly `max_records` rows and the rest starts the next one.
+    ///
+    /// `Ok` means the rows are accepted (durable as the [`super::SyncPolicy`] says, and certainly
+    /// after the next successful [`Spool::flush`]). On `Err` the rows after the last rotation
+    /// inside this batch were not accepted (retrying them will not duplicate them in this
+    /// process); rows before that rotation were. After a crash, rows of a failed `put` that
+    /// reached the journal may reappear: ids (`Metric::id`) let an uploader de-duplicate.
+    pub fn put(&self, rows: &[R]) -> Result<()> {
+        let mut w = self.writer();
+        let now = self.shared.clock.now_ms();
+        let max = self.shared.config.max_records;
+        if let Some(a) = &w.active {
+            if now.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
+                self.rotate(&mut w);
+            }
+        }
+        let mut rest = rows;
+        let mut buf = Vec::new();
+        let mut json = Vec::new();
+        while !rest.is_empty() {
+            if w.active.is_none() {
+                w.active = Some(self.open_journal(now)?);
+            }
+            let Some(a) = w.active.as_mut() else {
+                return Err(Error::internal("no active journal after opening one"));
+            };
+            let room = usize::try_from(max - a.rows).unwrap_or(usize::MAX);
+            let (chunk, tail) = rest.split_at(room.min(rest.len()));
+            let chunk_start = a.committed;
+            buf.clear();
+            let mut written = 0u64;
+            let mut failure = None;
+            let mut io_failed = false;
+            for row in chunk {
+                json.clear();
+                if let Err(e) = serde_json::to_writer(&mut json, row) {
+                    failure = Some(Error::invalid_input(format!("row does not serialize: {e}")));
+                    break;
+                }
+                encode_line(&json, &mut buf);
+                if buf.len() >= WRITE_CHUNK {
+                    if let Err(e) = a.file.write_all(&buf) {
+                        io_failed = true;
+                        failure =
+                            Some(Error::io(format!("append to {}", a.journal.file_name()), e));
+                        break;
+                    }
+                    written += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            if failure.is_none() && !buf.is_empty() {
+                match a.file.write_all(&buf) {
+                    Ok(()) => written += buf.len() as u64,
+                    Err(e) => {
+                        io_failed = true;
+                        failure = Some(Error::io(format!("append to {}", a.journal.file_name()), e))
+                    }
+                }
+            }
+            if let Some(err) = failure {
+                if written > 0 || io_failed {
+                    // Part of the chunk may be in the file: stop using it, keep only what was
+                    // accepted before this chunk.
+                    self.seal_active(&mut w, Some(chunk_start));
+                }
+                return Err(err);
+            }
+            a.committed += written;
+            a.rows += chunk.len() as u64;
+            a.unsynced_rows += chunk.len() as u64;
+            rest = tail;
+            if a.rows >= max {
+                self.rotate(&mut w);
+            } else if self.sync_due(a, now) {
+                if let Err(e) = self.sync_file(a) {
+                    // This chunk is not acknowledged: seal the journal without it.
+                    a.rows -= chunk.len() as u64;
+                    self.seal_active(&mut w, Some(chunk_start));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seal and finish at a rotation point. Failure to finish is deferred: the rows are
+    /// accepted and safe in the sealed journal, and `flush`/`flush_due` retry.
+    fn rotate(&self, w: &mut Writer) {
+        self.seal_active(w, None);
+        if self.finish_sealed(w).is_err() {
+            self.shared.note(|s| s.deferred_errors += 1);
+        }
+    }
+}

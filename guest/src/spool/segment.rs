@@ -1,0 +1,311 @@
+//! Finishing a journal into a segment, and the checksum sidecar that lets readers verify it.
+//!
+//! Finishing is the one protocol every path uses (rotation, `flush`, recovery on open):
+//!
+//! 1. stream the journal's verified rows through Brotli into `.<segment>.tmp`, hashing the
+//!    compressed bytes as they are written (memory: one line plus Brotli's window);
+//! 2. `fsync` the temporary;
+//! 3. write the sidecar `<segment>.sum` (checksum, bytes, rows, source journal), `fsync` it,
+//!    `fsync` the directory: from here recovery can tell this journal was finished;
+//! 4. rename the temporary to `<segment>`, `fsync` the directory: the segment is published;
+//! 5. remove the journal (or move it to `quarantine/` if it had corrupt lines).
+//!
+//! A crash before 4 leaves the journal (re-finished on open, the temporary and orphan sidecar
+//! removed as derived data); after 4 the sidecar names the journal, so recovery removes the
+//! journal instead of finishing it twice. No step ever removes the only copy of a row.
+
+use std::io::{self, BufReader, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::journal::{JournalScanner, Line};
+use super::name::{join, sidecar_name, tmp_name, JournalName, SegmentName, QUARANTINE_DIR};
+use super::Shared;
+use crate::dir::{Directory, WriteFile};
+use crate::error::{Error, Result};
+
+/// Format version of the sidecar.
+pub const SIDECAR_FORMAT: u32 = 1;
+
+/// The checksum sidecar of a finished segment (`<segment>.sum`, one JSON object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    /// Format version, currently 1.
+    pub format: u32,
+    /// CRC-32 (IEEE) of the segment's bytes.
+    pub crc32: u32,
+    /// Length of the segment in bytes.
+    pub bytes: u64,
+    /// Rows in the segment's JSON array.
+    pub rows: u64,
+    /// The journal the segment was made from, so recovery never finishes it twice.
+    pub journal: String,
+}
+
+/// Read a sidecar; `Ok(None)` if there is none, `InvalidData` if it does not parse.
+pub fn read_sidecar(dir: &dyn Directory, path: &str) -> io::Result<Option<Sidecar>> {
+    let mut f = match dir.open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut text = Vec::new();
+    f.by_ref().take(64 << 10).read_to_end(&mut text)?;
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn write_sidecar(dir: &dyn Directory, path: &str, sidecar: &Sidecar) -> io::Result<()> {
+    match dir.remove(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = dir.create_new(path)?;
+    let mut text = serde_json::to_vec(sidecar).map_err(io::Error::other)?;
+    text.push(b'\n');
+    f.write_all(&text)?;
+    f.sync_all()
+}
+
+/// Stream a file through CRC-32 and compare with its sidecar.
+pub fn verify_file(dir: &dyn Directory, path: &str, sidecar: &Sidecar) -> io::Result<bool> {
+    let mut f = dir.open_read(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut bytes = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(bytes == sidecar.bytes && hasher.finalize() == sidecar.crc32)
+}
+
+/// Hashes and counts what Brotli writes, and latches the first error: the Brotli writer's
+/// `into_inner` swallows errors when it finishes the stream, so they are caught here instead.
+struct HashingWriter {
+    inner: Box<dyn WriteFile>,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+    error: Option<io::Error>,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Err(io::Error::other("earlier write failed"));
+        }
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.bytes += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = match e.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(e.kind(), e.to_string()),
+                };
+                self.error = Some(e);
+                Err(copy)
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Counts from compressing one journal.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Compressed {
+    pub rows: u64,
+    pub torn: u64,
+    pub corrupt: u64,
+    pub crc32: u32,
+    pub bytes: u64,
+    pub json_bytes: u64,
+}
+
+/// Compress the verified rows of `journal` (up to `limit` bytes) into a new file `tmp`.
+fn compress(
+    dir: &dyn Directory,
+    journal: &str,
+    limit: Option<u64>,
+    tmp: &str,
+    level: u32,
+) -> io::Result<Compressed> {
+    let src = dir.open_read(journal)?;
+    let src = BufReader::with_capacity(64 << 10, src.take(limit.unwrap_or(u64::MAX)));
+    let mut scanner = JournalScanner::new(src);
+    match dir.remove(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let out = HashingWriter {
+        inner: dir.create_new(tmp)?,
+        hasher: crc32fast::Hasher::new(),
+        bytes: 0,
+        error: None,
+    };
+    // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own meta-block,
+    // so row-sized writes would cost both speed and ratio.
+    let br = brotli::CompressorWriter::new(out, 64 << 10, level, 22);
+    let mut br = io::BufWriter::with_capacity(128 << 10, br);
+    let mut c = Compressed::default();
+    br.write_all(b"[")?;
+    loop {
+        match scanner.next_line()? {
+            Line::Row(json) => {
+                if c.rows > 0 {
+                    br.write_all(b",")?;
+                }
+                br.write_all(json)?;
+                c.rows += 1;
+                c.json_bytes += json.len() as u64 + 1;
+            }
+            Line::Corrupt => c.corrupt += 1,
+            Line::Torn => c.torn += 1,
+            Line::End => break,
+        }
+    }
+    br.write_all(b"]")?;
+    br.flush()?;
+    let br = br.into_inner().map_err(|e| e.into_error())?;
+    let mut out = br.into_inner();
+    if let Some(e) = out.error.take() {
+        return Err(e);
+    }
+    out.inner.sync_all()?;
+    c.crc32 = out.hasher.finalize();
+    c.bytes = out.bytes;
+    Ok(c)
+}
+
+/// What finishing a journal did.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The segment's file name, or `None` if the journal held no complete row.
+    pub segment: Option<String>,
+    /// The counts.
+    pub counts: Compressed,
+}
+
+/// Finish `journal` into a segment (the protocol in the module docs). `last_stop` is the
+/// largest stop time handed out so far; the new stop is `max(now, start, last_stop + 1)`, so
+/// names never collide even with a clock that stands still, and `last_stop` is updated.
+///
+/// `published` carries state between attempts: if a rename went through but the directory
+/// sync after it failed, it names the segment, and the next attempt only syncs and disposes
+/// of the journal instead of writing the rows a second time.
+pub(crate) fn finish_journal(
+    shared: &Shared,
+    journal: &JournalName,
+    limit: Option<u64>,
+    last_stop: &mut i64,
+    published: &mut Option<String>,
+) -> Result<Finished> {
+    let dir = &*shared.dir;
+    let jname = journal.file_name();
+    if let Some(name) = published.clone() {
+        dir.sync_dir("")
+            .map_err(|e| Error::io(format!("sync directory after publishing {name}"), e))?;
+        let sidecar = read_sidecar(dir, &sidecar_name(&name))
+            .map_err(|e| Error::io(format!("read sidecar of {name}"), e))?;
+        dispose_journal(shared, &jname, false)?;
+        *published = None;
+        let rows = sidecar.map_or(0, |s| s.rows);
+        return Ok(Finished {
+            segment: Some(name),
+            counts: Compressed {
+                rows,
+                ..Compressed::default()
+            },
+        });
+    }
+    let now = shared.clock.now_ms();
+    let mut seg = SegmentName {
+        identifier: journal.identifier.clone(),
+        start_ms: journal.start_ms,
+        stop_ms: now.max(journal.start_ms).max(last_stop.saturating_add(1)),
+    };
+    while dir.list("")?.iter().any(|e| e.name == seg.file_name()) {
+        seg.stop_ms += 1;
+    }
+    let name = seg.file_name();
+    let tmp = tmp_name(&name);
+    let level = shared.config.compression_level;
+    let counts = match compress(dir, &jname, limit, &tmp, level) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = dir.remove(&tmp);
+            return Err(Error::io(format!("write segment {name} from {jname}"), e));
+        }
+    };
+    if counts.rows == 0 {
+        let _ = dir.remove(&tmp);
+        dispose_journal(shared, &jname, counts.corrupt > 0)?;
+        return Ok(Finished {
+            segment: None,
+            counts,
+        });
+    }
+    let sidecar = Sidecar {
+        format: SIDECAR_FORMAT,
+        crc32: counts.crc32,
+        bytes: counts.bytes,
+        rows: counts.rows,
+        journal: jname.clone(),
+    };
+    let sum = sidecar_name(&name);
+    let publish = || -> io::Result<()> {
+        write_sidecar(dir, &sum, &sidecar)?;
+        dir.sync_dir("")?;
+        dir.rename(&tmp, &name)?;
+        dir.sync_dir("")
+    };
+    if let Err(e) = publish() {
+        // Not published (or not known to be durable): undo what is derived, keep the journal.
+        let renamed = dir
+            .list("")
+            .is_ok_and(|l| l.iter().any(|en| en.name == name));
+        if renamed {
+            *last_stop = seg.stop_ms;
+            *published = Some(name.clone());
+        } else {
+            let _ = dir.remove(&sum);
+            let _ = dir.remove(&tmp);
+        }
+        return Err(Error::io(format!("publish segment {name}"), e));
+    }
+    *last_stop = seg.stop_ms;
+    // The rows are safe in the segment; failing to drop the journal only costs a retry on open.
+    if let Err(e) = dispose_journal(shared, &jname, counts.corrupt > 0) {
+        shared.note(|s| s.deferred_errors += 1);
+        let _ = e;
+    }
+    Ok(Finished {
+        segment: Some(name),
+        counts,
+    })
+}
+
+/// Remove a finished journal, or keep it in quarantine when it had corrupt lines (nothing is
+/// silently deleted).
+fn dispose_journal(shared: &Shared, jname: &str, had_corruption: bool) -> Result<()> {
+    let dir = &*shared.dir;
+    let res = if had_corruption {
+        dir.rename(jname, &join(QUARANTINE_DIR, jname))
+            .and_then(|_| dir.sync_dir(QUARANTINE_DIR))
+    } else {
+        dir.remove(jname)
+    };
+    res.and_then(|_| dir.sync_dir(""))
+        .map_err(|e| Error::io(format!("dispose journal {jname}"), e))
+}
