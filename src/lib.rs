@@ -4,3 +4,8 @@
 //!
 //! It re-exports the core so tests and benches can name one crate.
 pub use edgestore;
+
+/// README's Rust examples, compiled and run as doc tests so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
