@@ -15,6 +15,9 @@
 //! | the crash-safe Brotli spool | [`spool`] |
 //! | deterministic sample metrics | [`sample`] |
 
+#[cfg(all(feature = "component", target_family = "wasm"))]
+mod component;
+
 pub mod clock;
 pub mod dir;
 pub mod error;
