@@ -38,6 +38,10 @@ pub enum ErrorCode {
     Io,
     /// A bug or an unexpected state inside edgestore.
     Internal,
+    /// No database is configured under the label asked for (the host's `sqlite` import).
+    NoSuchDatabase,
+    /// The label exists but is not granted to this instance (the host's `sqlite` import).
+    AccessDenied,
 }
 
 impl ErrorCode {
@@ -56,7 +60,9 @@ impl ErrorCode {
             | ErrorCode::InvalidInput
             | ErrorCode::Closed
             | ErrorCode::Io
-            | ErrorCode::Internal => ErrorClass::Permanent,
+            | ErrorCode::Internal
+            | ErrorCode::NoSuchDatabase
+            | ErrorCode::AccessDenied => ErrorClass::Permanent,
         }
     }
 
@@ -76,6 +82,8 @@ impl ErrorCode {
             ErrorCode::Closed => "closed",
             ErrorCode::Io => "io",
             ErrorCode::Internal => "internal",
+            ErrorCode::NoSuchDatabase => "no-such-database",
+            ErrorCode::AccessDenied => "access-denied",
         }
     }
 }
@@ -241,6 +249,9 @@ mod tests {
         assert_eq!(ErrorCode::DiskFull.class(), ErrorClass::Resource);
         assert_eq!(ErrorCode::DuplicateKey.class(), ErrorClass::Consistency);
         assert_eq!(ErrorCode::NotFound.class(), ErrorClass::Permanent);
+        assert_eq!(ErrorCode::NoSuchDatabase.class(), ErrorClass::Permanent);
+        assert_eq!(ErrorCode::AccessDenied.class(), ErrorClass::Permanent);
+        assert_eq!(ErrorCode::AccessDenied.as_str(), "access-denied");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! | the dynamic repository of one table | `sql_repository.rs` |
 //! | the operations, written once for repository and transaction | `ops.rs` |
 //! | transactions, savepoints, rollback guard | `transaction.rs` |
+//! | several tables by name, explicit (non-closure) transactions | `store.rs` |
 //! | create / additive migration, schema versions | `migrate.rs` |
 //! | optional get-by-key cache | `cache.rs` |
 //! | the typed layer | `typed.rs` |
@@ -28,6 +29,7 @@ mod cache;
 mod migrate;
 mod ops;
 mod sql_repository;
+mod store;
 mod traits;
 mod transaction;
 mod typed;
@@ -35,6 +37,7 @@ mod typed;
 pub use cache::ReadCache;
 pub use migrate::{Migration, SCHEMA_TABLE};
 pub use sql_repository::{RepositoryOptions, SqlRepository};
+pub use store::{OpenTransaction, Store};
 pub use traits::{Creator, Deleter, Reader, Storage, StorageCommon, TxMode, Updater};
 pub use transaction::Transaction;
 pub use typed::SqlStorage;

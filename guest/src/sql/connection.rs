@@ -49,6 +49,17 @@ pub trait Database: MaybeSendSync {
     /// Run `f` with a connection fit for reading committed data (the writer when there are no
     /// separate readers, e.g. a private `:memory:` database).
     fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()>;
+    /// Run `f` on the writer inside an explicit transaction that an earlier call left open on
+    /// purpose (`repository::Store::begin`). Unlike [`Database::writer`], a driver must not roll
+    /// an open transaction back here. Such a transaction needs the writer to itself until it
+    /// ends: another user of the same database would join it (or, with a pooled driver, roll
+    /// it back), so a store with an open transaction should own its database.
+    fn writer_in_transaction(
+        &self,
+        f: &mut dyn FnMut(&dyn Connection) -> Result<()>,
+    ) -> Result<()> {
+        self.writer(f)
+    }
 }
 
 fn run_once<R>(
@@ -73,6 +84,15 @@ pub fn with_writer<R>(
     f: impl FnOnce(&dyn Connection) -> Result<R>,
 ) -> Result<R> {
     run_once(|g| db.writer(g), f)
+}
+
+/// Run `f` on the writer inside an explicit open transaction and return its value (see
+/// [`Database::writer_in_transaction`]).
+pub fn with_writer_in_transaction<R>(
+    db: &dyn Database,
+    f: impl FnOnce(&dyn Connection) -> Result<R>,
+) -> Result<R> {
+    run_once(|g| db.writer_in_transaction(g), f)
 }
 
 /// Run `f` on a reader and return its value.

@@ -17,6 +17,7 @@ mod retry;
 pub mod sqlite;
 
 pub use connection::{
-    with_reader, with_writer, Connection, Database, MaybeSendSync, SingleConnection, WriterLock,
+    with_reader, with_writer, with_writer_in_transaction, Connection, Database, MaybeSendSync,
+    SingleConnection, WriterLock,
 };
 pub use retry::RetryPolicy;

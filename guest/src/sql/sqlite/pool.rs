@@ -153,6 +153,14 @@ impl Database for SqliteDatabase {
         })
     }
 
+    fn writer_in_transaction(
+        &self,
+        f: &mut dyn FnMut(&dyn Connection) -> Result<()>,
+    ) -> Result<()> {
+        // The explicit transaction left open by `Store::begin` is the point: keep it.
+        self.writer.with(|conn| f(conn))
+    }
+
     fn reader(&self, f: &mut dyn FnMut(&dyn Connection) -> Result<()>) -> Result<()> {
         if self.max_readers == 0 {
             return self.writer(f);
