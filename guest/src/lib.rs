@@ -7,6 +7,7 @@
 //! | concept | module |
 //! |---|---|
 //! | one error type with a code and a class | [`error`] |
+//! | operation counters, health, diagnostics | [`admin`] |
 //! | injected wall-clock time | [`clock`] |
 //! | schemas, values, rows, queries, timestamps, the `Model` trait, `ResourceTags` | [`model`] |
 //! | the SQL `Connection` trait, SQL text, busy retry, the rusqlite driver | [`sql`] |
@@ -18,6 +19,7 @@
 #[cfg(all(feature = "component", target_family = "wasm"))]
 mod component;
 
+pub mod admin;
 pub mod clock;
 pub mod dir;
 pub mod error;
@@ -34,8 +36,8 @@ pub use model::{
     Column, ColumnType, Condition, Model, Query, ResourceTags, Row, Schema, Timestamp, Value,
 };
 pub use repository::{
-    Creator, Deleter, Reader, RepositoryOptions, SqlRepository, SqlStorage, Storage, StorageCommon,
-    TxMode, Updater,
+    Creator, Deleter, OpenTransaction, Reader, RepositoryOptions, SqlRepository, SqlStorage,
+    Storage, StorageCommon, Store, TxMode, Updater,
 };
 pub use spool::{Metric, Spool, SpoolConfig, SyncPolicy, TimeRange};
 #[cfg(feature = "sqlite")]

@@ -14,18 +14,21 @@
 //! | [`PathDir`] | `std::fs` under a root; the component's preopened dir | `path.rs` |
 //! | [`MemDir`] | tests: live vs durable bytes, `crash()` | `mem.rs` |
 //! | [`FaultyDir`] | tests: wraps any directory, injects errors | `faulty.rs` |
+//! | [`WithCapacity`] | wraps any directory; capacity from a function (the component's host) | `capacity.rs` |
 
 use std::fmt::Debug;
 use std::io::{self, Read, Write};
 
 #[cfg(feature = "native")]
 mod cap;
+mod capacity;
 mod faulty;
 mod mem;
 mod path;
 
 #[cfg(feature = "native")]
 pub use cap::CapDir;
+pub use capacity::{CapacityFn, WithCapacity};
 pub use faulty::{FaultyDir, Op, EIO, ENOSPC};
 pub use mem::MemDir;
 pub use path::PathDir;

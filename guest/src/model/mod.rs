@@ -5,6 +5,7 @@
 //! | one SQL value, rows and keys | `value.rs` |
 //! | a table as plain data (columns, key, indexes, foreign keys, generated columns) | `schema.rs` |
 //! | conditions, order, limit, offset | `query.rs` |
+//! | generated-column expressions as postfix nodes (their WIT shape) | `postfix.rs` |
 //! | UTC-millisecond timestamps | `timestamp.rs` |
 //! | identifier validation and the table-naming rule | `naming.rs` |
 //! | per-type normalization and JSON <-> value mapping | `convert.rs` |
@@ -14,6 +15,7 @@
 mod convert;
 mod mapping;
 pub mod naming;
+mod postfix;
 mod query;
 mod resource_tags;
 mod schema;
@@ -22,6 +24,7 @@ mod value;
 
 pub use convert::{json_to_value, normalize, value_to_json};
 pub use mapping::{from_row, to_key, to_row, Model};
+pub use postfix::ExprNode;
 pub use query::{Condition, Order, Query};
 pub use resource_tags::{Labels, ResourceTags, ResourceTagsKey};
 pub use schema::{Column, ColumnType, CreateMode, Expr, ForeignKey, Index, OnDelete, Schema};

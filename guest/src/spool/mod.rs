@@ -45,6 +45,7 @@
 //! | streaming reader | `reader.rs` |
 //! | listing, upload marks, purge, usage | `lifecycle.rs` |
 //! | the reference agent's metric record | `metric.rs` |
+//! | JSON documents as records (validated text), metrics as documents | `document.rs` |
 //! | counters worth alerting on | `stats.rs` |
 
 use std::marker::PhantomData;
@@ -55,6 +56,7 @@ use crate::dir::{Directory, WriteFile};
 use crate::error::{Error, Result};
 
 mod config;
+mod document;
 mod journal;
 mod lifecycle;
 mod metric;
@@ -66,6 +68,7 @@ mod segment;
 mod stats;
 
 pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
+pub use document::{document, document_metric, documents, metric_document, Document};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
 pub use metric::Metric;
 pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};

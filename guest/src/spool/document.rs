@@ -1,0 +1,134 @@
+//! JSON documents as spool records: [`Document`] is a validated JSON value kept as its text
+//! (`Box<serde_json::value::RawValue>`), so a spool of documents never builds a tree for a row
+//! it only stores. Metrics become documents with exactly [`Metric`]'s bytes (the reference
+//! agent's field order), and documents become metrics again when read.
+//!
+//! Journal lines end at `\n`, so a document whose text has newlines between tokens (legal JSON
+//! whitespace, e.g. pretty-printed input) is compacted first; string contents never change.
+
+use serde_json::value::RawValue;
+
+use super::Metric;
+use crate::error::{Error, Result};
+
+/// One JSON value, validated, stored and read back as text.
+pub type Document = Box<RawValue>;
+
+/// Validate one document; compacts it when it spans lines.
+pub fn document(json: String) -> Result<Document> {
+    let json = if json.contains('\n') || json.contains('\r') {
+        compact(&json)
+    } else {
+        json
+    };
+    RawValue::from_string(json).map_err(Error::from)
+}
+
+/// Validate a batch: the first malformed document fails the whole batch (`invalid-input`
+/// naming its position), so nothing of it is written.
+pub fn documents(batch: Vec<String>) -> Result<Vec<Document>> {
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, json)| {
+            document(json).map_err(|e| {
+                Error::invalid_input(format!("document {i} is not valid JSON: {}", e.message()))
+            })
+        })
+        .collect()
+}
+
+/// A metric as a document, byte for byte what `serde_json::to_string(&metric)` writes.
+pub fn metric_document(metric: &Metric) -> Result<Document> {
+    serde_json::value::to_raw_value(metric).map_err(Error::from)
+}
+
+/// A document read back as a metric; `invalid-input` when it is not one.
+pub fn document_metric(doc: &RawValue) -> Result<Metric> {
+    serde_json::from_str(doc.get())
+        .map_err(|e| Error::invalid_input(format!("row is not a metric: {e}")))
+}
+
+/// Drop JSON whitespace outside strings. Only called on text that is then validated, so an
+/// unterminated string simply fails validation afterwards.
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in json.chars() {
+        if in_string {
+            out.push(ch);
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(ch, ' ' | '\t' | '\n' | '\r') {
+            in_string = ch == '"';
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dir::MemDir;
+    use crate::error::ErrorCode;
+    use crate::sample::MetricGenerator;
+    use crate::{ManualClock, Spool, SpoolConfig, TimeRange};
+
+    #[test]
+    fn metrics_keep_the_reference_bytes_and_round_trip() {
+        let m = MetricGenerator::new(1, 0).batch(1).remove(0);
+        let doc = metric_document(&m).unwrap();
+        assert_eq!(doc.get(), serde_json::to_string(&m).unwrap());
+        assert_eq!(document_metric(&doc).unwrap(), m);
+        let not_metric = document("{\"a\":1}".into()).unwrap();
+        assert_eq!(
+            document_metric(&not_metric).unwrap_err().code(),
+            ErrorCode::InvalidInput
+        );
+    }
+
+    #[test]
+    fn a_bad_document_fails_the_batch() {
+        let err = documents(vec!["{}".into(), "{nope".into()]).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+        assert!(err.message().contains("document 1"));
+        assert_eq!(
+            documents(vec!["1".into(), "[true]".into()]).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn multi_line_documents_are_compacted_not_changed() {
+        let doc = document("{\n  \"a b\": \"x\\\" \\n y\",\r\n  \"c\": [1, 2]\n}".into()).unwrap();
+        assert_eq!(doc.get(), r#"{"a b":"x\" \n y","c":[1,2]}"#);
+    }
+
+    #[test]
+    fn a_spool_of_documents_stores_them_verbatim() {
+        let spool: Spool<Document> = Spool::open(
+            Arc::new(MemDir::new()),
+            SpoolConfig::new("docs"),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap();
+        let m = MetricGenerator::new(2, 0).batch(1).remove(0);
+        let mut batch =
+            documents(vec!["{\"k\": [1, {\"z\": null}]}".into(), "\"s\"".into()]).unwrap();
+        batch.push(metric_document(&m).unwrap());
+        spool.put(&batch).unwrap();
+        spool.flush().unwrap();
+        let mut reader = spool.read_range(TimeRange::all()).unwrap();
+        let rows = reader.next(10).unwrap();
+        let texts: Vec<&str> = rows.iter().map(|d| d.get()).collect();
+        assert_eq!(texts[..2], ["{\"k\": [1, {\"z\": null}]}", "\"s\""]);
+        assert_eq!(document_metric(&rows[2]).unwrap(), m);
+    }
+}
