@@ -1,4 +1,33 @@
-//! The edgestore host library: the plugin component's artifact today; the Wasmtime engine,
-//! grants, the `sqlite` import and the typed client live here too as they arrive.
+//! # edgestore-host: the Wasmtime host and the typed async client
+//!
+//! | concept | module |
+//! |---|---|
+//! | the plugin component built by `build.rs`, embedded | [`artifacts`] |
+//! | the host's error type (store errors with code and class; traps and limits apart) | [`error`] |
+//! | what an instance may touch: the data directory and SQLite labels | [`grants`] |
+//! | the Wasmtime engine: epoch interruption, compiled-component cache | [`engine`] |
+//! | the `sqlite` import on the core's rusqlite driver | [`sqlite`] |
+//! | one instance: WASI context, resource table, limiter; rebuilt after a failure | [`instance`] |
+//! | the native engine behind the same client | `native` |
+//! | the typed async client: [`Store`], [`AsyncStorage`], [`AsyncSpool`] | [`client`] |
+//! | the transaction view implementing the core's traits | [`tx`] |
 
 pub mod artifacts;
+pub mod bindings;
+pub mod client;
+mod convert;
+pub mod engine;
+pub mod error;
+pub mod grants;
+pub mod instance;
+mod native;
+mod ops;
+pub mod sqlite;
+pub mod tx;
+
+pub use client::{
+    AsyncReader, AsyncSpool, AsyncStorage, ComponentSource, Engine, Store, StoreConfig,
+};
+pub use error::{Error, LimitKind, Result};
+pub use grants::{DbTarget, Labels};
+pub use tx::TxStorage;

@@ -1,0 +1,482 @@
+//! The typed async client, [`Store`]: the core's generic API (`Storage<M, Id>` and `tx`, the
+//! spool) over either engine. One engine instance per store lives on a blocking thread owned by
+//! a tokio task; callers send it jobs over a channel and await the replies, so a store handle is
+//! cheap to clone and safe to use from many tasks. The same task's timer calls `flush-due` on
+//! every open spool.
+
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgestore::model::{from_row, to_key, to_row};
+use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
+use edgestore::{Metric, Model, Query, Schema, SpoolConfig, TimeRange, TxMode};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::grants::{Grants, Labels};
+use crate::native::NativeBackend;
+use crate::ops::{on_spool, on_table, Backend, ReadFrom};
+use crate::tx::TxStorage;
+
+/// Which engine runs the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// The core linked into this process.
+    Native,
+    /// The core as a WebAssembly component in Wasmtime, sandboxed to the grants.
+    Component(ComponentSource),
+}
+
+/// Where the component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// A `.wasm` component file.
+    File(PathBuf),
+    /// The component's bytes.
+    Bytes(Arc<[u8]>),
+}
+
+/// Everything a store needs. [`StoreConfig::new`] has the defaults.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Native or component.
+    pub engine: Engine,
+    /// The one directory the store may touch.
+    pub data_dir: PathBuf,
+    /// Grant the data directory read-only.
+    pub read_only: bool,
+    /// SQLite labels: what backs them and which are granted. The typed repository uses
+    /// [`crate::grants::DEFAULT_LABEL`].
+    pub labels: Labels,
+    /// Cap on the instance's linear memory, bytes (component only).
+    pub memory_limit: usize,
+    /// Time bound of one call into the instance (component only).
+    pub call_timeout: Duration,
+    /// Where compiled components are cached (component only); `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// How often the store calls `flush-due` on its spools; `None` never.
+    pub flush_interval: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// Defaults: the `default` label on `edgestore.sqlite`, read-write, 256 MiB, 10 s per call,
+    /// no artifact cache, `flush-due` every second.
+    pub fn new(engine: Engine, data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            engine,
+            data_dir: data_dir.into(),
+            read_only: false,
+            labels: Labels::default(),
+            memory_limit: 256 << 20,
+            call_timeout: Duration::from_secs(10),
+            cache_dir: None,
+            flush_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+type Work = Box<dyn FnOnce(&mut dyn Backend) + Send>;
+
+enum Job {
+    Run(Work),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on one store. Clones share the same engine instance.
+#[derive(Clone, Debug)]
+pub struct Store {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Open a store: validate the grants, start the owning task, build the engine instance
+    /// (compiling or loading the component), start the `flush-due` timer.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        let grants = Arc::new(Grants::new(
+            &config.data_dir,
+            config.read_only,
+            config.labels.clone(),
+        )?);
+        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+        let engine = config.engine.clone();
+        let cfg = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let built: Result<Box<dyn Backend>> = match engine {
+                Engine::Native => Ok(Box::new(NativeBackend::new(grants))),
+                Engine::Component(source) => {
+                    crate::instance::ComponentBackend::new(grants, &cfg, &source)
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
+                }
+            };
+            let mut backend = match built {
+                Ok(b) => {
+                    let _ = ready_tx.send(Ok(()));
+                    b
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Some(job) = rx.blocking_recv() {
+                match job {
+                    Job::Run(work) => work(backend.as_mut()),
+                    Job::Shutdown(done) => {
+                        drop(backend);
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+        });
+        ready_rx.await.map_err(|_| Error::Closed)??;
+        let store = Store { jobs };
+        if let Some(every) = config.flush_interval {
+            let weak = store.jobs.downgrade();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(jobs) = weak.upgrade() else { break };
+                    let job = Job::Run(Box::new(|b| b.flush_due_all(now_ms())));
+                    if jobs.send(job).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(store)
+    }
+
+    /// Run `f` on the owning thread and await its result.
+    pub(crate) async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Backend) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Run(Box::new(move |b| {
+            let _ = tx.send(f(b));
+        }));
+        self.jobs.send(job).map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Register model `M` (create or migrate its table) and return its typed storage.
+    pub async fn storage<M, Id>(&self) -> Result<AsyncStorage<M, Id>>
+    where
+        M: Model + Send + Sync + 'static,
+        Id: Serialize + ?Sized,
+    {
+        let schema = Arc::new(M::schema());
+        let s = schema.clone();
+        self.call(move |b| b.register(&s)).await?;
+        Ok(AsyncStorage {
+            store: self.clone(),
+            schema,
+            _model: PhantomData,
+        })
+    }
+
+    /// Open (and recover) a spool in `path`, relative to the data directory.
+    pub async fn spool(&self, path: &str, config: SpoolConfig) -> Result<AsyncSpool> {
+        let path = path.to_owned();
+        let id = self.call(move |b| b.open_spool(&path, &config)).await?;
+        Ok(AsyncSpool {
+            store: self.clone(),
+            id,
+        })
+    }
+
+    /// Stop the store: the engine (and its spools, databases and instance) is dropped before
+    /// this returns; every other handle then gets [`Error::Closed`]. Unflushed spool rows stay
+    /// in their journal and are recovered on the next open.
+    pub async fn close(self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Shutdown(tx))
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// One round trip through the owning task and the engine, doing nothing (a component
+    /// calls `admin.health`): the per-call overhead.
+    pub async fn ping(&self) -> Result<()> {
+        self.call(|b| b.ping()).await
+    }
+}
+
+/// Typed, async storage of model `M` keyed by `Id`: the core's `Storage<M, Id>` operations.
+pub struct AsyncStorage<M, Id: ?Sized> {
+    store: Store,
+    schema: Arc<Schema>,
+    _model: PhantomData<fn() -> (M, Box<Id>)>,
+}
+
+impl<M, Id: ?Sized> Clone for AsyncStorage<M, Id> {
+    fn clone(&self) -> Self {
+        AsyncStorage {
+            store: self.store.clone(),
+            schema: self.schema.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<M, Id> AsyncStorage<M, Id>
+where
+    M: Model + Send + Sync + 'static,
+    Id: Serialize + ?Sized,
+{
+    async fn table<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn crate::ops::DynOps, &Schema) -> edgestore::Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let schema = self.schema.clone();
+        self.store
+            .call(move |b| on_table(b, &schema.table.clone(), |ops| f(ops, &schema)))
+            .await
+    }
+
+    /// The model's schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Insert one item (per the schema's create mode); `false` when ignored.
+    pub async fn create(&self, item: &M) -> Result<bool> {
+        let row = to_row(&self.schema, item)?;
+        self.table(move |ops, _| ops.create(&row)).await
+    }
+
+    /// Insert many items atomically in one call; returns how many were inserted.
+    pub async fn create_many(&self, items: &[M]) -> Result<u64> {
+        let rows = items
+            .iter()
+            .map(|m| to_row(&self.schema, m))
+            .collect::<edgestore::Result<Vec<_>>>()?;
+        self.table(move |ops, _| ops.create_many(&rows)).await
+    }
+
+    /// Insert, or update the mutable columns of the row with the same key.
+    pub async fn upsert(&self, item: &M) -> Result<()> {
+        let row = to_row(&self.schema, item)?;
+        self.table(move |ops, _| ops.upsert(&row)).await
+    }
+
+    /// Insert unless the key exists; `true` when inserted.
+    pub async fn insert_or_ignore(&self, item: &M) -> Result<bool> {
+        let row = to_row(&self.schema, item)?;
+        self.table(move |ops, _| ops.insert_or_ignore(&row)).await
+    }
+
+    /// The item with this id; a missing row is `not-found`.
+    pub async fn get(&self, id: &Id) -> Result<M> {
+        let key = to_key(&self.schema, id)?;
+        self.table(move |ops, schema| from_row(schema, ops.get(&key)?))
+            .await
+    }
+
+    /// The first item matching the query.
+    pub async fn find_first(&self, query: &Query) -> Result<Option<M>> {
+        let q = query.clone().limit(1);
+        let mut all = self.find_all_query(q).await?;
+        Ok(if all.is_empty() {
+            None
+        } else {
+            Some(all.swap_remove(0))
+        })
+    }
+
+    /// Every item matching the query.
+    pub async fn find_all(&self, query: &Query) -> Result<Vec<M>> {
+        self.find_all_query(query.clone()).await
+    }
+
+    async fn find_all_query(&self, q: Query) -> Result<Vec<M>> {
+        self.table(move |ops, schema| {
+            ops.find(&q)?
+                .into_iter()
+                .map(|r| from_row(schema, r))
+                .collect()
+        })
+        .await
+    }
+
+    /// Overwrite the mutable columns of the row with the item's key; `not-found` if none.
+    pub async fn update(&self, item: &M) -> Result<()> {
+        let row = to_row(&self.schema, item)?;
+        self.table(move |ops, _| ops.update(&row)).await
+    }
+
+    /// Delete by id; `false` when there was nothing to delete.
+    pub async fn delete(&self, id: &Id) -> Result<bool> {
+        let key = to_key(&self.schema, id)?;
+        self.table(move |ops, _| ops.delete(&key)).await
+    }
+
+    /// Delete every row; returns how many.
+    pub async fn delete_all(&self) -> Result<u64> {
+        self.table(|ops, _| ops.delete_all()).await
+    }
+
+    /// Number of rows.
+    pub async fn count(&self) -> Result<u64> {
+        self.table(|ops, _| ops.count()).await
+    }
+
+    /// Run `f` in an immediate transaction on the owning thread. `f` gets a view implementing
+    /// the core's sync traits (`Creator`, `Reader`, `Updater`, `Deleter`, `StorageCommon`,
+    /// so `Storage<M, Id>`); `Ok` commits, `Err` rolls back, `tx.tx(..)` nests a savepoint.
+    pub async fn tx<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'t> FnOnce(&TxStorage<'t, M, Id>) -> edgestore::Result<R> + Send + 'static,
+    {
+        self.tx_with(TxMode::Immediate, f).await
+    }
+
+    /// [`AsyncStorage::tx`] with a chosen mode.
+    pub async fn tx_with<R, F>(&self, mode: TxMode, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'t> FnOnce(&TxStorage<'t, M, Id>) -> edgestore::Result<R> + Send + 'static,
+    {
+        self.table(move |ops, schema| {
+            let mut f = Some(f);
+            let mut out = None;
+            ops.nest(mode, &mut |tx| {
+                let f = f
+                    .take()
+                    .ok_or_else(|| edgestore::Error::internal("transaction closure ran twice"))?;
+                out = Some(f(&TxStorage::new(tx, schema))?);
+                Ok(())
+            })?;
+            out.ok_or_else(|| edgestore::Error::internal("transaction closure did not run"))
+        })
+        .await
+    }
+}
+
+/// An open spool of metrics.
+#[derive(Clone, Debug)]
+pub struct AsyncSpool {
+    store: Store,
+    id: u64,
+}
+
+impl AsyncSpool {
+    async fn on<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn crate::ops::DynSpool) -> edgestore::Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let id = self.id;
+        self.store.call(move |b| on_spool(b, id, f)).await
+    }
+
+    /// Append metrics (one call for the whole batch).
+    pub async fn put(&self, rows: Vec<Metric>) -> Result<()> {
+        self.on(move |s| s.put(&rows)).await
+    }
+    /// Finish the active segment: every row put before is durable in a finished segment.
+    pub async fn flush(&self) -> Result<()> {
+        self.on(|s| s.flush()).await
+    }
+    /// Finish the active segment if its interval has passed at `now_ms`.
+    pub async fn flush_due(&self, now_ms: i64) -> Result<u64> {
+        self.on(move |s| s.flush_due(now_ms)).await
+    }
+    /// Make the active segment's rows durable without finishing it.
+    pub async fn sync(&self) -> Result<()> {
+        self.on(|s| s.sync()).await
+    }
+    /// Rows not yet in a finished segment.
+    pub async fn pending(&self) -> Result<u64> {
+        self.on(|s| s.pending()).await
+    }
+    /// Finished segments overlapping `range`.
+    pub async fn segments(&self, range: TimeRange) -> Result<Vec<SegmentInfo>> {
+        self.on(move |s| s.segments(range)).await
+    }
+    /// Move segments to `uploaded/`; returns how many moved.
+    pub async fn mark_uploaded(&self, names: Vec<String>) -> Result<u64> {
+        self.on(move |s| s.mark_uploaded(&names)).await
+    }
+    /// Apply retention and the byte cap.
+    pub async fn purge(&self) -> Result<PurgeReport> {
+        self.on(|s| s.purge()).await
+    }
+    /// Bytes and files by state.
+    pub async fn usage(&self) -> Result<Usage> {
+        self.on(|s| s.usage()).await
+    }
+    /// Verify every finished segment; quarantine the bad ones.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        self.on(|s| s.verify()).await
+    }
+    /// Stream every pending segment overlapping `range`, oldest first.
+    pub async fn read_range(&self, range: TimeRange) -> Result<AsyncReader> {
+        self.reader(ReadFrom::Range(range)).await
+    }
+    /// Stream one finished segment.
+    pub async fn read_segment(&self, name: &str) -> Result<AsyncReader> {
+        self.reader(ReadFrom::Segment(name.to_owned())).await
+    }
+    async fn reader(&self, from: ReadFrom) -> Result<AsyncReader> {
+        let spool = self.id;
+        let id = self.store.call(move |b| b.open_reader(spool, from)).await?;
+        Ok(AsyncReader {
+            store: self.store.clone(),
+            id,
+        })
+    }
+}
+
+/// A streaming reader of metrics; closed when dropped.
+#[derive(Debug)]
+pub struct AsyncReader {
+    store: Store,
+    id: u64,
+}
+
+impl AsyncReader {
+    /// Up to `max` next metrics; empty at the end.
+    pub async fn next(&mut self, max: u32) -> Result<Vec<Metric>> {
+        let id = self.id;
+        self.store.call(move |b| b.read(id, max)).await
+    }
+
+    /// Every remaining metric.
+    pub async fn collect(mut self) -> Result<Vec<Metric>> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.next(10_000).await?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+}
+
+impl Drop for AsyncReader {
+    fn drop(&mut self) {
+        let id = self.id;
+        let _ = self
+            .store
+            .jobs
+            .send(Job::Run(Box::new(move |b| b.close_reader(id))));
+    }
+}

@@ -1,0 +1,290 @@
+//! The native engine: the core itself (rusqlite bundled, `cap-std` directories) behind the same
+//! [`Backend`] seam as the component, so the client switches engines with one setting.
+//!
+//! The grants hold here too: the database is the label's file inside the data directory, and a
+//! spool's path is checked by the same rule the guest applies (relative, no `..`, no symlink on
+//! the way), then opened through the data directory's capability.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use edgestore::dir::CapDir;
+use edgestore::model::{Key, Query, Row};
+use edgestore::repository::Transaction;
+use edgestore::spool::{PurgeReport, RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport};
+use edgestore::sql::Database;
+use edgestore::{
+    Creator, Deleter, ErrorCode, Metric, Reader, Schema, Spool, SpoolConfig, SqlRepository,
+    SqliteDatabase, SqliteOptions, StorageCommon, SystemClock, TimeRange, TxMode, Updater,
+};
+
+use crate::error::{Error, Result};
+use crate::grants::{DbTarget, Grants, LabelAccess, DEFAULT_LABEL};
+use crate::ops::{Backend, DynOps, DynSpool, ReadFrom};
+
+enum NativeReader {
+    Segment(SegmentReader<Metric>),
+    Range(RangeReader<Metric>),
+}
+
+/// The native backend.
+pub(crate) struct NativeBackend {
+    grants: Arc<Grants>,
+    db: Option<Arc<dyn Database>>,
+    tables: HashMap<String, SqlRepository>,
+    spools: HashMap<u64, Spool<Metric>>,
+    readers: HashMap<u64, NativeReader>,
+    next_id: u64,
+}
+
+impl NativeBackend {
+    pub(crate) fn new(grants: Arc<Grants>) -> Self {
+        NativeBackend {
+            grants,
+            db: None,
+            tables: HashMap::new(),
+            spools: HashMap::new(),
+            readers: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    fn database(&mut self) -> Result<Arc<dyn Database>> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let dsn = match self.grants.access(DEFAULT_LABEL) {
+            LabelAccess::Granted(DbTarget::File(name)) => {
+                crate::sqlite::check_not_symlink(&self.grants, name)?;
+                self.grants.data_dir().join(name).display().to_string()
+            }
+            LabelAccess::Granted(DbTarget::Memory) => ":memory:".to_owned(),
+            LabelAccess::Denied => {
+                return Err(Error::Store(edgestore::Error::new(
+                    ErrorCode::AccessDenied,
+                    format!("database {DEFAULT_LABEL:?} is not granted"),
+                )))
+            }
+            LabelAccess::Unknown => {
+                return Err(Error::Store(edgestore::Error::new(
+                    ErrorCode::NoSuchDatabase,
+                    format!("no database is configured under {DEFAULT_LABEL:?}"),
+                )))
+            }
+        };
+        if self.grants.read_only() {
+            return Err(Error::Config(
+                "the native engine does not open databases read-only yet".into(),
+            ));
+        }
+        let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open_with(SqliteOptions::new(&dsn))?);
+        self.db = Some(db.clone());
+        Ok(db)
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+/// The rule for a spool path inside the data directory: relative, `/`-separated, no `.`/`..`
+/// components, no empty components, each component a plain name.
+pub(crate) fn check_spool_path(path: &str) -> edgestore::Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.contains('\0')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(edgestore::Error::new(
+            ErrorCode::InvalidInput,
+            format!("spool path {path:?} must be relative to the data directory, without '..'"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+macro_rules! dyn_ops {
+    ($ty:ty) => {
+        impl DynOps for $ty {
+            fn create(&self, row: &Row) -> edgestore::Result<bool> {
+                Creator::<Row>::create(self, row)
+            }
+            fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64> {
+                Creator::<Row>::create_many(self, rows)
+            }
+            fn upsert(&self, row: &Row) -> edgestore::Result<()> {
+                Creator::<Row>::upsert(self, row)
+            }
+            fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool> {
+                Creator::<Row>::insert_or_ignore(self, row)
+            }
+            fn get(&self, key: &Key) -> edgestore::Result<Row> {
+                Reader::<Row, Key>::get(self, key)
+            }
+            fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
+                Reader::<Row, Key>::find_all(self, query)
+            }
+            fn update(&self, row: &Row) -> edgestore::Result<()> {
+                Updater::<Row>::update(self, row)
+            }
+            fn delete(&self, key: &Key) -> edgestore::Result<bool> {
+                Deleter::<Key>::delete(self, key)
+            }
+            fn delete_all(&self) -> edgestore::Result<u64> {
+                StorageCommon::delete_all(self)
+            }
+            fn count(&self) -> edgestore::Result<u64> {
+                StorageCommon::count(self)
+            }
+            fn nest(
+                &self,
+                mode: TxMode,
+                f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
+            ) -> edgestore::Result<()> {
+                self.tx_with(mode, |tx: &Transaction<'_>| f(tx))
+            }
+        }
+    };
+}
+
+dyn_ops!(SqlRepository);
+dyn_ops!(Transaction<'_>);
+
+impl DynSpool for Spool<Metric> {
+    fn put(&self, rows: &[Metric]) -> edgestore::Result<()> {
+        Spool::put(self, rows)
+    }
+    fn flush(&self) -> edgestore::Result<()> {
+        Spool::flush(self)
+    }
+    fn flush_due(&self, now_ms: i64) -> edgestore::Result<u64> {
+        Spool::flush_due(self, now_ms).map(|n| n as u64)
+    }
+    fn sync(&self) -> edgestore::Result<()> {
+        Spool::sync(self)
+    }
+    fn pending(&self) -> edgestore::Result<u64> {
+        Ok(Spool::pending(self))
+    }
+    fn segments(&self, range: TimeRange) -> edgestore::Result<Vec<SegmentInfo>> {
+        Spool::segments(self, range)
+    }
+    fn mark_uploaded(&self, names: &[String]) -> edgestore::Result<u64> {
+        Spool::mark_uploaded(self, names).map(|n| n as u64)
+    }
+    fn purge(&self) -> edgestore::Result<PurgeReport> {
+        Spool::purge(self)
+    }
+    fn usage(&self) -> edgestore::Result<Usage> {
+        Spool::usage(self)
+    }
+    fn verify(&self) -> edgestore::Result<VerifyReport> {
+        Spool::verify(self)
+    }
+}
+
+impl Backend for NativeBackend {
+    fn register(&mut self, schema: &Schema) -> Result<()> {
+        let db = self.database()?;
+        let repo = SqlRepository::open(db, schema.clone())?;
+        self.tables.insert(schema.table.clone(), repo);
+        Ok(())
+    }
+
+    fn with_table(
+        &mut self,
+        table: &str,
+        f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
+    ) -> Result<()> {
+        let repo = self.tables.get(table).ok_or_else(|| {
+            edgestore::Error::new(
+                ErrorCode::TableMissing,
+                format!("table {table:?} is not registered"),
+            )
+        })?;
+        Ok(f(repo)?)
+    }
+
+    fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
+        check_spool_path(path)?;
+        if self.grants.read_only() {
+            return Err(Error::Store(edgestore::Error::new(
+                ErrorCode::PermissionDenied,
+                "the data directory is granted read-only",
+            )));
+        }
+        // Every component resolved through the data directory's capability: cap-std refuses
+        // `..`, absolute paths and symlinks that lead outside.
+        let io =
+            |e: std::io::Error| edgestore::Error::io(format!("open spool directory {path}"), e);
+        self.grants.dir().create_dir_all(path).map_err(io)?;
+        let dir = self.grants.dir().open_dir(path).map_err(io)?;
+        let spool = Spool::open(
+            Arc::new(CapDir::from_dir(dir)),
+            config.clone(),
+            Arc::new(SystemClock),
+        )?;
+        let id = self.id();
+        self.spools.insert(id, spool);
+        Ok(id)
+    }
+
+    fn with_spool(
+        &mut self,
+        id: u64,
+        f: &mut dyn FnMut(&dyn DynSpool) -> edgestore::Result<()>,
+    ) -> Result<()> {
+        let spool = self
+            .spools
+            .get(&id)
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
+        Ok(f(spool)?)
+    }
+
+    fn open_reader(&mut self, spool: u64, from: ReadFrom) -> Result<u64> {
+        let s = self
+            .spools
+            .get(&spool)
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
+        let reader = match from {
+            ReadFrom::Segment(name) => NativeReader::Segment(s.read_segment(&name)?),
+            ReadFrom::Range(range) => NativeReader::Range(s.read_range(range)?),
+        };
+        let id = self.id();
+        self.readers.insert(id, reader);
+        Ok(id)
+    }
+
+    fn read(&mut self, reader: u64, max: u32) -> Result<Vec<Metric>> {
+        let r = self
+            .readers
+            .get_mut(&reader)
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the reader is closed"))?;
+        let max = max as usize;
+        Ok(match r {
+            NativeReader::Segment(r) => r.next(max)?,
+            NativeReader::Range(r) => r.next(max)?,
+        })
+    }
+
+    fn close_reader(&mut self, reader: u64) {
+        self.readers.remove(&reader);
+    }
+
+    fn flush_due_all(&mut self, now_ms: i64) {
+        for spool in self.spools.values() {
+            // A failure here resurfaces on the caller's next put or flush.
+            let _ = spool.flush_due(now_ms);
+        }
+    }
+
+    fn ping(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

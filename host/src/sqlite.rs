@@ -1,0 +1,286 @@
+//! The `sqlite` import, implemented natively with the core's own rusqlite driver
+//! ([`edgestore::sql::sqlite::SqliteConnection`]: prepared-statement cache, busy retry, error
+//! translation), so the component's SQL runs exactly as the native engine's does.
+//!
+//! Each `connection` resource is a [`SqliteHandle`] in the instance's resource table. Opening
+//! follows the grants: a configured label that is not granted is `access-denied` (checked
+//! first), an unknown label `no-such-database`. The guest never names a file: a label maps to a
+//! file inside the data directory chosen by the embedder ([`crate::grants`]). Database files
+//! are opened with `SQLITE_OPEN_NOFOLLOW` after a cap-std check that neither they nor their
+//! `-wal`/`-shm`/`-journal` companions are symlinks; `ATTACH` (and so `VACUUM INTO`) is
+//! refused by a zero attach limit and an authorizer, as are pragmas that would change where or
+//! how files are written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use edgestore::sql::sqlite::rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use edgestore::sql::sqlite::rusqlite::limits::Limit;
+use edgestore::sql::sqlite::rusqlite::{self, OpenFlags};
+use edgestore::sql::sqlite::{translate, SqliteConnection};
+use edgestore::sql::{Connection, RetryPolicy};
+use edgestore::{ErrorCode, Value};
+
+use crate::grants::{DbTarget, Grants, LabelAccess};
+
+/// Pragmas a guest may run (reads of schema and state, and the connection settings the core
+/// itself issues). Anything else, e.g. `journal_mode`, `writable_schema` or
+/// `temp_store_directory`, is refused.
+const ALLOWED_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "foreign_keys",
+    "user_version",
+    "schema_version",
+    "data_version",
+    "page_count",
+    "page_size",
+    "freelist_count",
+    "integrity_check",
+    "quick_check",
+    "query_only",
+];
+
+/// One open connection held in the instance's resource table.
+pub struct SqliteHandle {
+    pub(crate) conn: SqliteConnection,
+}
+
+/// Private in-memory databases that outlive instances: one anchor connection per `:memory:`
+/// label holds a shared-cache in-memory database alive for the store's whole life, so a
+/// rebuilt instance finds what earlier ones committed.
+pub struct MemoryAnchors {
+    prefix: String,
+    /// Held, never used: a `Mutex` only so the anchors can be shared with instances.
+    anchors: std::sync::Mutex<Vec<(String, rusqlite::Connection)>>,
+}
+
+static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+
+impl MemoryAnchors {
+    /// Anchors for every `:memory:` label in `grants`.
+    pub fn new(grants: &Grants) -> edgestore::Result<Self> {
+        let prefix = format!(
+            "edgestore-host-{}-{}",
+            std::process::id(),
+            NEXT_STORE.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut anchors = Vec::new();
+        for (label, target) in &grants.labels().configured {
+            if *target == DbTarget::Memory {
+                let uri = memory_uri(&prefix, label);
+                let conn = rusqlite::Connection::open_with_flags(&uri, memory_flags())
+                    .map_err(translate)?;
+                anchors.push((label.clone(), conn));
+            }
+        }
+        Ok(MemoryAnchors {
+            prefix,
+            anchors: std::sync::Mutex::new(anchors),
+        })
+    }
+
+    fn uri(&self, label: &str) -> String {
+        memory_uri(&self.prefix, label)
+    }
+}
+
+impl std::fmt::Debug for MemoryAnchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryAnchors")
+            .field("prefix", &self.prefix)
+            .field(
+                "labels",
+                &self
+                    .anchors
+                    .lock()
+                    .map(|a| a.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
+            .finish()
+    }
+}
+
+fn memory_uri(prefix: &str, label: &str) -> String {
+    format!("file:{prefix}-{label}?mode=memory&cache=shared")
+}
+
+fn memory_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+}
+
+/// Why a label could not be opened, in the WIT's terms.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Not configured.
+    NoSuchDatabase(String),
+    /// Configured, not granted.
+    AccessDenied(String),
+    /// Opening failed.
+    Store(edgestore::Error),
+}
+
+/// Refuse a companion or database file that is a symlink or not a regular file.
+pub(crate) fn check_not_symlink(grants: &Grants, name: &str) -> edgestore::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = format!("{name}{suffix}");
+        match grants.dir().symlink_metadata(&file) {
+            Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => {
+                return Err(edgestore::Error::new(
+                    ErrorCode::PermissionDenied,
+                    format!("database file {file:?} is not a regular file inside the grant"),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(edgestore::Error::io(format!("inspect {file}"), e)),
+        }
+    }
+    Ok(())
+}
+
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Pragma { pragma_name, .. } => {
+            if ALLOWED_PRAGMAS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name))
+            {
+                Authorization::Allow
+            } else {
+                Authorization::Deny
+            }
+        }
+        _ => Authorization::Allow,
+    }
+}
+
+/// Open `label` for a guest.
+pub fn open(
+    grants: &Arc<Grants>,
+    anchors: &MemoryAnchors,
+    label: &str,
+) -> Result<SqliteHandle, OpenError> {
+    let target = match grants.access(label) {
+        LabelAccess::Denied => {
+            return Err(OpenError::AccessDenied(format!(
+                "database {label:?} is not granted to this instance"
+            )))
+        }
+        LabelAccess::Unknown => {
+            return Err(OpenError::NoSuchDatabase(format!(
+                "no database is configured under {label:?}"
+            )))
+        }
+        LabelAccess::Granted(target) => target.clone(),
+    };
+    open_target(grants, anchors, label, &target).map_err(OpenError::Store)
+}
+
+fn open_target(
+    grants: &Grants,
+    anchors: &MemoryAnchors,
+    label: &str,
+    target: &DbTarget,
+) -> edgestore::Result<SqliteHandle> {
+    let raw = match target {
+        DbTarget::Memory => {
+            rusqlite::Connection::open_with_flags(anchors.uri(label), memory_flags())
+                .map_err(translate)?
+        }
+        DbTarget::File(name) => {
+            check_not_symlink(grants, name)?;
+            let path = grants.data_dir().join(name);
+            let flags = if grants.read_only() {
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+            } else {
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            } | OpenFlags::SQLITE_OPEN_NOFOLLOW
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            rusqlite::Connection::open_with_flags(path, flags).map_err(translate)?
+        }
+    };
+    raw.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
+        .map_err(translate)?;
+    let conn = SqliteConnection::new(raw, RetryPolicy::default())?;
+    if matches!(target, DbTarget::File(_)) && !grants.read_only() {
+        conn.execute("PRAGMA journal_mode = WAL", &[])?;
+    }
+    if grants.read_only() {
+        conn.execute("PRAGMA query_only = ON", &[])?;
+    }
+    // Installed last: the host's own setup pragmas above are not the guest's.
+    conn.raw().authorizer(Some(authorize));
+    Ok(SqliteHandle { conn })
+}
+
+impl SqliteHandle {
+    /// Run one statement.
+    pub fn execute(&self, sql: &str, params: &[Value]) -> edgestore::Result<u64> {
+        self.conn.execute(sql, params)
+    }
+    /// Run one query.
+    pub fn query(&self, sql: &str, params: &[Value]) -> edgestore::Result<Vec<Vec<Value>>> {
+        self.conn.query(sql, params)
+    }
+    /// Run one statement per parameter set.
+    pub fn execute_many(&self, sql: &str, sets: &[Vec<Value>]) -> edgestore::Result<u64> {
+        self.conn.execute_many(sql, sets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::Labels;
+
+    #[test]
+    fn attach_vacuum_into_and_pragmas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let grants = Arc::new(Grants::new(dir.path(), false, Labels::default()).unwrap());
+        let anchors = MemoryAnchors::new(&grants).unwrap();
+        let h = open(&grants, &anchors, "default").unwrap();
+        h.execute("CREATE TABLE t(x)", &[]).unwrap();
+        let outside = dir.path().join("..").join("escape.sqlite");
+        for sql in [
+            format!("ATTACH '{}' AS x", outside.display()),
+            format!("VACUUM INTO '{}'", outside.display()),
+            "PRAGMA journal_mode = DELETE".to_owned(),
+            "PRAGMA writable_schema = ON".to_owned(),
+        ] {
+            assert!(h.execute(&sql, &[]).is_err(), "{sql}");
+        }
+        assert!(!outside.exists());
+        assert!(h.query("PRAGMA table_xinfo(t)", &[]).is_ok());
+        assert!(matches!(
+            open(&grants, &anchors, "nope"),
+            Err(OpenError::NoSuchDatabase(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_database_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim.sqlite");
+        std::fs::write(&target, b"untouched").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("edgestore.sqlite")).unwrap();
+        let grants = Arc::new(Grants::new(dir.path(), false, Labels::default()).unwrap());
+        let anchors = MemoryAnchors::new(&grants).unwrap();
+        match open(&grants, &anchors, "default") {
+            Err(OpenError::Store(e)) => assert_eq!(e.code(), ErrorCode::PermissionDenied),
+            other => panic!("expected permission-denied, got {:?}", other.is_ok()),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+    }
+}
