@@ -22,22 +22,31 @@ pub struct OperationCount {
     pub errors: u64,
 }
 
-#[derive(Default)]
 struct Inner {
     ops: BTreeMap<&'static str, (u64, u64)>,
     last_ms: Option<i64>,
 }
 
 /// Counters of calls and errors per operation, and when the last operation ended.
-#[derive(Default)]
 pub struct Counters {
     inner: Mutex<Inner>,
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Counters {
-    /// Empty counters.
-    pub fn new() -> Self {
-        Self::default()
+    /// Empty counters (`const`, so an instance can keep them in a `static`).
+    pub const fn new() -> Self {
+        Counters {
+            inner: Mutex::new(Inner {
+                ops: BTreeMap::new(),
+                last_ms: None,
+            }),
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {

@@ -110,7 +110,7 @@ pub fn check_name(name: &str) -> io::Result<()> {
 }
 
 /// Like [`check_name`] but also accepts `""` (the root).
-pub(crate) fn check_dir_name(name: &str) -> io::Result<()> {
+pub fn check_dir_name(name: &str) -> io::Result<()> {
     if name.is_empty() {
         Ok(())
     } else {

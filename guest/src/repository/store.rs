@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::migrate::Migration;
 use super::ops::{self, Exec};
@@ -32,12 +32,19 @@ struct Levels {
 struct Shared {
     db: Arc<dyn Database>,
     tables: Mutex<BTreeMap<String, SqlRepository>>,
-    levels: Mutex<Levels>,
+    /// Operations hold it for reading while they run, so `begin`, `savepoint`, `commit`,
+    /// `rollback` and drops (writers) never change the levels under a running operation, and
+    /// an operation that checked "no transaction" cannot be joined by one mid-way.
+    levels: RwLock<Levels>,
 }
 
 impl Shared {
-    fn levels(&self) -> MutexGuard<'_, Levels> {
-        self.levels.lock().unwrap_or_else(PoisonError::into_inner)
+    fn levels(&self) -> RwLockReadGuard<'_, Levels> {
+        self.levels.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn levels_mut(&self) -> RwLockWriteGuard<'_, Levels> {
+        self.levels.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn table(&self, name: &str) -> Result<SqlRepository> {
@@ -77,7 +84,7 @@ impl Store {
         let shared = Arc::new(Shared {
             db,
             tables: Mutex::new(BTreeMap::new()),
-            levels: Mutex::new(Levels::default()),
+            levels: RwLock::new(Levels::default()),
         });
         Store { shared }
     }
@@ -87,9 +94,11 @@ impl Store {
         &self.shared.db
     }
 
-    fn idle(&self) -> Result<()> {
-        if self.shared.levels().open.is_empty() {
-            Ok(())
+    /// Hold the levels for reading, failing with `busy` while a transaction is open.
+    fn idle(&self) -> Result<RwLockReadGuard<'_, Levels>> {
+        let levels = self.shared.levels();
+        if levels.open.is_empty() {
+            Ok(levels)
         } else {
             Err(busy_store())
         }
@@ -97,7 +106,7 @@ impl Store {
 
     /// Create or additively migrate the schema's table and make it addressable by name.
     pub fn register(&self, schema: Schema) -> Result<Migration> {
-        self.idle()?;
+        let _idle = self.idle()?;
         let table = schema.table.clone();
         let repo = SqlRepository::open(self.shared.db.clone(), schema)?;
         let migration = repo.migration().clone();
@@ -119,16 +128,10 @@ impl Store {
             .collect()
     }
 
-    /// The repository of a registered table (busy while a transaction is open).
-    pub fn repository(&self, table: &str) -> Result<SqlRepository> {
-        self.idle()?;
-        self.shared.table(table)
-    }
-
     /// Start an explicit transaction. While it is open, the store's own operations fail with
     /// `busy`; dropping it without `commit` rolls it back.
     pub fn begin(&self, mode: TxMode) -> Result<OpenTransaction> {
-        let mut levels = self.shared.levels();
+        let mut levels = self.shared.levels_mut();
         if !levels.open.is_empty() {
             return Err(busy_store());
         }
@@ -250,7 +253,8 @@ table_ops!(Store);
 
 impl Store {
     fn with_table<R>(&self, table: &str, f: impl FnOnce(&dyn Ops) -> Result<R>) -> Result<R> {
-        let repo = self.repository(table)?;
+        let _idle = self.idle()?;
+        let repo = self.shared.table(table)?;
         f(&repo)
     }
 }
@@ -271,7 +275,8 @@ impl OpenTransaction {
     /// Run `f` on the table inside this level, through the closure-based [`Transaction`] so
     /// the operations (and `create_many`'s inner savepoint) are the repository's own.
     fn with_table<R>(&self, table: &str, f: impl FnOnce(&dyn Ops) -> Result<R>) -> Result<R> {
-        self.on_top()?;
+        let levels = self.shared.levels();
+        self.on_top(&levels)?;
         let repo = self.shared.table(table)?;
         let depth = u32::try_from(self.level)
             .map_err(|_| Error::invalid_input("too many nested savepoints"))?;
@@ -293,8 +298,7 @@ impl OpenTransaction {
     }
 
     /// `closed` when this level has ended, `busy` when a savepoint of it is open.
-    fn on_top(&self) -> Result<()> {
-        let levels = self.shared.levels();
+    fn on_top(&self, levels: &Levels) -> Result<()> {
         match levels.open.get(self.level) {
             Some(&id) if id == self.id => {}
             _ => {
@@ -316,10 +320,10 @@ impl OpenTransaction {
     /// Open a nested transaction (`SAVEPOINT sp_<level+1>`). Until it ends, this level's own
     /// operations fail with `busy`.
     pub fn savepoint(&self) -> Result<OpenTransaction> {
-        self.on_top()?;
+        let mut levels = self.shared.levels_mut();
+        self.on_top(&levels)?;
         let level = self.level + 1;
         self.exec(&format!("SAVEPOINT sp_{level}"))?;
-        let mut levels = self.shared.levels();
         levels.next_id += 1;
         let id = levels.next_id;
         levels.open.push(id);
@@ -333,7 +337,8 @@ impl OpenTransaction {
     /// Make the work durable (`COMMIT`), or part of the parent for a savepoint (`RELEASE`).
     /// A failed `COMMIT` rolls the transaction back; the level is ended either way.
     pub fn commit(&self) -> Result<()> {
-        self.on_top()?;
+        let mut levels = self.shared.levels_mut();
+        self.on_top(&levels)?;
         let result = if self.level == 0 {
             self.exec("COMMIT")
         } else {
@@ -342,15 +347,16 @@ impl OpenTransaction {
         if result.is_err() {
             self.undo();
         }
-        self.shared.levels().open.truncate(self.level);
+        levels.open.truncate(self.level);
         result.map(drop)
     }
 
     /// Discard the work of this level.
     pub fn rollback(&self) -> Result<()> {
-        self.on_top()?;
+        let mut levels = self.shared.levels_mut();
+        self.on_top(&levels)?;
         let result = self.undo_checked();
-        self.shared.levels().open.truncate(self.level);
+        levels.open.truncate(self.level);
         result
     }
 
@@ -376,14 +382,11 @@ impl OpenTransaction {
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
-        let still_open = {
-            let levels = self.shared.levels();
-            levels.open.get(self.level) == Some(&self.id)
-        };
-        if still_open {
+        let mut levels = self.shared.levels_mut();
+        if levels.open.get(self.level) == Some(&self.id) {
             // Rolling back this level discards every savepoint inside it too.
             self.undo();
-            self.shared.levels().open.truncate(self.level);
+            levels.open.truncate(self.level);
         }
     }
 }

@@ -174,3 +174,37 @@ fn explicit_transactions_work_on_the_pooled_driver() {
     tx.commit().unwrap();
     assert_eq!(s.count("kv").unwrap(), 2);
 }
+
+#[test]
+fn store_operations_never_join_a_transaction_of_another_thread() {
+    let s = store();
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                let r = row(&format!("s{i}"), i);
+                loop {
+                    match s.create("kv", &r) {
+                        Ok(_) => break,
+                        Err(e) if e.code() == ErrorCode::Busy => std::thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        })
+    };
+    for i in 0..50 {
+        let tx = loop {
+            match s.begin(TxMode::Immediate) {
+                Ok(tx) => break tx,
+                Err(e) if e.code() == ErrorCode::Busy => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        tx.create("kv", &row(&format!("t{i}"), i)).unwrap();
+        tx.rollback().unwrap();
+    }
+    writer.join().unwrap();
+    // Every store write landed; none was swept away by a rolled-back transaction.
+    assert_eq!(s.count("kv").unwrap(), 200);
+}
