@@ -225,6 +225,14 @@ pub struct AsyncStorage<M, Id: ?Sized> {
     _model: PhantomData<fn() -> (M, Box<Id>)>,
 }
 
+impl<M, Id: ?Sized> std::fmt::Debug for AsyncStorage<M, Id> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncStorage")
+            .field("table", &self.schema.table)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M, Id: ?Sized> Clone for AsyncStorage<M, Id> {
     fn clone(&self) -> Self {
         AsyncStorage {

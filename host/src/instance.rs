@@ -25,7 +25,7 @@ use crate::ops::{Backend, DynOps, DynSpool, ReadFrom};
 use crate::sqlite::{MemoryAnchors, OpenError, SqliteHandle};
 
 /// Where the data directory appears inside the guest.
-pub const GUEST_DATA_DIR: &str = ".";
+pub const GUEST_DATA_DIR: &str = "/data";
 
 /// Caps linear memory and tables; remembers whether it refused something.
 pub struct Limits {

@@ -1,0 +1,69 @@
+//! Shared helpers of the host tests: stores on either engine over a temporary data directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgestore::model::ResourceTagsKey;
+use edgestore::{ResourceTags, Timestamp};
+use edgestore_host::{ComponentSource, Engine, Store, StoreConfig};
+
+/// The component under test: `EDGESTORE_COMPONENT` if set, else the one `host/build.rs` built.
+pub fn component() -> Option<ComponentSource> {
+    if let Some(path) = std::env::var_os("EDGESTORE_COMPONENT") {
+        return Some(ComponentSource::File(PathBuf::from(path)));
+    }
+    Some(ComponentSource::Bytes(
+        edgestore_host::artifacts::PLUGIN_COMPONENT.into(),
+    ))
+}
+
+/// The compiled-component cache shared by every test of this build.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("edgestore-cwasm-cache")
+}
+
+/// The engine called `name` ("native" or "component"), `None` if this build has no component.
+pub fn engine(name: &str) -> Option<Engine> {
+    match name {
+        "native" => Some(Engine::Native),
+        _ => match component() {
+            Some(c) => Some(Engine::Component(c)),
+            None => {
+                assert!(
+                    std::env::var_os("EDGESTORE_REQUIRE_COMPONENT").is_none(),
+                    "the component is required but was not built"
+                );
+                eprintln!("no component in this build: component case skipped");
+                None
+            }
+        },
+    }
+}
+
+/// A config on `dir` with test-friendly settings (artifact cache, no timer).
+pub fn config(engine: Engine, dir: &Path) -> StoreConfig {
+    let mut c = StoreConfig::new(engine, dir);
+    c.cache_dir = Some(cache_dir());
+    c.flush_interval = None;
+    c.call_timeout = Duration::from_secs(60);
+    c
+}
+
+/// A store on `dir`.
+pub async fn open(engine: Engine, dir: &Path) -> Store {
+    Store::open(config(engine, dir)).await.expect("open store")
+}
+
+/// A resource tag with one label.
+pub fn tag(kind: &str, name: &str, ns: Option<&str>) -> ResourceTags {
+    let mut t = ResourceTags::new(kind, name, ns, Timestamp(1_700_000_000_000));
+    t.labels.insert("app".into(), name.into());
+    t
+}
+
+/// Its key.
+pub fn key(kind: &str, name: &str, ns: Option<&str>) -> ResourceTagsKey {
+    (kind.into(), name.into(), ns.map(Into::into))
+}
