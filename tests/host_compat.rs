@@ -1,0 +1,63 @@
+//! Compatibility: a database and a spool written by the component are read by the native
+//! engine, and the reverse.
+
+mod common;
+
+use edgestore::model::ResourceTagsKey;
+use edgestore::sample::MetricGenerator;
+use edgestore::{ResourceTags, SpoolConfig, TimeRange};
+use edgestore_host::{AsyncStorage, Engine};
+
+async fn write_then_read(writer: Engine, reader: Engine) {
+    let data = tempfile::tempdir().unwrap();
+    let rows = MetricGenerator::new(9, 1_700_000_000_000).batch(500);
+    let tags: Vec<_> = (0..100)
+        .map(|i| common::tag("pod", &format!("p{i}"), Some("prod")))
+        .collect();
+    {
+        let store = common::open(writer, data.path()).await;
+        let s: AsyncStorage<ResourceTags, ResourceTagsKey> = store.storage().await.unwrap();
+        assert_eq!(s.create_many(&tags).await.unwrap(), 100);
+        let spool = store
+            .spool("metrics", SpoolConfig::new("compat"))
+            .await
+            .unwrap();
+        spool.put(rows.clone()).await.unwrap();
+        spool.flush().await.unwrap();
+        store.close().await.unwrap();
+    }
+    let store = common::open(reader, data.path()).await;
+    let s: AsyncStorage<ResourceTags, ResourceTagsKey> = store.storage().await.unwrap();
+    assert_eq!(s.count().await.unwrap(), 100);
+    let got = s
+        .get(&common::key("pod", "p42", Some("prod")))
+        .await
+        .unwrap();
+    assert_eq!((&got.id, &got.labels), (&tags[42].id, &tags[42].labels));
+    let spool = store
+        .spool("metrics", SpoolConfig::new("compat"))
+        .await
+        .unwrap();
+    let back = spool
+        .read_range(TimeRange::all())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(back, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_writes_native_reads() {
+    if let Some(component) = common::engine("component") {
+        write_then_read(component, Engine::Native).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_writes_component_reads() {
+    if let Some(component) = common::engine("component") {
+        write_then_read(Engine::Native, component).await;
+    }
+}

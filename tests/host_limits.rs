@@ -1,0 +1,125 @@
+//! Limits: a call that exceeds the memory cap or the time bound returns a typed limit error;
+//! the next call succeeds on a fresh instance; everything committed or flushed before is intact.
+
+mod common;
+
+use std::time::Duration;
+
+use edgestore::model::ResourceTagsKey;
+use edgestore::sample::MetricGenerator;
+use edgestore::{ResourceTags, SpoolConfig, TimeRange};
+use edgestore_host::{AsyncStorage, Error, LimitKind, Store};
+
+type Tags = AsyncStorage<ResourceTags, ResourceTagsKey>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cap_is_a_typed_error_and_the_instance_is_rebuilt() {
+    let Some(engine) = common::engine("component") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(engine, data.path());
+    config.memory_limit = 48 << 20;
+    let store = Store::open(config).await.unwrap();
+    let tags: Tags = store.storage().await.unwrap();
+    let before: Vec<_> = (0..100)
+        .map(|i| common::tag("pod", &format!("p{i}"), None))
+        .collect();
+    tags.create_many(&before).await.unwrap();
+    let spool = store
+        .spool("metrics", SpoolConfig::new("mem"))
+        .await
+        .unwrap();
+    let rows = MetricGenerator::new(5, 1_700_000_000_000).batch(200);
+    spool.put(rows.clone()).await.unwrap();
+    spool.flush().await.unwrap();
+
+    // 64 rows with 1 MiB of labels each: more than the cap once copied into the guest.
+    let huge: Vec<_> = (0..64)
+        .map(|i| {
+            let mut t = common::tag("huge", &format!("h{i}"), None);
+            t.labels.insert("blob".into(), "x".repeat(1 << 20));
+            t
+        })
+        .collect();
+    let err = tags.create_many(&huge).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Limit {
+                kind: LimitKind::Memory,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // The next call runs on a fresh instance; nothing acknowledged was lost.
+    assert_eq!(tags.count().await.unwrap(), 100);
+    let back = spool
+        .read_range(TimeRange::all())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(back, rows);
+    tags.create(&common::tag("pod", "after", None))
+        .await
+        .unwrap();
+    assert_eq!(tags.count().await.unwrap(), 101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_bound_is_a_typed_error_and_the_instance_is_rebuilt() {
+    let Some(engine) = common::engine("component") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(engine, data.path());
+    config.call_timeout = Duration::from_millis(300);
+    let store = Store::open(config).await.unwrap();
+    let tags: Tags = store.storage().await.unwrap();
+    tags.create(&common::tag("pod", "before", None))
+        .await
+        .unwrap();
+    let kept = store
+        .spool("metrics", SpoolConfig::new("kept"))
+        .await
+        .unwrap();
+    let small = MetricGenerator::new(6, 1_700_000_000_000).batch(10);
+    kept.put(small.clone()).await.unwrap();
+    kept.flush().await.unwrap();
+
+    let mut c = SpoolConfig::new("slow");
+    c.compression_level = 11;
+    c.max_records = 10_000_000;
+    let slow = store.spool("slow", c).await.unwrap();
+    let mut gen = MetricGenerator::new(7, 1_700_000_100_000);
+    for _ in 0..40 {
+        slow.put(gen.batch(5_000)).await.unwrap();
+    }
+    // Brotli level 11 over 200,000 rows takes far longer than 300 ms.
+    let err = slow.flush().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Limit {
+                kind: LimitKind::Time,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // A fresh instance answers; what was committed and flushed before is intact.
+    assert_eq!(tags.count().await.unwrap(), 1);
+    let back = kept
+        .read_range(TimeRange::all())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(back, small);
+}
