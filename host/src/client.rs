@@ -222,7 +222,7 @@ impl Store {
 pub struct AsyncStorage<M, Id: ?Sized> {
     store: Store,
     schema: Arc<Schema>,
-    _model: PhantomData<fn() -> (M, Box<Id>)>,
+    _model: PhantomData<crate::tx::Marker<M, Id>>,
 }
 
 impl<M, Id: ?Sized> std::fmt::Debug for AsyncStorage<M, Id> {

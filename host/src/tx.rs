@@ -11,11 +11,14 @@ use serde::Serialize;
 
 use crate::ops::DynOps;
 
+/// Ties a typed handle to its model and id types without owning either (always `Send`/`Sync`).
+pub(crate) type Marker<M, Id> = fn() -> (M, Box<Id>);
+
 /// A typed view of an open transaction (or savepoint) on model `M`'s table.
 pub struct TxStorage<'t, M, Id: ?Sized> {
     ops: &'t dyn DynOps,
     schema: &'t Schema,
-    _model: PhantomData<fn() -> (M, Box<Id>)>,
+    _model: PhantomData<crate::tx::Marker<M, Id>>,
 }
 
 impl<'t, M, Id: ?Sized> TxStorage<'t, M, Id> {
