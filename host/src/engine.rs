@@ -167,3 +167,28 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_load_hits_the_cache_and_a_bad_entry_falls_back_to_compiling() {
+        let cache = tempfile::tempdir().unwrap();
+        let engine = ComponentEngine::new(Some(cache.path().to_path_buf())).unwrap();
+        let bytes = crate::artifacts::PLUGIN_COMPONENT;
+        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Compiled);
+        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Hit);
+        // A damaged compiled file no longer matches its sidecar: compile again, rewrite.
+        let key = cache_key(bytes);
+        let cwasm = cache.path().join(format!("{key}.cwasm"));
+        let mut compiled = std::fs::read(&cwasm).unwrap();
+        let last = compiled.len() - 1;
+        compiled[last] ^= 0xff;
+        std::fs::write(&cwasm, compiled).unwrap();
+        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Compiled);
+        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Hit);
+        // A different component never finds this entry.
+        assert_ne!(cache_key(b"other"), key);
+    }
+}
