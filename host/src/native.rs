@@ -1,5 +1,7 @@
 //! The native engine: the core itself (rusqlite bundled, `cap-std` directories) behind the same
-//! [`Backend`] seam as the component, so the client switches engines with one setting.
+//! [`Backend`] seam as the component, so the client switches engines with one setting. It uses
+//! the very core types the component's glue uses (the multi-table `Store`, `OpenTransaction`,
+//! `Spool`), so both engines share one implementation of every rule.
 //!
 //! The grants hold here too: the database is the label's file inside the data directory, and a
 //! spool's path is checked by the same rule the guest applies (relative, no `..`, no symlink on
@@ -10,12 +12,12 @@ use std::sync::Arc;
 
 use edgestore::dir::CapDir;
 use edgestore::model::{Key, Query, Row};
-use edgestore::repository::Transaction;
+use edgestore::repository::{OpenTransaction, Store as CoreStore};
 use edgestore::spool::{PurgeReport, RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport};
 use edgestore::sql::Database;
 use edgestore::{
-    Creator, Deleter, ErrorCode, Metric, Reader, Schema, Spool, SpoolConfig, SqlRepository,
-    SqliteDatabase, SqliteOptions, StorageCommon, SystemClock, TimeRange, TxMode, Updater,
+    ErrorCode, Metric, Schema, Spool, SpoolConfig, SqliteDatabase, SqliteOptions, SystemClock,
+    TimeRange, TxMode,
 };
 
 use crate::error::{Error, Result};
@@ -30,8 +32,8 @@ enum NativeReader {
 /// The native backend.
 pub(crate) struct NativeBackend {
     grants: Arc<Grants>,
-    db: Option<Arc<dyn Database>>,
-    tables: HashMap<String, SqlRepository>,
+    store: Option<CoreStore>,
+    tables: std::collections::HashSet<String>,
     spools: HashMap<u64, Spool<Metric>>,
     readers: HashMap<u64, NativeReader>,
     next_id: u64,
@@ -41,17 +43,17 @@ impl NativeBackend {
     pub(crate) fn new(grants: Arc<Grants>) -> Self {
         NativeBackend {
             grants,
-            db: None,
-            tables: HashMap::new(),
+            store: None,
+            tables: std::collections::HashSet::new(),
             spools: HashMap::new(),
             readers: HashMap::new(),
             next_id: 1,
         }
     }
 
-    fn database(&mut self) -> Result<Arc<dyn Database>> {
-        if let Some(db) = &self.db {
-            return Ok(db.clone());
+    fn store(&mut self) -> Result<CoreStore> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
         }
         let dsn = match self.grants.access(DEFAULT_LABEL) {
             LabelAccess::Granted(DbTarget::File(name)) => {
@@ -78,8 +80,9 @@ impl NativeBackend {
             ));
         }
         let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open_with(SqliteOptions::new(&dsn))?);
-        self.db = Some(db.clone());
-        Ok(db)
+        let store = CoreStore::new(db);
+        self.store = Some(store.clone());
+        Ok(store)
     }
 
     fn id(&mut self) -> u64 {
@@ -109,52 +112,78 @@ pub(crate) fn check_spool_path(path: &str) -> edgestore::Result<()> {
     }
 }
 
-macro_rules! dyn_ops {
-    ($ty:ty) => {
-        impl DynOps for $ty {
-            fn create(&self, row: &Row) -> edgestore::Result<bool> {
-                Creator::<Row>::create(self, row)
-            }
-            fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64> {
-                Creator::<Row>::create_many(self, rows)
-            }
-            fn upsert(&self, row: &Row) -> edgestore::Result<()> {
-                Creator::<Row>::upsert(self, row)
-            }
-            fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool> {
-                Creator::<Row>::insert_or_ignore(self, row)
-            }
-            fn get(&self, key: &Key) -> edgestore::Result<Row> {
-                Reader::<Row, Key>::get(self, key)
-            }
-            fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
-                Reader::<Row, Key>::find_all(self, query)
-            }
-            fn update(&self, row: &Row) -> edgestore::Result<()> {
-                Updater::<Row>::update(self, row)
-            }
-            fn delete(&self, key: &Key) -> edgestore::Result<bool> {
-                Deleter::<Key>::delete(self, key)
-            }
-            fn delete_all(&self) -> edgestore::Result<u64> {
-                StorageCommon::delete_all(self)
-            }
-            fn count(&self) -> edgestore::Result<u64> {
-                StorageCommon::count(self)
-            }
-            fn nest(
-                &self,
-                mode: TxMode,
-                f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
-            ) -> edgestore::Result<()> {
-                self.tx_with(mode, |tx: &Transaction<'_>| f(tx))
-            }
+/// A table of the core's multi-table [`CoreStore`], or of one of its open transactions: the
+/// same shape as the component's `store` / `transaction` resources, so both engines share the
+/// core's transaction semantics (store operations are `busy` while a transaction is open).
+struct NativeOps<'a> {
+    store: &'a CoreStore,
+    table: &'a str,
+    tx: Option<&'a OpenTransaction>,
+}
+
+macro_rules! both {
+    ($self:ident, $method:ident ( $($arg:expr),* )) => {
+        match $self.tx {
+            None => $self.store.$method($self.table $(, $arg)*),
+            Some(tx) => tx.$method($self.table $(, $arg)*),
         }
     };
 }
 
-dyn_ops!(SqlRepository);
-dyn_ops!(Transaction<'_>);
+impl DynOps for NativeOps<'_> {
+    fn create(&self, row: &Row) -> edgestore::Result<bool> {
+        both!(self, create(row))
+    }
+    fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64> {
+        both!(self, create_many(rows))
+    }
+    fn upsert(&self, row: &Row) -> edgestore::Result<()> {
+        both!(self, upsert(row))
+    }
+    fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool> {
+        both!(self, insert_or_ignore(row))
+    }
+    fn get(&self, key: &Key) -> edgestore::Result<Row> {
+        both!(self, get(key))
+    }
+    fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
+        both!(self, find(query))
+    }
+    fn update(&self, row: &Row) -> edgestore::Result<()> {
+        both!(self, update(row))
+    }
+    fn delete(&self, key: &Key) -> edgestore::Result<bool> {
+        both!(self, delete(key))
+    }
+    fn delete_all(&self) -> edgestore::Result<u64> {
+        both!(self, delete_all())
+    }
+    fn count(&self) -> edgestore::Result<u64> {
+        both!(self, count())
+    }
+    fn nest(
+        &self,
+        mode: TxMode,
+        f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
+    ) -> edgestore::Result<()> {
+        let tx = match self.tx {
+            None => self.store.begin(mode)?,
+            Some(parent) => parent.savepoint()?,
+        };
+        let inner = NativeOps {
+            store: self.store,
+            table: self.table,
+            tx: Some(&tx),
+        };
+        let result = f(&inner);
+        // Dropping an open transaction rolls it back; ending it explicitly reports failures.
+        let ended = match &result {
+            Ok(()) => tx.commit(),
+            Err(_) => tx.rollback(),
+        };
+        result.and(ended)
+    }
+}
 
 impl DynSpool for Spool<Metric> {
     fn put(&self, rows: &[Metric]) -> edgestore::Result<()> {
@@ -191,9 +220,9 @@ impl DynSpool for Spool<Metric> {
 
 impl Backend for NativeBackend {
     fn register(&mut self, schema: &Schema) -> Result<()> {
-        let db = self.database()?;
-        let repo = SqlRepository::open(db, schema.clone())?;
-        self.tables.insert(schema.table.clone(), repo);
+        let store = self.store()?;
+        store.register(schema.clone())?;
+        self.tables.insert(schema.table.clone());
         Ok(())
     }
 
@@ -202,13 +231,19 @@ impl Backend for NativeBackend {
         table: &str,
         f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
     ) -> Result<()> {
-        let repo = self.tables.get(table).ok_or_else(|| {
-            edgestore::Error::new(
+        if !self.tables.contains(table) {
+            return Err(edgestore::Error::new(
                 ErrorCode::TableMissing,
                 format!("table {table:?} is not registered"),
             )
-        })?;
-        Ok(f(repo)?)
+            .into());
+        }
+        let store = self.store()?;
+        Ok(f(&NativeOps {
+            store: &store,
+            table,
+            tx: None,
+        })?)
     }
 
     fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
