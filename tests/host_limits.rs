@@ -77,7 +77,8 @@ async fn time_bound_is_a_typed_error_and_the_instance_is_rebuilt() {
     };
     let data = tempfile::tempdir().unwrap();
     let mut config = common::config(engine, data.path());
-    config.call_timeout = Duration::from_millis(300);
+    // Generous for the small calls even on a loaded machine; far too short for the heavy one.
+    config.call_timeout = Duration::from_secs(2);
     let store = Store::open(config).await.unwrap();
     let tags: Tags = store.storage().await.unwrap();
     tags.create(&common::tag("pod", "before", None))
@@ -96,10 +97,10 @@ async fn time_bound_is_a_typed_error_and_the_instance_is_rebuilt() {
     c.max_records = 10_000_000;
     let slow = store.spool("slow", c).await.unwrap();
     let mut gen = MetricGenerator::new(7, 1_700_000_100_000);
-    for _ in 0..40 {
-        slow.put(gen.batch(5_000)).await.unwrap();
+    for _ in 0..100 {
+        slow.put(gen.batch(2_000)).await.unwrap();
     }
-    // Brotli level 11 over 200,000 rows takes far longer than 300 ms.
+    // Brotli level 11 over 200,000 rows (~60 MB of JSON) takes far longer than 2 s.
     let err = slow.flush().await.unwrap_err();
     assert!(
         matches!(
