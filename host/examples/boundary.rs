@@ -2,7 +2,8 @@
 //! typed client: per-call overhead, batch create rows/s, spool put rows/s, and store open
 //! (instantiation) cold and warm from the compiled-component cache.
 //!
-//! `cargo run --release -p edgestore-host --example boundary [component.wasm]`
+//! `cargo run --release -p edgestore-host --example boundary [component.wasm]` (default: the
+//! component embedded in the host)
 
 use std::time::{Duration, Instant};
 
@@ -85,15 +86,13 @@ async fn measure(name: &str, engine: Engine, cache: &std::path::Path) -> anyhow:
 async fn main() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     measure("native", Engine::Native, cache.path()).await?;
+    // The component embedded in the host unless a path is given.
     let component = std::env::args()
         .nth(1)
         .map(|p| ComponentSource::File(p.into()))
-        .or_else(|| {
-            std::env::var_os("EDGESTORE_COMPONENT").map(|p| ComponentSource::File(p.into()))
+        .unwrap_or_else(|| {
+            ComponentSource::Bytes(edgestore_host::artifacts::PLUGIN_COMPONENT.into())
         });
-    match component {
-        Some(c) => measure("component", Engine::Component(c), cache.path()).await?,
-        None => println!("component: no component given (pass its path)"),
-    }
+    measure("component", Engine::Component(component), cache.path()).await?;
     Ok(())
 }
