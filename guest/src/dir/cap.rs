@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions};
 
 use super::{check_dir_name, check_name, Capacity, Directory, Entry, ReadFile, WriteFile};
 
@@ -41,32 +41,13 @@ impl CapDir {
     }
 }
 
-struct CapFile(File);
-
-impl io::Write for CapFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl WriteFile for CapFile {
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn sync_all(&mut self) -> io::Result<()> {
-        self.0.sync_all()
-    }
-}
-
 impl Directory for CapDir {
     fn create_new(&self, name: &str) -> io::Result<Box<dyn WriteFile>> {
         check_name(name)?;
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
-        Ok(Box::new(CapFile(self.dir.open_with(name, &opts)?)))
+        // The std file behind the handle: one `WriteFile` impl serves every directory.
+        Ok(Box::new(self.dir.open_with(name, &opts)?.into_std()))
     }
 
     fn open_read(&self, name: &str) -> io::Result<ReadFile> {

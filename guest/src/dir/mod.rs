@@ -42,6 +42,16 @@ pub trait WriteFile: Write + Send {
 }
 
 /// A file opened for reading.
+/// A plain file is a `WriteFile`: both the cap-std and the path directory hand these out.
+impl WriteFile for std::fs::File {
+    fn sync_data(&mut self) -> io::Result<()> {
+        std::fs::File::sync_data(self)
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        std::fs::File::sync_all(self)
+    }
+}
+
 pub type ReadFile = Box<dyn Read + Send>;
 
 /// One entry of a directory listing.

@@ -32,26 +32,6 @@ impl PathDir {
     }
 }
 
-struct StdFile(File);
-
-impl io::Write for StdFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl WriteFile for StdFile {
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-    fn sync_all(&mut self) -> io::Result<()> {
-        self.0.sync_all()
-    }
-}
-
 impl Directory for PathDir {
     fn create_new(&self, name: &str) -> io::Result<Box<dyn WriteFile>> {
         check_name(name)?;
@@ -59,7 +39,7 @@ impl Directory for PathDir {
             .write(true)
             .create_new(true)
             .open(self.path(name)?)?;
-        Ok(Box::new(StdFile(file)))
+        Ok(Box::new(file))
     }
 
     fn open_read(&self, name: &str) -> io::Result<ReadFile> {
