@@ -15,6 +15,7 @@
 //! | the directory capability and fault seam | [`dir`] |
 //! | the crash-safe Brotli spool | [`spool`] |
 //! | deterministic sample metrics | [`sample`] |
+//! | report and listing formats shared by every CLI | [`present`] |
 
 #[cfg(all(feature = "component", target_family = "wasm"))]
 mod component;
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod dir;
 pub mod error;
 pub mod model;
+pub mod present;
 pub mod repository;
 pub mod sample;
 pub mod spool;
