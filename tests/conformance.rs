@@ -1,5 +1,6 @@
 //! The conformance suite: every repository and spool case, run through the host's typed client
-//! on both engines (the native core and the component). A case is an async fn taking the store
+//! on every engine: the native core, the plugin component (SQL from the host) and the standalone
+//! component (SQLite inside; built on demand by `common::standalone`). A case is an async fn taking the store
 //! and its data directory; `conformance!` instantiates it once per engine.
 
 mod common;
@@ -35,6 +36,17 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(engine) = crate::common::engine("component") else { return };
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = crate::common::open(engine, dir.path()).await;
+                    super::$case(store, dir.path()).await;
+                }
+            )*
+        }
+        mod standalone {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let engine = crate::common::engine("standalone").unwrap();
                     let dir = tempfile::tempdir().unwrap();
                     let store = crate::common::open(engine, dir.path()).await;
                     super::$case(store, dir.path()).await;

@@ -1,5 +1,6 @@
-//! Compatibility: a database and a spool written by the component are read by the native
-//! engine, and the reverse.
+//! Compatibility: a database and a spool written by one engine are read by another: native and
+//! the plugin component both ways, and the standalone component (SQLite inside, exclusive
+//! locking + WAL) against both.
 
 mod common;
 
@@ -59,5 +60,29 @@ async fn component_writes_native_reads() {
 async fn native_writes_component_reads() {
     if let Some(component) = common::engine("component") {
         write_then_read(Engine::Native, component).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_writes_native_reads() {
+    write_then_read(common::engine("standalone").unwrap(), Engine::Native).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_writes_standalone_reads() {
+    write_then_read(Engine::Native, common::engine("standalone").unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_writes_plugin_reads() {
+    if let Some(plugin) = common::engine("component") {
+        write_then_read(common::engine("standalone").unwrap(), plugin).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_writes_standalone_reads() {
+    if let Some(plugin) = common::engine("component") {
+        write_then_read(plugin, common::engine("standalone").unwrap()).await;
     }
 }

@@ -16,6 +16,7 @@
 //! | the crash-safe Brotli spool | [`spool`] |
 //! | deterministic sample metrics | [`sample`] |
 //! | report and listing formats shared by every CLI | [`present`] |
+//! | schema-less reads of a repository database (tools: `db models`, `get`, `find`) | [`inspect`] |
 
 #[cfg(all(feature = "component", target_family = "wasm"))]
 mod component;
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod clock;
 pub mod dir;
 pub mod error;
+pub mod inspect;
 pub mod model;
 pub mod present;
 pub mod repository;

@@ -227,6 +227,34 @@ pub fn purge(r: &PurgeReport, json: bool) -> String {
     out
 }
 
+#[derive(Serialize)]
+struct AckView {
+    acked: usize,
+}
+
+/// `spool ack`: how many segments were marked uploaded.
+pub fn acked(n: usize, json: bool) -> String {
+    if json {
+        return to_json(&AckView { acked: n });
+    }
+    format!("{n} segments marked uploaded\n")
+}
+
+/// `db models`.
+pub fn models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
+    if json {
+        return to_json(list);
+    }
+    let mut out = format!("{:<32} {:>8} {:>12}\n", "TABLE", "VERSION", "ROWS");
+    for m in list {
+        out.push_str(&format!(
+            "{:<32} {:>8} {:>12}\n",
+            m.table, m.version, m.rows
+        ));
+    }
+    out
+}
+
 /// One row as a JSON line (no trailing newline added; callers print with `println!`).
 /// Serialisation of our own row types cannot fail; a failure is reported as an internal error.
 pub fn json_line<T: Serialize + ?Sized>(row: &T) -> crate::Result<String> {

@@ -2,8 +2,9 @@
 //! typed client: per-call overhead, batch create rows/s, spool put rows/s, and store open
 //! (instantiation) cold and warm from the compiled-component cache.
 //!
-//! `cargo run --release -p edgestore-host --example boundary [component.wasm]` (default: the
-//! component embedded in the host)
+//! `cargo run --release -p edgestore-host --example boundary [component.wasm] [standalone.wasm]`
+//! (default: the plugin component embedded in the host; a second path adds a third row for the
+//! standalone component, which the tests build into `target/standalone/edgestore-standalone.wasm`)
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,7 @@ async fn measure(name: &str, engine: Engine, cache: &std::path::Path) -> anyhow:
     again.close().await?;
 
     println!(
-        "{name:>9}: open {:>8.1?} (again {:>7.1?}) | ping median {:>6.1?} | count median {:>6.1?} | create_many 100k {:>7.0} rows/s | spool put+flush 200k L6 {:>7.0} rows/s",
+        "{name:>10}: open {:>8.1?} (again {:>7.1?}) | ping median {:>6.1?} | count median {:>6.1?} | create_many 100k {:>7.0} rows/s | spool put+flush 200k L6 {:>7.0} rows/s",
         open,
         warm,
         median(calls),
@@ -94,5 +95,9 @@ async fn main() -> anyhow::Result<()> {
             ComponentSource::Bytes(edgestore_host::artifacts::PLUGIN_COMPONENT.into())
         });
     measure("component", Engine::Component(component), cache.path()).await?;
+    if let Some(standalone) = std::env::args().nth(2) {
+        let source = ComponentSource::File(standalone.into());
+        measure("standalone", Engine::Component(source), cache.path()).await?;
+    }
     Ok(())
 }

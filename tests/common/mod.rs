@@ -9,6 +9,8 @@ use edgestore::model::ResourceTagsKey;
 use edgestore::{ResourceTags, Timestamp};
 use edgestore_host::{ComponentSource, Engine, Store, StoreConfig};
 
+pub mod standalone;
+
 /// The component under test: `EDGESTORE_COMPONENT` if set, else the one `host/build.rs` built.
 pub fn component() -> Option<ComponentSource> {
     if let Some(path) = std::env::var_os("EDGESTORE_COMPONENT") {
@@ -24,10 +26,15 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("edgestore-cwasm-cache")
 }
 
-/// The engine called `name` ("native" or "component"), `None` if this build has no component.
+/// The engine called `name` ("native", "component" = the plugin, "standalone"), `None` if this
+/// build has no plugin component.
 pub fn engine(name: &str) -> Option<Engine> {
     match name {
         "native" => Some(Engine::Native),
+        // Built on demand; fails with what to install when the toolchain is missing.
+        "standalone" => Some(Engine::Component(ComponentSource::File(
+            standalone::standalone_component(),
+        ))),
         _ => match component() {
             Some(c) => Some(Engine::Component(c)),
             None => {

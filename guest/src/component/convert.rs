@@ -44,6 +44,7 @@ pub fn error_to_wit(e: &Error) -> wit::Error {
 }
 
 /// A WIT error (from the host's `sqlite` import) as a core error with the same code.
+#[cfg(not(feature = "standalone"))] // only the plugin world's driver takes errors from the host
 pub fn error_from_wit(e: wit::Error) -> Error {
     let code = match e.code {
         wit::ErrorCode::NotFound => ErrorCode::NotFound,
@@ -86,6 +87,7 @@ pub fn value_from_wit(v: wit::Value) -> Value {
 }
 
 /// A core row (or key, or parameter list) as WIT values.
+#[cfg(not(feature = "standalone"))] // only the plugin world's driver sends rows to the host
 pub fn row_to_wit(row: &[Value]) -> wit::Row {
     row.iter().map(value_to_wit).collect()
 }

@@ -9,8 +9,7 @@ use super::convert::{
     tx_mode,
 };
 use super::exports::edgestore::storage::repository as r;
-use super::sqlite::HostConnection;
-use super::{admin, track, types, Component};
+use super::{admin, driver, track, types, Component};
 use crate::repository::{OpenTransaction, Store};
 use crate::sql::SingleConnection;
 
@@ -86,13 +85,19 @@ macro_rules! table_ops {
     };
 }
 
+/// Open the store behind `label` on the world's driver. The `repository` export and the
+/// standalone command entry point both open stores here.
+pub(super) fn open_store(label: &str) -> crate::Result<Store> {
+    let conn = driver::open(label)?;
+    #[allow(clippy::arc_with_non_send_sync)] // no threads in the component
+    let db = Arc::new(SingleConnection::new(conn));
+    Ok(Store::new(db))
+}
+
 impl r::GuestStore for StoreRes {
     fn open(label: String) -> Result<r::Store, types::Error> {
         track("store.open", || {
-            let conn = HostConnection::open(&label)?;
-            #[allow(clippy::arc_with_non_send_sync)] // no threads in the component
-            let db = Arc::new(SingleConnection::new(conn));
-            let inner = Rc::new(Store::new(db));
+            let inner = Rc::new(open_store(&label)?);
             admin::register_store(&inner);
             Ok(r::Store::new(StoreRes { inner }))
         })

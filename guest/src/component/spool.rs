@@ -6,29 +6,25 @@
 //! (the reference agent's field order), and readers hand text back without re-encoding.
 //! A `serde_json::Value` spool would parse every document into a tree and print it again.
 //!
-//! Files live under the preopened `/data`, in the relative directory `config.path`; the
-//! file-system capacity comes from the host (`host-info.disk-capacity`).
+//! Files live under the preopened data directory ([`super::data_root`], `/data` by default), in
+//! the relative directory `config.path`; the file-system capacity comes from the world's driver
+//! (the host's `host-info` in `plugin`, unknown in `standalone`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::edgestore::storage::host_info;
 use super::exports::edgestore::storage::spool as s;
-use super::{admin, track, types, Component};
-use crate::dir::{check_dir_name, Capacity, PathDir, WithCapacity};
+use super::{admin, data_root, driver, track, types, Component};
+use crate::dir::{check_dir_name, PathDir, WithCapacity};
 use crate::error::{Error, Result};
 use crate::spool::{
     document_metric, documents, metric_document, Counts, Document, PurgeReport, RangeReader,
     SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SyncPolicy, TimeRange, Usage,
 };
 use crate::{Metric, SystemClock};
-
-/// The guest path of the data directory the host preopens.
-const DATA_ROOT: &str = "/data";
 
 impl s::Guest for Component {
     type Spool = SpoolRes;
@@ -58,13 +54,6 @@ impl Reader {
             Reader::Range(r) => r.next(max),
         }
     }
-}
-
-fn host_capacity() -> io::Result<Option<Capacity>> {
-    Ok(host_info::disk_capacity().map(|c| Capacity {
-        total: c.total_bytes,
-        available: c.available_bytes,
-    }))
 }
 
 fn config_from_wit(c: &s::Config) -> SpoolConfig {
@@ -167,25 +156,27 @@ fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Open the spool in `path` (relative to the data directory) on the world's capacity source.
+/// The `spool` export and the standalone command entry point both open spools here.
+pub(super) fn open_spool(path: &str, config: SpoolConfig) -> Result<Spool<Document>> {
+    // Relative, no `..`, no empty or `.` components: it cannot leave the data directory.
+    check_dir_name(path).map_err(|e| Error::invalid_input(format!("spool path {path:?}: {e}")))?;
+    let data = data_root();
+    let root = if path.is_empty() {
+        data
+    } else {
+        format!("{data}/{path}")
+    };
+    let dir =
+        PathDir::open(&root).map_err(|e| Error::io(format!("open spool directory {root}"), e))?;
+    let dir = Arc::new(WithCapacity::new(dir, driver::capacity));
+    Spool::open(dir, config, Arc::new(SystemClock))
+}
+
 impl s::GuestSpool for SpoolRes {
     fn open(config: s::Config) -> std::result::Result<s::Spool, types::Error> {
         track("spool.open", || {
-            // Relative, no `..`, no empty or `.` components: it cannot leave `/data`.
-            check_dir_name(&config.path)
-                .map_err(|e| Error::invalid_input(format!("spool path {:?}: {e}", config.path)))?;
-            let root = if config.path.is_empty() {
-                DATA_ROOT.to_owned()
-            } else {
-                format!("{DATA_ROOT}/{}", config.path)
-            };
-            let dir = PathDir::open(&root)
-                .map_err(|e| Error::io(format!("open spool directory {root}"), e))?;
-            let dir = Arc::new(WithCapacity::new(dir, host_capacity));
-            let inner = Rc::new(Spool::open(
-                dir,
-                config_from_wit(&config),
-                Arc::new(SystemClock),
-            )?);
+            let inner = Rc::new(open_spool(&config.path, config_from_wit(&config))?);
             admin::register_spool(&inner);
             Ok(s::Spool::new(SpoolRes { inner }))
         })

@@ -1,8 +1,11 @@
-//! The host's `sqlite` import as a core [`Connection`]: the component's SQL driver. It is
-//! wrapped in the core's `SingleConnection` (one connection, no threads in the component).
+//! The plugin world's driver: the host's `sqlite` import as a core [`Connection`] (wrapped by
+//! the glue in the core's `SingleConnection`: one connection, no threads in the component), and
+//! the file-system capacity from the host's `host-info`. The standalone world's counterpart,
+//! with the same two functions, is `local.rs`.
 
 use super::convert::{error_from_wit, row_from_wit, row_to_wit};
-use super::edgestore::storage::sqlite as host;
+use super::edgestore::storage::{host_info, sqlite as host};
+use crate::dir::Capacity;
 use crate::error::Result;
 use crate::model::{Row, Value};
 use crate::sql::Connection;
@@ -19,6 +22,19 @@ impl HostConnection {
         let conn = host::Connection::open(label).map_err(error_from_wit)?;
         Ok(HostConnection { conn })
     }
+}
+
+/// Open the database the host granted under `label`.
+pub fn open(label: &str) -> Result<HostConnection> {
+    HostConnection::open(label)
+}
+
+/// Capacity of the file system holding the data directory, as the host reports it.
+pub fn capacity() -> std::io::Result<Option<Capacity>> {
+    Ok(host_info::disk_capacity().map(|c| Capacity {
+        total: c.total_bytes,
+        available: c.available_bytes,
+    }))
 }
 
 impl Connection for HostConnection {

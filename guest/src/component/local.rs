@@ -1,0 +1,108 @@
+//! The standalone world's driver: SQLite compiled into the component (the core's rusqlite
+//! driver, bundled SQLite built for WASI) on database files in the data directory, and no
+//! capacity (WASI 0.2 cannot tell a file system's size). The plugin world's counterpart, with the
+//! same two functions, is `sqlite.rs`.
+//!
+//! A label names a file directly inside the data directory, by the same rule as the host's
+//! default grants: `default` is `edgestore.sqlite` (the host's `DEFAULT_DATABASE_FILE`), any
+//! other label `LABEL.sqlite`. So a data directory written natively, through the plugin or
+//! through this component is the same directory.
+//!
+//! Locking inside WASI: SQLite's WASI build has no shared memory and locks with a dot-file, so
+//! the connection takes `locking_mode = EXCLUSIVE` first (the only way WAL works without shared
+//! memory: the WAL index lives on the heap) and then `journal_mode = WAL`. The lock is held
+//! while the store is open: another process (a native reader, a second instance) waits until
+//! this instance closes its store. WAL rather than the rollback journal: see ARCHITECTURE.md
+//! ("Standalone component") for the measurement.
+
+use std::io;
+
+use crate::dir::Capacity;
+use crate::error::{Error, Result};
+use crate::model::Value;
+use crate::sql::sqlite::rusqlite::{self, OpenFlags};
+use crate::sql::sqlite::{translate, SqliteConnection};
+use crate::sql::{Connection, RetryPolicy};
+
+/// The label the typed repository uses; backed by [`DEFAULT_DATABASE_FILE`].
+pub const DEFAULT_LABEL: &str = "default";
+/// The file behind [`DEFAULT_LABEL`], as in the host's default grants.
+pub const DEFAULT_DATABASE_FILE: &str = "edgestore.sqlite";
+/// Longest label accepted (the host's limit).
+const MAX_LABEL_LEN: usize = 64;
+
+/// The journal mode the component sets after exclusive locking: `WAL` unless
+/// `EDGESTORE_JOURNAL` names another (`DELETE`, `TRUNCATE`, `PERSIST`), which is how the
+/// measurement in ARCHITECTURE.md compares them.
+fn journal_mode() -> Result<String> {
+    match std::env::var("EDGESTORE_JOURNAL") {
+        Err(_) => Ok("WAL".to_owned()),
+        Ok(mode) => {
+            let upper = mode.to_ascii_uppercase();
+            match upper.as_str() {
+                "WAL" | "DELETE" | "TRUNCATE" | "PERSIST" => Ok(upper),
+                _ => Err(Error::invalid_input(format!(
+                    "EDGESTORE_JOURNAL={mode:?}: expected WAL, DELETE, TRUNCATE or PERSIST"
+                ))),
+            }
+        }
+    }
+}
+
+/// The database file behind `label`, checked by the host's label rule
+/// (`[a-z0-9][a-z0-9_-]*`, at most 64 bytes), so it can never name a path.
+pub fn database_file(label: &str) -> Result<String> {
+    let ok = !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(Error::invalid_input(format!(
+            "label {label:?} must be 1-{MAX_LABEL_LEN} of a-z, 0-9, '_', '-', starting with a letter or digit"
+        )));
+    }
+    Ok(if label == DEFAULT_LABEL {
+        DEFAULT_DATABASE_FILE.to_owned()
+    } else {
+        format!("{label}.sqlite")
+    })
+}
+
+/// Open the database behind `label` in the data directory (created if missing), exclusively
+/// locked, in WAL (see the module note).
+pub fn open(label: &str) -> Result<SqliteConnection> {
+    let path = format!("{}/{}", super::data_root(), database_file(label)?);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+    let conn = SqliteConnection::new(raw, RetryPolicy::default())?;
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE", &[])?;
+    let wanted = journal_mode()?;
+    conn.execute(&format!("PRAGMA journal_mode = {wanted}"), &[])?;
+    let got = conn.query("PRAGMA journal_mode", &[])?;
+    let got = got
+        .first()
+        .and_then(|row| row.first())
+        .and_then(|v| match v {
+            Value::Text(t) => Some(t.to_ascii_uppercase()),
+            _ => None,
+        });
+    if got.as_deref() != Some(wanted.as_str()) {
+        return Err(Error::internal(format!(
+            "{path}: SQLite kept journal mode {got:?} instead of {wanted}"
+        )));
+    }
+    Ok(conn)
+}
+
+/// WASI 0.2 has no call for a file system's size: capacity is unknown (the spool's byte cap
+/// still applies; only the free-space guard is off).
+pub fn capacity() -> io::Result<Option<Capacity>> {
+    Ok(None)
+}
