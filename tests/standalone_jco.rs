@@ -173,8 +173,8 @@ fn wasmtime_cli_runs_the_command_when_installed() {
 }
 
 /// A Node.js process writing through the standalone component, killed (SIGKILL) mid-write,
-/// leaves a database that opens natively and passes `PRAGMA integrity_check`; the standalone
-/// component opens it again and keeps every committed batch.
+/// leaves a database that opens natively and passes `PRAGMA integrity_check` with whole batches
+/// only; the standalone component names the stale lock, and opens it again once it is removed.
 #[test]
 fn killed_writer_leaves_a_sound_database() {
     let data = tempfile::tempdir().unwrap();
@@ -204,7 +204,17 @@ fn killed_writer_leaves_a_sound_database() {
         rows >= 500 && rows % 500 == 0,
         "committed batches only: {rows}"
     );
-    // The component itself reopens it (after a crash) and sees the same rows.
+    // The killed instance left its dot-file lock: the component refuses to open, and says
+    // which lock to remove; once removed, it opens the database and sees the same rows.
+    let lock = data.path().join("edgestore.sqlite.lock");
+    assert!(lock.exists(), "the WASI build locks with a dot-file");
+    let refused = node(data.path(), &["command", "db", "count", "item"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("busy") && why.contains("edgestore.sqlite.lock"), "{why}");
+    std::fs::remove_dir(&lock).unwrap();
     let count = run_ok(node(data.path(), &["command", "db", "count", "item"]));
     assert_eq!(count, format!("{rows}\n"));
 }

@@ -12,13 +12,15 @@
 //! the connection takes `locking_mode = EXCLUSIVE` first (the only way WAL works without shared
 //! memory: the WAL index lives on the heap) and then `journal_mode = WAL`. The lock is held
 //! while the store is open: another process (a native reader, a second instance) waits until
-//! this instance closes its store. WAL rather than the rollback journal: see ARCHITECTURE.md
-//! ("Standalone component") for the measurement.
+//! this instance closes its store. A killed instance leaves the lock (`FILE.lock`, a directory)
+//! behind: the database itself is sound (atomic commits), and the next open fails `busy` with
+//! a message naming the lock to remove. WAL rather than the rollback journal: see
+//! ARCHITECTURE.md ("The standalone component") for the measurement.
 
 use std::io;
 
 use crate::dir::Capacity;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::model::Value;
 use crate::sql::sqlite::rusqlite::{self, OpenFlags};
 use crate::sql::sqlite::{translate, SqliteConnection};
@@ -84,7 +86,9 @@ pub fn open(label: &str) -> Result<SqliteConnection> {
     let conn = SqliteConnection::new(raw, RetryPolicy::default())?;
     conn.execute("PRAGMA locking_mode = EXCLUSIVE", &[])?;
     let wanted = journal_mode()?;
-    conn.execute(&format!("PRAGMA journal_mode = {wanted}"), &[])?;
+    // The first statement that reads the file takes the (exclusive, dot-file) lock.
+    conn.execute(&format!("PRAGMA journal_mode = {wanted}"), &[])
+        .map_err(|e| explain_lock(e, &path))?;
     let got = conn.query("PRAGMA journal_mode", &[])?;
     let got = got
         .first()
@@ -99,6 +103,23 @@ pub fn open(label: &str) -> Result<SqliteConnection> {
         )));
     }
     Ok(conn)
+}
+
+/// A `busy` open, explained: the dot-file lock `FILE.lock` is held by another instance, or was
+/// left by one that crashed (a killed process cannot remove it; nothing in WASI can tell a live
+/// holder from a dead one, so removing it is the operator's call).
+fn explain_lock(e: Error, path: &str) -> Error {
+    let lock = format!("{path}.lock");
+    if e.code() != ErrorCode::Busy || std::fs::metadata(&lock).is_err() {
+        return e;
+    }
+    Error::new(
+        ErrorCode::Busy,
+        format!(
+            "{path} is locked by another edgestore instance ({lock} exists); if none is \
+             running (one crashed), remove {lock} and retry: {e}"
+        ),
+    )
 }
 
 /// WASI 0.2 has no call for a file system's size: capacity is unknown (the spool's byte cap
