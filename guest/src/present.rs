@@ -255,6 +255,103 @@ pub fn models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
     out
 }
 
+/// Whether a benchmark figure met its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BenchStatus {
+    /// The median met the target.
+    Pass,
+    /// The median missed the target.
+    Miss,
+    /// Measured for context; the issue sets no target for it.
+    Info,
+    /// Not measured here (a tool it compares against is missing); `note` says why.
+    Skip,
+}
+
+/// One figure of `edgestore bench`: a median (or a ratio of medians measured side by side).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchFigure {
+    /// Stable dotted name, e.g. `spool.ingest.native.l6.vs_raw`.
+    pub figure: String,
+    /// The measured median; `None` only when `status` is `Skip`.
+    pub value: Option<f64>,
+    /// Unit of `value` (`x` for ratios).
+    pub unit: String,
+    /// The target as text (`>= 0.9`), empty when there is none.
+    pub target: String,
+    /// PASS, MISS, INFO or SKIP.
+    pub status: BenchStatus,
+    /// Sizes, baseline values, or why the figure was skipped.
+    pub note: String,
+}
+
+/// The whole `edgestore bench` report: where and when it ran, then every figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// `quick` or `full`.
+    pub mode: String,
+    /// Start time, RFC 3339 UTC.
+    pub date: String,
+    /// CPU model and core count.
+    pub machine: String,
+    /// `/proc/loadavg`'s 1-minute load at the start and at the end.
+    pub load: String,
+    /// Every figure, in measuring order.
+    pub figures: Vec<BenchFigure>,
+}
+
+/// `edgestore bench`: one table (figure, value, target, status, note) or the JSON document.
+pub fn bench(r: &BenchReport, json: bool) -> String {
+    if json {
+        return to_json(r);
+    }
+    let mut out = format!(
+        "edgestore bench ({}), {}, {}, load {}\n",
+        r.mode, r.date, r.machine, r.load
+    );
+    let width = r
+        .figures
+        .iter()
+        .map(|f| f.figure.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    out.push_str(&format!(
+        "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
+        "FIGURE", "VALUE", "UNIT", "TARGET", "STATUS", "NOTE"
+    ));
+    for f in &r.figures {
+        let value = f.value.map_or_else(|| "-".to_string(), bench_number);
+        let status = match f.status {
+            BenchStatus::Pass => "PASS",
+            BenchStatus::Miss => "MISS",
+            BenchStatus::Info => "INFO",
+            BenchStatus::Skip => "SKIP",
+        };
+        let target = if f.target.is_empty() { "-" } else { &f.target };
+        out.push_str(&format!(
+            "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
+            f.figure, value, f.unit, target, status, f.note
+        ));
+    }
+    out
+}
+
+/// Three significant digits at least, no exponent: 0.0123, 1.23, 123, 123456.
+fn bench_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// One row as a JSON line (no trailing newline added; callers print with `println!`).
 /// Serialisation of our own row types cannot fail; a failure is reported as an internal error.
 pub fn json_line<T: Serialize + ?Sized>(row: &T) -> crate::Result<String> {
@@ -273,6 +370,44 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bench_table_has_one_line_per_figure_and_json_keeps_fields() {
+        let r = BenchReport {
+            mode: "quick".into(),
+            date: "2026-01-01T00:00:00Z".into(),
+            machine: "cpu x 2".into(),
+            load: "0.5 -> 0.7".into(),
+            figures: vec![
+                BenchFigure {
+                    figure: "a.ratio".into(),
+                    value: Some(0.91234),
+                    unit: "x".into(),
+                    target: ">= 0.9".into(),
+                    status: BenchStatus::Pass,
+                    note: String::new(),
+                },
+                BenchFigure {
+                    figure: "b.cli".into(),
+                    value: None,
+                    unit: "x".into(),
+                    target: "<= 1".into(),
+                    status: BenchStatus::Skip,
+                    note: "no brotli".into(),
+                },
+            ],
+        };
+        let text = bench(&r, false);
+        assert_eq!(text.lines().count(), 4);
+        assert!(text.contains("0.9123"), "{text}");
+        assert!(text
+            .lines()
+            .nth(3)
+            .is_some_and(|l| l.contains("SKIP") && l.contains(" - ")));
+        let v: serde_json::Value = serde_json::from_str(&bench(&r, true)).unwrap();
+        assert_eq!(v["figures"][0]["status"], "PASS");
+        assert_eq!(v["figures"][1]["value"], serde_json::Value::Null);
+    }
 
     fn seg(name: &str, state: SegmentState, rows: Option<u64>) -> SegmentInfo {
         SegmentInfo {

@@ -11,8 +11,10 @@
 //! | the native engine behind the same client | `native` |
 //! | the typed async client: [`Store`], [`AsyncStorage`], [`AsyncSpool`] | [`client`] |
 //! | the transaction view implementing the core's traits | [`tx`] |
+//! | measurements shared by `edgestore bench` and `cargo bench` | [`bench`] |
 
 pub mod artifacts;
+pub mod bench;
 pub mod bindings;
 pub mod client;
 mod convert;

@@ -1,0 +1,39 @@
+//! Why a measurement could not run (not whether it was fast: that is the report's job).
+
+/// A measurement failed to run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The host (either engine) failed.
+    #[error(transparent)]
+    Host(#[from] crate::Error),
+    /// The core failed.
+    #[error(transparent)]
+    Store(#[from] edgestore::Error),
+    /// The raw rusqlite baseline failed.
+    #[error("raw rusqlite baseline: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A measuring child process misbehaved, or a result did not check out.
+    #[error("{0}")]
+    Check(String),
+}
+
+impl BenchError {
+    /// An I/O error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        BenchError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// The bench module's result.
+pub type Result<T> = std::result::Result<T, BenchError>;

@@ -1,0 +1,566 @@
+//! # The measuring code: written once, used by `edgestore bench` and by the criterion benches
+//!
+//! Each submodule exposes workloads as plain functions that time one run and return the
+//! elapsed time (or per-call latencies). `cargo bench` (benches/edgestore.rs) feeds them to
+//! criterion through `iter_custom`; [`run`] repeats them with subject and baseline
+//! *interleaved* (subject, baseline, subject, baseline, ...) so machine noise hits both
+//! alike, takes medians, and turns them into the figures of issue 7 with their targets.
+//!
+//! | concept | module |
+//! |---|---|
+//! | medians, percentiles, deterministic indices | [`stats`] |
+//! | runtime and warm component cache shared by host figures | [`fixture`] |
+//! | spool ingest against raw Brotli; space savings; the `brotli` CLI | [`spool`] |
+//! | repository against raw rusqlite; point operations; host client on both engines | [`repo`] |
+//! | peak RSS in a child process | [`memory`] |
+//! | cold compile and warm open of the component | [`startup`] |
+
+mod error;
+pub mod fixture;
+pub mod memory;
+pub mod repo;
+pub mod spool;
+pub mod startup;
+pub mod stats;
+
+use edgestore::present::{BenchFigure, BenchReport, BenchStatus};
+
+pub use error::{BenchError, Result};
+pub use fixture::{Host, Side};
+use stats::{median, percentile, secs};
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Small sizes, one or few reps: proves the machinery in seconds. Its numbers are not the
+    /// issue's figures (the memory figures say which row count they used).
+    Quick,
+    /// The issue's sizes.
+    Full,
+}
+
+/// The sizes of one mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Interleaved reps of each throughput figure.
+    pub reps: usize,
+    /// Spool rows at levels 1, 6 and 11.
+    pub spool_rows: [usize; 3],
+    /// Rows of the create-many figures.
+    pub create_many_rows: usize,
+    /// Rows already stored for point operations.
+    pub point_rows: usize,
+    /// Timed reads (gets, finds) per figure.
+    pub reads: usize,
+    /// Timed writes (single creates, updates) per figure: each commits (fsync).
+    pub writes: usize,
+    /// Timed empty calls and 1 KB round trips; 1 MB round trips are a tenth.
+    pub calls: usize,
+    /// Rows of the memory figures.
+    pub memory_rows: u64,
+    /// Cold compiles, warm opens.
+    pub startups: (usize, usize),
+}
+
+impl Sizes {
+    /// The sizes of `mode`.
+    pub fn of(mode: Mode) -> Sizes {
+        match mode {
+            Mode::Quick => Sizes {
+                reps: 1,
+                spool_rows: [10_000, 10_000, 2_000],
+                create_many_rows: 10_000,
+                point_rows: 10_000,
+                reads: 1_000,
+                writes: 20,
+                calls: 200,
+                memory_rows: 100_000,
+                startups: (1, 3),
+            },
+            Mode::Full => Sizes {
+                reps: 5,
+                spool_rows: [200_000, 100_000, 10_000],
+                create_many_rows: 100_000,
+                point_rows: 100_000,
+                reads: 20_000,
+                writes: 300,
+                calls: 5_000,
+                memory_rows: 10_000_000,
+                startups: (3, 20),
+            },
+        }
+    }
+}
+
+/// A target: the median must be at least / at most `bound`.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+/// Collects figures in measuring order.
+struct Figures {
+    list: Vec<BenchFigure>,
+    progress: Box<dyn FnMut(&BenchFigure)>,
+}
+
+impl Figures {
+    fn add(&mut self, figure: &str, value: f64, unit: &str, target: Option<Target>, note: String) {
+        let (target_text, status) = match target {
+            None => (String::new(), BenchStatus::Info),
+            Some(Target::AtLeast(b)) => (format!(">= {b}"), pass(value >= b)),
+            Some(Target::AtMost(b)) => (format!("<= {b}"), pass(value <= b)),
+        };
+        let f = BenchFigure {
+            figure: figure.into(),
+            value: Some(value),
+            unit: unit.into(),
+            target: target_text,
+            status,
+            note,
+        };
+        (self.progress)(&f);
+        self.list.push(f);
+    }
+
+    fn skip(&mut self, figure: &str, unit: &str, target: Target, note: String) {
+        let target = match target {
+            Target::AtLeast(b) => format!(">= {b}"),
+            Target::AtMost(b) => format!("<= {b}"),
+        };
+        let f = BenchFigure {
+            figure: figure.into(),
+            value: None,
+            unit: unit.into(),
+            target,
+            status: BenchStatus::Skip,
+            note,
+        };
+        (self.progress)(&f);
+        self.list.push(f);
+    }
+}
+
+fn pass(ok: bool) -> BenchStatus {
+    if ok {
+        BenchStatus::Pass
+    } else {
+        BenchStatus::Miss
+    }
+}
+
+const MB: f64 = 1e6;
+const US: f64 = 1e6;
+
+/// Run every figure of `mode`; `progress` sees each figure as soon as it is measured.
+pub fn run(mode: Mode, progress: impl FnMut(&BenchFigure) + 'static) -> Result<BenchReport> {
+    let sizes = Sizes::of(mode);
+    let load_before = load_1min();
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut f = Figures {
+        list: Vec::new(),
+        progress: Box::new(progress),
+    };
+    let host = Host::new()?;
+
+    // Start-up first: the first cold compile also fills the cache every component figure
+    // below opens from.
+    let mut cold = vec![secs(startup::cold_compile(Some(host.cache_dir()))?)];
+    for _ in 1..sizes.startups.0 {
+        cold.push(secs(startup::cold_compile(None)?));
+    }
+    let warm: Vec<f64> = (0..sizes.startups.1)
+        .map(|_| startup::warm_open(&host).map(secs))
+        .collect::<Result<_>>()?;
+    f.add(
+        "startup.cold_compile",
+        median(&cold) * 1e3,
+        "ms",
+        None,
+        format!("median of {}", cold.len()),
+    );
+    f.add(
+        "startup.warm_open",
+        median(&warm) * 1e3,
+        "ms",
+        Some(Target::AtMost(10.0)),
+        format!(
+            "Store::open from the compiled cache, median of {}",
+            warm.len()
+        ),
+    );
+
+    spool_figures(&mut f, &host, &sizes)?;
+    repo_figures(&mut f, &host, &sizes)?;
+    memory_figures(&mut f, &sizes)?;
+
+    Ok(BenchReport {
+        mode: match mode {
+            Mode::Quick => "quick".into(),
+            Mode::Full => "full".into(),
+        },
+        date,
+        machine: machine(),
+        load: format!("{load_before} -> {}", load_1min()),
+        figures: f.list,
+    })
+}
+
+fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
+    for (i, level) in [1u32, 6, 11].into_iter().enumerate() {
+        let w = spool::IngestWorkload::new(sizes.spool_rows[i], level);
+        // An untimed warm-up run provides the exact bytes the baseline compresses.
+        let segments = w.native()?.segments()?;
+        let json = segments.json_bytes() as f64;
+        let (mut native, mut raw, mut comp) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..sizes.reps {
+            native.push(secs(w.native()?.elapsed));
+            raw.push(secs(spool::raw_brotli(&segments, level)?.0));
+            comp.push(secs(w.host(host, Side::Component)?));
+        }
+        let (n, r, c) = (median(&native), median(&raw), median(&comp));
+        let rows = w.rows as f64;
+        let note = format!(
+            "{} rows, {:.1} MB JSON, {} reps",
+            w.rows,
+            json / MB,
+            sizes.reps
+        );
+        f.add(
+            &format!("spool.ingest.native.l{level}.metrics_per_s"),
+            rows / n,
+            "rows/s",
+            None,
+            note.clone(),
+        );
+        f.add(
+            &format!("spool.ingest.native.l{level}.mb_per_s"),
+            json / n / MB,
+            "MB/s",
+            None,
+            note.clone(),
+        );
+        f.add(
+            &format!("spool.raw_brotli.l{level}.mb_per_s"),
+            json / r / MB,
+            "MB/s",
+            None,
+            "brotli crate, same segment JSON, same quality, window 22".into(),
+        );
+        f.add(
+            &format!("spool.ingest.native.l{level}.vs_raw"),
+            r / n,
+            "x",
+            Some(Target::AtLeast(0.9)),
+            "native ingest rate / raw Brotli rate, one worker".into(),
+        );
+        if level == 6 {
+            f.add(
+                "spool.ingest.native.l6.vs_raw_2_workers",
+                r / n,
+                "x",
+                Some(Target::AtLeast(1.6)),
+                "same ratio against the 2-worker target (finishing on a second worker)".into(),
+            );
+        }
+        f.add(
+            &format!("spool.ingest.component.l{level}.metrics_per_s"),
+            rows / c,
+            "rows/s",
+            None,
+            note,
+        );
+        f.add(
+            &format!("spool.ingest.component.l{level}.vs_native"),
+            n / c,
+            "x",
+            Some(Target::AtLeast(0.6)),
+            "component rate / native rate, same level".into(),
+        );
+        if level == 6 {
+            f.add(
+                "spool.savings.l6",
+                segments.savings() * 100.0,
+                "%",
+                Some(Target::AtLeast(85.0)),
+                format!(
+                    "{} -> {} bytes, MetricGenerator seed 2024",
+                    segments.json_bytes(),
+                    segments.compressed_bytes
+                ),
+            );
+            match spool::brotli_cli_bytes(&segments, 6)? {
+                Some(cli) => f.add(
+                    "spool.savings.l6.vs_brotli_cli",
+                    segments.compressed_bytes as f64 / cli as f64,
+                    "x",
+                    Some(Target::AtMost(1.0)),
+                    format!(
+                        "our bytes / `brotli -q 6` bytes ({} vs {cli})",
+                        segments.compressed_bytes
+                    ),
+                ),
+                None => f.skip(
+                    "spool.savings.l6.vs_brotli_cli",
+                    "x",
+                    Target::AtMost(1.0),
+                    "the brotli CLI is not on PATH".into(),
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
+    let cm = repo::CreateMany::new(sizes.create_many_rows)?;
+    let rows = cm.rows.len() as f64;
+    let (mut native, mut raw, mut h_native, mut h_comp) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sizes.reps {
+        native.push(secs(cm.native()?));
+        raw.push(secs(cm.raw()?));
+        h_native.push(secs(cm.host(host, Side::Native)?));
+        h_comp.push(secs(cm.host(host, Side::Component)?));
+    }
+    let note = format!(
+        "{} rows, one transaction, {} reps",
+        cm.rows.len(),
+        sizes.reps
+    );
+    f.add(
+        "repo.create_many.native.rows_per_s",
+        rows / median(&native),
+        "rows/s",
+        None,
+        note.clone(),
+    );
+    f.add(
+        "repo.create_many.raw_rusqlite.rows_per_s",
+        rows / median(&raw),
+        "rows/s",
+        None,
+        "same DDL and bound values, one prepared statement".into(),
+    );
+    f.add(
+        "repo.create_many.native.vs_raw",
+        median(&raw) / median(&native),
+        "x",
+        Some(Target::AtLeast(0.85)),
+        "repository rate / raw rusqlite rate".into(),
+    );
+    f.add(
+        "repo.create_many.component.rows_per_s",
+        rows / median(&h_comp),
+        "rows/s",
+        None,
+        note,
+    );
+    f.add(
+        "repo.create_many.component.vs_native",
+        median(&h_native) / median(&h_comp),
+        "x",
+        Some(Target::AtLeast(0.5)),
+        "through the host client, component rate / native-engine rate".into(),
+    );
+
+    let mut p = repo::Points::new(sizes.point_rows)?;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    // Interleave cache off and on in slices so both see the same machine.
+    let slices = 10usize;
+    for s in 0..slices {
+        off.extend(p.get(sizes.reads / slices, false, s as u64)?);
+        on.extend(p.get(sizes.reads / slices, true, s as u64)?);
+    }
+    let note = format!("{} stored rows, {} gets", sizes.point_rows, off.len());
+    f.add(
+        "repo.get.native.p50",
+        median(&off) * US,
+        "us",
+        Some(Target::AtMost(5.0)),
+        note.clone(),
+    );
+    f.add(
+        "repo.get.native.p99",
+        percentile(&off, 0.99) * US,
+        "us",
+        None,
+        note.clone(),
+    );
+    f.add(
+        "repo.get.cache_on.p50",
+        median(&on) * US,
+        "us",
+        None,
+        note.clone(),
+    );
+    f.add(
+        "repo.get.cache_off.vs_on",
+        median(&off) / median(&on),
+        "x",
+        None,
+        "cache-off p50 / cache-on p50 (the speed-up of the read cache)".into(),
+    );
+    let find = p.find_indexed(sizes.reads / 4, 11)?;
+    f.add(
+        "repo.find_indexed.native.p50",
+        median(&find) * US,
+        "us",
+        None,
+        format!("eq on indexed sent_at, one row, {} finds", find.len()),
+    );
+    let create = p.create(sizes.writes)?;
+    f.add(
+        "repo.create.native.p50",
+        median(&create) * US,
+        "us",
+        None,
+        format!(
+            "one row per commit (WAL, synchronous=FULL), {}",
+            create.len()
+        ),
+    );
+    let update = p.update(sizes.writes, 12)?;
+    f.add(
+        "repo.update.native.p50",
+        median(&update) * US,
+        "us",
+        None,
+        format!(
+            "one row per commit (WAL, synchronous=FULL), {}",
+            update.len()
+        ),
+    );
+    drop(p);
+
+    // Host client: both engines over the same rows, interleaved in slices.
+    let hn = repo::HostPoints::new(host, Side::Native, sizes.point_rows)?;
+    let hc = repo::HostPoints::new(host, Side::Component, sizes.point_rows)?;
+    let (mut gn, mut gc, mut pn, mut pc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut kn, mut kc, mut mn, mut mc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let big = (sizes.calls / 10).max(1);
+    for s in 0..slices {
+        gn.extend(hn.get(host, sizes.reads / slices, s as u64)?);
+        gc.extend(hc.get(host, sizes.reads / slices, s as u64)?);
+        pn.extend(hn.ping(host, sizes.calls / slices)?);
+        pc.extend(hc.ping(host, sizes.calls / slices)?);
+        kn.extend(hn.round_trip(host, 1 << 10, (sizes.calls / slices / 10).max(1))?);
+        kc.extend(hc.round_trip(host, 1 << 10, (sizes.calls / slices / 10).max(1))?);
+        mn.extend(hn.round_trip(host, 1 << 20, (big / slices).max(1))?);
+        mc.extend(hc.round_trip(host, 1 << 20, (big / slices).max(1))?);
+    }
+    hn.close(host)?;
+    hc.close(host)?;
+    f.add(
+        "repo.get.host_native.p50",
+        median(&gn) * US,
+        "us",
+        None,
+        "through the host client (a hop to the store's thread)".into(),
+    );
+    f.add(
+        "repo.get.component.p50",
+        median(&gc) * US,
+        "us",
+        Some(Target::AtMost(10.0)),
+        format!("through the host client, {} gets", gc.len()),
+    );
+    let pairs = [
+        ("boundary.empty_call", &pn, &pc, "ping".to_string()),
+        (
+            "boundary.round_trip_1kb",
+            &kn,
+            &kc,
+            format!("upsert + get of a row carrying 1 KiB, {} each", kn.len()),
+        ),
+        (
+            "boundary.round_trip_1mb",
+            &mn,
+            &mc,
+            format!("upsert + get of a row carrying 1 MiB, {} each", mn.len()),
+        ),
+    ];
+    for (name, nat, comp, note) in pairs {
+        f.add(
+            &format!("{name}.native.p50"),
+            median(nat) * US,
+            "us",
+            None,
+            note.clone(),
+        );
+        f.add(
+            &format!("{name}.component.p50"),
+            median(comp) * US,
+            "us",
+            None,
+            note,
+        );
+        f.add(
+            &format!("{name}.component.vs_native"),
+            median(comp) / median(nat),
+            "x",
+            None,
+            "component time / native-engine time".into(),
+        );
+    }
+    Ok(())
+}
+
+fn memory_figures(f: &mut Figures, sizes: &Sizes) -> Result<()> {
+    let dir = fixture::tempdir()?;
+    let rows = sizes.memory_rows;
+    let label = if rows >= 1_000_000 {
+        format!("{}m", rows / 1_000_000)
+    } else {
+        format!("{}k", rows / 1_000)
+    };
+    let ingest = memory::peak_rss(memory::Work::Ingest, rows, dir.path())?;
+    f.add(
+        &format!("memory.ingest_{label}.peak_rss"),
+        ingest.bytes as f64 / (1u64 << 20) as f64,
+        "MiB",
+        Some(Target::AtMost(128.0)),
+        format!(
+            "VmHWM of a child ingesting {rows} rows at level {} in {:.1} s",
+            memory::MEMORY_LEVEL,
+            secs(ingest.elapsed)
+        ),
+    );
+    let read = memory::peak_rss(memory::Work::Read, rows, dir.path())?;
+    f.add(
+        &format!("memory.read_{label}.peak_rss"),
+        read.bytes as f64 / (1u64 << 20) as f64,
+        "MiB",
+        Some(Target::AtMost(64.0)),
+        format!(
+            "VmHWM of a child streaming {rows} rows back in {:.1} s",
+            secs(read.elapsed)
+        ),
+    );
+    Ok(())
+}
+
+/// `/proc/loadavg`'s 1-minute figure, or `?`.
+fn load_1min() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU model and logical core count.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores")
+}

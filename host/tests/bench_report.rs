@@ -1,0 +1,109 @@
+//! `edgestore bench --quick --json --out <tmp>` runs end to end and writes a well-formed
+//! report. Structure only: speed is never judged here (these machines are shared and noisy;
+//! the figures' PASS/MISS is the report's business).
+
+use std::process::Command;
+
+/// Every figure the quick report must contain.
+const FIGURES: &[&str] = &[
+    "startup.cold_compile",
+    "startup.warm_open",
+    "spool.ingest.native.l1.metrics_per_s",
+    "spool.ingest.native.l1.mb_per_s",
+    "spool.raw_brotli.l1.mb_per_s",
+    "spool.ingest.native.l1.vs_raw",
+    "spool.ingest.component.l1.metrics_per_s",
+    "spool.ingest.component.l1.vs_native",
+    "spool.ingest.native.l6.metrics_per_s",
+    "spool.ingest.native.l6.mb_per_s",
+    "spool.raw_brotli.l6.mb_per_s",
+    "spool.ingest.native.l6.vs_raw",
+    "spool.ingest.native.l6.vs_raw_2_workers",
+    "spool.ingest.component.l6.metrics_per_s",
+    "spool.ingest.component.l6.vs_native",
+    "spool.savings.l6",
+    "spool.savings.l6.vs_brotli_cli",
+    "spool.ingest.native.l11.metrics_per_s",
+    "spool.ingest.native.l11.mb_per_s",
+    "spool.raw_brotli.l11.mb_per_s",
+    "spool.ingest.native.l11.vs_raw",
+    "spool.ingest.component.l11.metrics_per_s",
+    "spool.ingest.component.l11.vs_native",
+    "repo.create_many.native.rows_per_s",
+    "repo.create_many.raw_rusqlite.rows_per_s",
+    "repo.create_many.native.vs_raw",
+    "repo.create_many.component.rows_per_s",
+    "repo.create_many.component.vs_native",
+    "repo.get.native.p50",
+    "repo.get.native.p99",
+    "repo.get.cache_on.p50",
+    "repo.get.cache_off.vs_on",
+    "repo.find_indexed.native.p50",
+    "repo.create.native.p50",
+    "repo.update.native.p50",
+    "repo.get.host_native.p50",
+    "repo.get.component.p50",
+    "boundary.empty_call.native.p50",
+    "boundary.empty_call.component.p50",
+    "boundary.empty_call.component.vs_native",
+    "boundary.round_trip_1kb.native.p50",
+    "boundary.round_trip_1kb.component.p50",
+    "boundary.round_trip_1kb.component.vs_native",
+    "boundary.round_trip_1mb.native.p50",
+    "boundary.round_trip_1mb.component.p50",
+    "boundary.round_trip_1mb.component.vs_native",
+    "memory.ingest_100k.peak_rss",
+    "memory.read_100k.peak_rss",
+];
+
+#[test]
+fn quick_report_has_every_figure_with_finite_values_and_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_edgestore"))
+        .args(["bench", "--quick", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "edgestore bench failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(written, printed, "--json prints what --out holds");
+
+    assert_eq!(written["mode"], "quick");
+    for key in ["date", "machine", "load"] {
+        assert!(
+            written[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key}"
+        );
+    }
+    let figures = written["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, FIGURES, "every figure, in order, nothing else");
+    for f in figures {
+        let name = &f["figure"];
+        let status = f["status"].as_str().unwrap();
+        let target = f["target"].as_str().unwrap();
+        assert!(f["unit"].as_str().is_some_and(|u| !u.is_empty()), "{name}");
+        match status {
+            "PASS" | "MISS" => assert!(!target.is_empty(), "{name} judged without a target"),
+            "INFO" => assert!(target.is_empty(), "{name} has a target but no verdict"),
+            // Only the comparison with the brotli CLI may be skipped (no CLI on PATH).
+            "SKIP" => assert_eq!(name, "spool.savings.l6.vs_brotli_cli"),
+            other => panic!("{name}: status {other}"),
+        }
+        if status == "SKIP" {
+            assert!(f["value"].is_null(), "{name}");
+        } else {
+            let v = f["value"].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{name} = {v}");
+        }
+    }
+}
