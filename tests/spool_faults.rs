@@ -258,3 +258,34 @@ fn read_errors_are_io_errors_and_never_quarantine_a_healthy_segment() {
     assert_eq!(spool.verify().unwrap().quarantined.len(), 0);
     assert_exactly(&spool, 0..100);
 }
+
+/// Disk full for a while (every operation fails with ENOSPC, as on a full file system): each
+/// put fails at once with a `resource` error (`disk-full`), flushed segments and accepted rows
+/// stay, and once space returns puts and flushes succeed again. The host adds nothing here but
+/// its breaker, which turns a run of these into fail-fast refusals with the same code
+/// (tests/host_resilience.rs); a real full disk cannot be staged through the host's
+/// capability-opened directory, so the seam is exercised at this level.
+#[test]
+fn a_full_disk_refuses_puts_with_a_resource_error_until_space_returns() {
+    let rig = Rig::new(1000);
+    let spool = rig.open();
+    spool.put(&rows(0..100)).unwrap();
+    spool.flush().unwrap();
+    spool.put(&rows(100..120)).unwrap();
+    rig.faulty.fail_after_latched(Op::Write, 0, ENOSPC);
+    for i in 0..5 {
+        let err = spool.put(&rows(200 + i * 10..210 + i * 10)).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DiskFull, "{err}");
+        assert_eq!(err.class(), edgestore::ErrorClass::Resource);
+    }
+    let err = spool.flush().unwrap_err();
+    assert_eq!(err.class(), edgestore::ErrorClass::Resource, "{err}");
+    rig.faulty.disarm();
+    spool.put(&rows(300..310)).unwrap();
+    spool.flush().unwrap();
+    assert_eq!(spool.pending(), 0);
+    let want: Vec<u64> = (0..120).chain(300..310).collect();
+    assert_exactly(&spool, want.clone());
+    drop(spool);
+    assert_exactly(&rig.open(), want);
+}

@@ -132,14 +132,7 @@ struct UsageView {
 /// `spool usage`.
 pub fn usage(u: &Usage, json: bool) -> String {
     if json {
-        return to_json(&UsageView {
-            pending: u.pending.into(),
-            uploaded: u.uploaded.into(),
-            quarantined: u.quarantined.into(),
-            journals: u.journals.into(),
-            total_bytes: u.total_bytes(),
-            capacity: u.capacity.map(CapacityView::from),
-        });
+        return to_json(&usage_view(u));
     }
     let mut out = format!("{:<12} {:>8} {:>14}\n", "STATE", "FILES", "BYTES");
     for (name, c) in [
@@ -251,6 +244,26 @@ pub fn models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
             "{:<32} {:>8} {:>12}\n",
             m.table, m.version, m.rows
         ));
+struct HealthView<'a> {
+    status: &'static str,
+    healthy: bool,
+    reasons: &'a [String],
+}
+
+/// `edgestore health` and `serve`'s `/healthz`: `healthy`, or `unhealthy` and one reason per
+/// line.
+pub fn health(healthy: bool, reasons: &[String], json: bool) -> String {
+    let status = if healthy { "healthy" } else { "unhealthy" };
+    if json {
+        return to_json(&HealthView {
+            status,
+            healthy,
+            reasons,
+        });
+    }
+    let mut out = format!("{status}\n");
+    for r in reasons {
+        out.push_str(&format!("reason: {r}\n"));
     }
     out
 }
@@ -334,6 +347,97 @@ pub fn bench(r: &BenchReport, json: bool) -> String {
             "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
             f.figure, value, f.unit, target, status, f.note
         ));
+/// What `edgestore diag` reports.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    /// `native` or `component`.
+    pub engine: String,
+    /// Which SQL backend serves the repository.
+    pub backend: String,
+    /// `ok`, or what the database answered.
+    pub connection_status: String,
+    /// SQLite connections open.
+    pub open_connections: u64,
+    /// The circuit breaker: `closed`, `open`, `half-open`.
+    pub circuit: String,
+    /// The spool's usage (absent when the spool could not be opened).
+    pub usage: Option<Usage>,
+    /// Rows per model (table), or the error counting it.
+    pub record_counts: Vec<(String, std::result::Result<u64, String>)>,
+    /// When the last operation ended, UTC ms.
+    pub last_operation_ms: Option<i64>,
+    /// When the newest finished segment was finished, UTC ms.
+    pub last_segment_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct DiagnosticsView<'a> {
+    engine: &'a str,
+    backend: &'a str,
+    connection_status: &'a str,
+    open_connections: u64,
+    circuit: &'a str,
+    disk_usage: Option<UsageView>,
+    record_counts: std::collections::BTreeMap<&'a str, serde_json::Value>,
+    last_operation_ms: Option<i64>,
+    last_segment_ms: Option<i64>,
+}
+
+fn usage_view(u: &Usage) -> UsageView {
+    UsageView {
+        pending: u.pending.into(),
+        uploaded: u.uploaded.into(),
+        quarantined: u.quarantined.into(),
+        journals: u.journals.into(),
+        total_bytes: u.total_bytes(),
+        capacity: u.capacity.map(CapacityView::from),
+    }
+}
+
+/// `edgestore diag`.
+pub fn diagnostics(d: &Diagnostics, json: bool) -> String {
+    if json {
+        return to_json(&DiagnosticsView {
+            engine: &d.engine,
+            backend: &d.backend,
+            connection_status: &d.connection_status,
+            open_connections: d.open_connections,
+            circuit: &d.circuit,
+            disk_usage: d.usage.as_ref().map(usage_view),
+            record_counts: d
+                .record_counts
+                .iter()
+                .map(|(m, c)| {
+                    let v = match c {
+                        Ok(n) => serde_json::Value::from(*n),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    };
+                    (m.as_str(), v)
+                })
+                .collect(),
+            last_operation_ms: d.last_operation_ms,
+            last_segment_ms: d.last_segment_ms,
+        });
+    }
+    let ms = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |m| m.to_string());
+    let mut out = format!(
+        "engine: {}\nbackend: {}\nconnection: {}\nopen connections: {}\ncircuit: {}\n",
+        d.engine, d.backend, d.connection_status, d.open_connections, d.circuit
+    );
+    for (model, count) in &d.record_counts {
+        match count {
+            Ok(n) => out.push_str(&format!("records {model}: {n}\n")),
+            Err(e) => out.push_str(&format!("records {model}: error: {e}\n")),
+        }
+    }
+    out.push_str(&format!(
+        "last operation ms: {}\nlast segment ms: {}\n",
+        ms(d.last_operation_ms),
+        ms(d.last_segment_ms)
+    ));
+    match &d.usage {
+        Some(u) => out.push_str(&usage(u, false)),
+        None => out.push_str("disk usage: unavailable\n"),
     }
     out
 }
@@ -435,6 +539,31 @@ mod tests {
         assert!(v[1]["rows"].is_null());
         let text = segments(&list, false);
         assert!(text.ends_with("2 segments, 3 rows, 20 bytes\n"), "{text}");
+    }
+
+    #[test]
+    fn health_and_diagnostics_in_both_forms() {
+        let reasons = vec!["disk 95.0% used".to_owned()];
+        assert_eq!(health(true, &[], false), "healthy\n");
+        assert_eq!(
+            health(false, &reasons, false),
+            "unhealthy\nreason: disk 95.0% used\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&health(false, &reasons, true)).unwrap();
+        assert_eq!(v["healthy"], false);
+        assert_eq!(v["reasons"][0], "disk 95.0% used");
+        let d = Diagnostics {
+            engine: "native".into(),
+            record_counts: vec![("t".into(), Ok(3)), ("u".into(), Err("busy".into()))],
+            usage: Some(Usage::default()),
+            ..Diagnostics::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&diagnostics(&d, true)).unwrap();
+        assert_eq!(v["record_counts"]["t"], 3);
+        assert_eq!(v["record_counts"]["u"]["error"], "busy");
+        assert_eq!(v["disk_usage"]["total_bytes"], 0);
+        let text = diagnostics(&d, false);
+        assert!(text.contains("records t: 3\n"), "{text}");
     }
 
     #[test]

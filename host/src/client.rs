@@ -3,11 +3,16 @@
 //! a tokio task; callers send it jobs over a channel and await the replies, so a store handle is
 //! cheap to clone and safe to use from many tasks. The same task's timer calls `flush-due` on
 //! every open spool.
+//!
+//! Every operation goes through one dispatch ([`Store::call`]): it is timed and counted in the
+//! store's [`Metrics`], guarded by its [`CircuitBreaker`], and retried with backoff when it
+//! fails transiently ([`crate::resilience`]).
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgestore::model::{from_row, to_key, to_row};
 use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
@@ -17,8 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::grants::{Grants, Labels};
+use crate::metrics::Metrics;
 use crate::native::NativeBackend;
 use crate::ops::{on_spool, on_table, Backend, ReadFrom};
+use crate::resilience::{retry, BreakerConfig, BreakerState, CircuitBreaker, RetryConfig};
 use crate::tx::TxStorage;
 
 /// Which engine runs the core.
@@ -59,6 +66,10 @@ pub struct StoreConfig {
     pub cache_dir: Option<PathBuf>,
     /// How often the store calls `flush-due` on its spools; `None` never.
     pub flush_interval: Option<Duration>,
+    /// Retry of transient failures.
+    pub retry: RetryConfig,
+    /// The circuit breaker in front of the engine.
+    pub breaker: BreakerConfig,
 }
 
 impl StoreConfig {
@@ -74,6 +85,8 @@ impl StoreConfig {
             call_timeout: Duration::from_secs(10),
             cache_dir: None,
             flush_interval: Some(Duration::from_secs(1)),
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -85,10 +98,56 @@ enum Job {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What the store is doing, readable without going through its (possibly busy) owning task.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// When the last operation ended, UTC ms (0: none yet).
+    last_op_ms: AtomicI64,
+    /// When the transaction running now began, UTC ms (0: none).
+    tx_since_ms: AtomicI64,
+}
+
+/// Marks a transaction as running on the owning thread until dropped (also on a panic).
+struct TxMark<'a>(&'a Activity);
+
+impl<'a> TxMark<'a> {
+    fn begin(activity: &'a Activity) -> Self {
+        activity
+            .tx_since_ms
+            .store(now_ms().max(1), Ordering::Relaxed);
+        TxMark(activity)
+    }
+}
+
+impl Drop for TxMark<'_> {
+    fn drop(&mut self) {
+        self.0.tx_since_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+/// What every handle on one store shares besides the job queue.
+struct Shared {
+    engine: &'static str,
+    metrics: Metrics,
+    breaker: CircuitBreaker,
+    retry: RetryConfig,
+    activity: Arc<Activity>,
+}
+
 /// A handle on one store. Clones share the same engine instance.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     jobs: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("engine", &self.shared.engine)
+            .field("breaker", &self.shared.breaker)
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -110,6 +169,11 @@ impl Store {
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
         let engine = config.engine.clone();
+        let engine_name = match engine {
+            Engine::Native => "native",
+            Engine::Component(_) => "component",
+        };
+        let metrics = Metrics::new(engine_name)?;
         let cfg = config.clone();
         tokio::task::spawn_blocking(move || {
             let built: Result<Box<dyn Backend>> = match engine {
@@ -141,9 +205,20 @@ impl Store {
             }
         });
         ready_rx.await.map_err(|_| Error::Closed)??;
-        let store = Store { jobs };
+        let breaker = CircuitBreaker::new(config.breaker, Arc::new(edgestore::SystemClock));
+        let store = Store {
+            jobs,
+            shared: Arc::new(Shared {
+                engine: engine_name,
+                metrics,
+                breaker,
+                retry: config.retry,
+                activity: Arc::new(Activity::default()),
+            }),
+        };
         if let Some(every) = config.flush_interval {
             let weak = store.jobs.downgrade();
+            let metrics = store.shared.metrics.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,7 +226,10 @@ impl Store {
                 loop {
                     tick.tick().await;
                     let Some(jobs) = weak.upgrade() else { break };
-                    let job = Job::Run(Box::new(|b| b.flush_due_all(now_ms())));
+                    let metrics = metrics.clone();
+                    let job = Job::Run(Box::new(move |b| {
+                        metrics.spool_segments(b.flush_due_all(now_ms()));
+                    }));
                     if jobs.send(job).is_err() {
                         break;
                     }
@@ -161,17 +239,114 @@ impl Store {
         Ok(store)
     }
 
-    /// Run `f` on the owning thread and await its result.
-    pub(crate) async fn call<R: Send + 'static>(
+    /// The dispatch every operation goes through: run `f` on the owning thread as operation
+    /// `op`, retrying transient failures (so `f` must be re-callable). Each attempt is timed,
+    /// counted and guarded by the breaker.
+    pub(crate) async fn call<R, F>(&self, op: &'static str, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: Fn(&mut dyn Backend) -> Result<R> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        retry(
+            &self.shared.retry,
+            || {
+                let f = f.clone();
+                self.attempt(op, move |b| f(b))
+            },
+            tokio::time::sleep,
+            |_| self.shared.metrics.retry(op),
+        )
+        .await
+    }
+
+    /// [`Store::call`] for work that cannot run twice (a transaction's caller closure): one
+    /// attempt, timed, counted and guarded, never retried.
+    pub(crate) async fn call_once<R: Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(&mut dyn Backend) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.attempt(op, f).await
+    }
+
+    async fn attempt<R: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Backend) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let sh = &self.shared;
+        let permit = match sh.breaker.admit() {
+            Ok(p) => p,
+            Err(e) => {
+                sh.metrics.error(&e);
+                return Err(e);
+            }
+        };
+        let start = Instant::now();
         let (tx, rx) = oneshot::channel();
+        let metrics = sh.metrics.clone();
         let job = Job::Run(Box::new(move |b| {
-            let _ = tx.send(f(b));
+            let out = f(b);
+            metrics.set_open_connections(b.open_connections());
+            let _ = tx.send(out);
         }));
-        self.jobs.send(job).map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let out = match self.jobs.send(job) {
+            Ok(()) => rx.await.map_err(|_| Error::Closed).and_then(|r| r),
+            Err(_) => Err(Error::Closed),
+        };
+        sh.metrics.observe(op, start.elapsed());
+        sh.breaker.record(permit, &out);
+        sh.metrics.set_breaker(sh.breaker.state());
+        sh.activity.last_op_ms.store(now_ms(), Ordering::Relaxed);
+        if let Err(e) = &out {
+            sh.metrics.error(e);
+        }
+        out
+    }
+
+    /// This store's metrics (its own registry).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// `native` or `component`.
+    pub fn engine_name(&self) -> &'static str {
+        self.shared.engine
+    }
+
+    /// The circuit breaker's state now (also refreshes its gauge).
+    pub fn breaker_state(&self) -> BreakerState {
+        let state = self.shared.breaker.state();
+        self.shared.metrics.set_breaker(state);
+        state
+    }
+
+    /// The failure that opened the circuit last, in words.
+    pub fn breaker_last_failure(&self) -> Option<String> {
+        self.shared.breaker.last_failure()
+    }
+
+    /// When the last operation through this handle's store ended, UTC ms.
+    pub fn last_operation_ms(&self) -> Option<i64> {
+        match self.shared.activity.last_op_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// When the transaction running now began, UTC ms: read without queueing behind it.
+    pub fn transaction_open_since_ms(&self) -> Option<i64> {
+        match self.shared.activity.tx_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// The engine's own health checks (database `SELECT 1`, spool usage): one line per failed
+    /// check, empty when healthy.
+    pub async fn engine_health(&self) -> Result<Vec<String>> {
+        self.call("health", |b| b.engine_health()).await
     }
 
     /// Register model `M` (create or migrate its table) and return its typed storage.
@@ -182,7 +357,7 @@ impl Store {
     {
         let schema = Arc::new(M::schema());
         let s = schema.clone();
-        self.call(move |b| b.register(&s)).await?;
+        self.call("register", move |b| b.register(&s)).await?;
         Ok(AsyncStorage {
             store: self.clone(),
             schema,
@@ -193,10 +368,14 @@ impl Store {
     /// Open (and recover) a spool in `path`, relative to the data directory.
     pub async fn spool(&self, path: &str, config: SpoolConfig) -> Result<AsyncSpool> {
         let path = path.to_owned();
-        let id = self.call(move |b| b.open_spool(&path, &config)).await?;
+        let max_records = config.max_records.max(1);
+        let id = self
+            .call("spool.open", move |b| b.open_spool(&path, &config))
+            .await?;
         Ok(AsyncSpool {
             store: self.clone(),
             id,
+            max_records,
         })
     }
 
@@ -214,7 +393,7 @@ impl Store {
     /// One round trip through the owning task and the engine, doing nothing (a component
     /// calls `admin.health`): the per-call overhead.
     pub async fn ping(&self) -> Result<()> {
-        self.call(|b| b.ping()).await
+        self.call("ping", |b| b.ping()).await
     }
 }
 
@@ -250,11 +429,14 @@ where
 {
     async fn table<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn crate::ops::DynOps, &Schema) -> edgestore::Result<R> + Send + 'static,
+        op: &'static str,
+        f: impl Fn(&dyn crate::ops::DynOps, &Schema) -> edgestore::Result<R> + Send + Sync + 'static,
     ) -> Result<R> {
         let schema = self.schema.clone();
         self.store
-            .call(move |b| on_table(b, &schema.table.clone(), |ops| f(ops, &schema)))
+            .call(op, move |b| {
+                on_table(b, &schema.table, |ops| f(ops, &schema))
+            })
             .await
     }
 
@@ -266,7 +448,7 @@ where
     /// Insert one item (per the schema's create mode); `false` when ignored.
     pub async fn create(&self, item: &M) -> Result<bool> {
         let row = to_row(&self.schema, item)?;
-        self.table(move |ops, _| ops.create(&row)).await
+        self.table("create", move |ops, _| ops.create(&row)).await
     }
 
     /// Insert many items atomically in one call; returns how many were inserted.
@@ -275,25 +457,27 @@ where
             .iter()
             .map(|m| to_row(&self.schema, m))
             .collect::<edgestore::Result<Vec<_>>>()?;
-        self.table(move |ops, _| ops.create_many(&rows)).await
+        self.table("create_many", move |ops, _| ops.create_many(&rows))
+            .await
     }
 
     /// Insert, or update the mutable columns of the row with the same key.
     pub async fn upsert(&self, item: &M) -> Result<()> {
         let row = to_row(&self.schema, item)?;
-        self.table(move |ops, _| ops.upsert(&row)).await
+        self.table("upsert", move |ops, _| ops.upsert(&row)).await
     }
 
     /// Insert unless the key exists; `true` when inserted.
     pub async fn insert_or_ignore(&self, item: &M) -> Result<bool> {
         let row = to_row(&self.schema, item)?;
-        self.table(move |ops, _| ops.insert_or_ignore(&row)).await
+        self.table("insert_or_ignore", move |ops, _| ops.insert_or_ignore(&row))
+            .await
     }
 
     /// The item with this id; a missing row is `not-found`.
     pub async fn get(&self, id: &Id) -> Result<M> {
         let key = to_key(&self.schema, id)?;
-        self.table(move |ops, schema| from_row(schema, ops.get(&key)?))
+        self.table("get", move |ops, schema| from_row(schema, ops.get(&key)?))
             .await
     }
 
@@ -314,7 +498,7 @@ where
     }
 
     async fn find_all_query(&self, q: Query) -> Result<Vec<M>> {
-        self.table(move |ops, schema| {
+        self.table("find", move |ops, schema| {
             ops.find(&q)?
                 .into_iter()
                 .map(|r| from_row(schema, r))
@@ -326,23 +510,23 @@ where
     /// Overwrite the mutable columns of the row with the item's key; `not-found` if none.
     pub async fn update(&self, item: &M) -> Result<()> {
         let row = to_row(&self.schema, item)?;
-        self.table(move |ops, _| ops.update(&row)).await
+        self.table("update", move |ops, _| ops.update(&row)).await
     }
 
     /// Delete by id; `false` when there was nothing to delete.
     pub async fn delete(&self, id: &Id) -> Result<bool> {
         let key = to_key(&self.schema, id)?;
-        self.table(move |ops, _| ops.delete(&key)).await
+        self.table("delete", move |ops, _| ops.delete(&key)).await
     }
 
     /// Delete every row; returns how many.
     pub async fn delete_all(&self) -> Result<u64> {
-        self.table(|ops, _| ops.delete_all()).await
+        self.table("delete_all", |ops, _| ops.delete_all()).await
     }
 
     /// Number of rows.
     pub async fn count(&self) -> Result<u64> {
-        self.table(|ops, _| ops.count()).await
+        self.table("count", |ops, _| ops.count()).await
     }
 
     /// Run `f` in an immediate transaction on the owning thread. `f` gets a view implementing
@@ -362,19 +546,25 @@ where
         R: Send + 'static,
         F: for<'t> FnOnce(&TxStorage<'t, M, Id>) -> edgestore::Result<R> + Send + 'static,
     {
-        self.table(move |ops, schema| {
-            let mut f = Some(f);
-            let mut out = None;
-            ops.nest(mode, &mut |tx| {
-                let f = f
-                    .take()
-                    .ok_or_else(|| edgestore::Error::internal("transaction closure ran twice"))?;
-                out = Some(f(&TxStorage::new(tx, schema))?);
-                Ok(())
-            })?;
-            out.ok_or_else(|| edgestore::Error::internal("transaction closure did not run"))
-        })
-        .await
+        let schema = self.schema.clone();
+        let activity = self.store.shared.activity.clone();
+        self.store
+            .call_once("tx", move |b| {
+                let _mark = TxMark::begin(&activity);
+                on_table(b, &schema.table, |ops| {
+                    let mut f = Some(f);
+                    let mut out = None;
+                    ops.nest(mode, &mut |tx| {
+                        let f = f.take().ok_or_else(|| {
+                            edgestore::Error::internal("transaction closure ran twice")
+                        })?;
+                        out = Some(f(&TxStorage::new(tx, &schema))?);
+                        Ok(())
+                    })?;
+                    out.ok_or_else(|| edgestore::Error::internal("transaction closure did not run"))
+                })
+            })
+            .await
     }
 }
 
@@ -383,56 +573,89 @@ where
 pub struct AsyncSpool {
     store: Store,
     id: u64,
+    max_records: u64,
 }
 
 impl AsyncSpool {
     async fn on<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn crate::ops::DynSpool) -> edgestore::Result<R> + Send + 'static,
+        op: &'static str,
+        f: impl Fn(&dyn crate::ops::DynSpool) -> edgestore::Result<R> + Send + Sync + 'static,
     ) -> Result<R> {
         let id = self.id;
-        self.store.call(move |b| on_spool(b, id, f)).await
+        self.store.call(op, move |b| on_spool(b, id, &f)).await
+    }
+
+    /// Segments finished while `finished_rows` rows left the pending count: rotation happens
+    /// at `max_records`, so this is exact unless an interval rotation split a segment early.
+    fn count_segments(&self, finished_rows: u64) {
+        self.store
+            .metrics()
+            .spool_segments(finished_rows.div_ceil(self.max_records));
     }
 
     /// Append metrics (one call for the whole batch).
     pub async fn put(&self, rows: Vec<Metric>) -> Result<()> {
-        self.on(move |s| s.put(&rows)).await
+        let n = rows.len() as u64;
+        let finished = self
+            .on("spool.put", move |s| {
+                let before = s.pending()?;
+                s.put(&rows)?;
+                Ok((before + n).saturating_sub(s.pending()?))
+            })
+            .await?;
+        self.store.metrics().spool_rows(n);
+        self.count_segments(finished);
+        Ok(())
     }
     /// Finish the active segment: every row put before is durable in a finished segment.
     pub async fn flush(&self) -> Result<()> {
-        self.on(|s| s.flush()).await
+        let finished = self
+            .on("spool.flush", |s| {
+                let before = s.pending()?;
+                s.flush()?;
+                Ok(before.saturating_sub(s.pending()?))
+            })
+            .await?;
+        self.count_segments(finished);
+        Ok(())
     }
     /// Finish the active segment if its interval has passed at `now_ms`.
     pub async fn flush_due(&self, now_ms: i64) -> Result<u64> {
-        self.on(move |s| s.flush_due(now_ms)).await
+        let n = self
+            .on("spool.flush_due", move |s| s.flush_due(now_ms))
+            .await?;
+        self.store.metrics().spool_segments(n);
+        Ok(n)
     }
     /// Make the active segment's rows durable without finishing it.
     pub async fn sync(&self) -> Result<()> {
-        self.on(|s| s.sync()).await
+        self.on("spool.sync", |s| s.sync()).await
     }
     /// Rows not yet in a finished segment.
     pub async fn pending(&self) -> Result<u64> {
-        self.on(|s| s.pending()).await
+        self.on("spool.pending", |s| s.pending()).await
     }
     /// Finished segments overlapping `range`.
     pub async fn segments(&self, range: TimeRange) -> Result<Vec<SegmentInfo>> {
-        self.on(move |s| s.segments(range)).await
+        self.on("spool.segments", move |s| s.segments(range)).await
     }
     /// Move segments to `uploaded/`; returns how many moved.
     pub async fn mark_uploaded(&self, names: Vec<String>) -> Result<u64> {
-        self.on(move |s| s.mark_uploaded(&names)).await
+        self.on("spool.mark_uploaded", move |s| s.mark_uploaded(&names))
+            .await
     }
     /// Apply retention and the byte cap.
     pub async fn purge(&self) -> Result<PurgeReport> {
-        self.on(|s| s.purge()).await
+        self.on("spool.purge", |s| s.purge()).await
     }
     /// Bytes and files by state.
     pub async fn usage(&self) -> Result<Usage> {
-        self.on(|s| s.usage()).await
+        self.on("spool.usage", |s| s.usage()).await
     }
     /// Verify every finished segment; quarantine the bad ones.
     pub async fn verify(&self) -> Result<VerifyReport> {
-        self.on(|s| s.verify()).await
+        self.on("spool.verify", |s| s.verify()).await
     }
     /// Stream every pending segment overlapping `range`, oldest first.
     pub async fn read_range(&self, range: TimeRange) -> Result<AsyncReader> {
@@ -444,7 +667,10 @@ impl AsyncSpool {
     }
     async fn reader(&self, from: ReadFrom) -> Result<AsyncReader> {
         let spool = self.id;
-        let id = self.store.call(move |b| b.open_reader(spool, from)).await?;
+        let id = self
+            .store
+            .call("reader.open", move |b| b.open_reader(spool, from.clone()))
+            .await?;
         Ok(AsyncReader {
             store: self.store.clone(),
             id,
@@ -463,7 +689,9 @@ impl AsyncReader {
     /// Up to `max` next metrics; empty at the end.
     pub async fn next(&mut self, max: u32) -> Result<Vec<Metric>> {
         let id = self.id;
-        self.store.call(move |b| b.read(id, max)).await
+        self.store
+            .call("reader.next", move |b| b.read(id, max))
+            .await
     }
 
     /// Every remaining metric.

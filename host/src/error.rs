@@ -49,6 +49,20 @@ pub enum Error {
     /// The store's owning task has stopped (the store was shut down or panicked).
     #[error("the store is closed")]
     Closed,
+    /// The circuit breaker is open: the engine failed repeatedly, so calls fail fast until
+    /// the cool-down passes ([`crate::resilience`]). Code and class are the last failure's, so
+    /// a full disk still reads as `disk-full`, class `resource`.
+    #[error("circuit open, failing fast for {retry_in:?} more; last failure: {last}")]
+    CircuitOpen {
+        /// Code of the failure that opened (or kept open) the circuit.
+        code: ErrorCode,
+        /// Its class.
+        class: ErrorClass,
+        /// Its message.
+        last: String,
+        /// Time left before a probe call is let through.
+        retry_in: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -61,6 +75,7 @@ impl Error {
             Error::Trap(_) | Error::Runtime(_) | Error::Limit { .. } => ErrorCode::Internal,
             Error::Config(_) => ErrorCode::InvalidInput,
             Error::Closed => ErrorCode::Closed,
+            Error::CircuitOpen { code, .. } => *code,
         }
     }
 
@@ -70,6 +85,7 @@ impl Error {
         match self {
             Error::Store(e) => e.class(),
             Error::Limit { .. } => ErrorClass::Resource,
+            Error::CircuitOpen { class, .. } => *class,
             other => other.code().class(),
         }
     }

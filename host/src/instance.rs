@@ -5,6 +5,7 @@
 //! acknowledged before lives in SQLite files and spool segments, not in the instance.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ pub struct HostState {
     limits: Limits,
     grants: Arc<Grants>,
     anchors: Arc<MemoryAnchors>,
+    open_connections: Arc<AtomicU64>,
 }
 
 impl WasiView for HostState {
@@ -91,7 +93,9 @@ type WitResult<T> = wasmtime::Result<std::result::Result<T, t::Error>>;
 impl bindings::edgestore::storage::sqlite::HostConnection for HostState {
     fn open(&mut self, label: String) -> WitResult<Resource<SqliteHandle>> {
         match crate::sqlite::open(&self.grants, &self.anchors, &label) {
-            Ok(h) => Ok(Ok(self.table.push(h)?)),
+            Ok(h) => Ok(Ok(self
+                .table
+                .push(h.counted_in(self.open_connections.clone()))?)),
             Err(OpenError::AccessDenied(m)) => Ok(Err(wit_error(t::ErrorCode::AccessDenied, m))),
             Err(OpenError::NoSuchDatabase(m)) => {
                 Ok(Err(wit_error(t::ErrorCode::NoSuchDatabase, m)))
@@ -168,6 +172,7 @@ struct Prepared {
     pre: PluginPre<HostState>,
     grants: Arc<Grants>,
     anchors: Arc<MemoryAnchors>,
+    open_connections: Arc<AtomicU64>,
     memory_limit: usize,
     deadline_ticks: u64,
 }
@@ -222,6 +227,7 @@ impl ComponentBackend {
                 pre,
                 grants,
                 anchors,
+                open_connections: Arc::new(AtomicU64::new(0)),
                 memory_limit: config.memory_limit,
                 deadline_ticks: ticks_for(config.call_timeout),
             },
@@ -258,6 +264,7 @@ impl ComponentBackend {
             },
             grants: p.grants.clone(),
             anchors: p.anchors.clone(),
+            open_connections: p.open_connections.clone(),
         };
         let mut store = WasmStore::new(p.engine.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -710,11 +717,11 @@ impl Backend for ComponentBackend {
         }
     }
 
-    fn flush_due_all(&mut self, now_ms: i64) {
+    fn flush_due_all(&mut self, now_ms: i64) -> u64 {
         let ids: Vec<u64> = self.spool_configs.keys().copied().collect();
-        for id in ids {
-            let _ = crate::ops::on_spool(self, id, |s| s.flush_due(now_ms));
-        }
+        ids.into_iter()
+            .filter_map(|id| crate::ops::on_spool(self, id, |s| s.flush_due(now_ms)).ok())
+            .sum()
     }
 
     fn ping(&mut self) -> Result<()> {
@@ -724,6 +731,22 @@ impl Backend for ComponentBackend {
             let _ = ctx.call_plain(|st| g.call_health(st));
             ctx.finish()
         })
+    }
+
+    fn engine_health(&mut self) -> Result<Vec<String>> {
+        // Open the repository first, so the guest's report covers its database.
+        self.repo()?;
+        self.run(|p, live| {
+            let ctx = Ctx::new(p, live);
+            let g = ctx.plugin.edgestore_storage_admin();
+            let report = ctx.call_plain(|st| g.call_health(st));
+            ctx.finish()?;
+            Ok(report?.reasons)
+        })
+    }
+
+    fn open_connections(&self) -> u64 {
+        self.prepared.open_connections.load(Ordering::Relaxed)
     }
 }
 

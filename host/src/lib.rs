@@ -12,6 +12,10 @@
 //! | the typed async client: [`Store`], [`AsyncStorage`], [`AsyncSpool`] | [`client`] |
 //! | the transaction view implementing the core's traits | [`tx`] |
 //! | measurements shared by `edgestore bench` and `cargo bench` | [`bench`] |
+//! | Prometheus metrics of one store | [`metrics`] |
+//! | retry with backoff, the circuit breaker | [`resilience`] |
+//! | health checks (`edgestore health`, `/healthz`) | [`health`] |
+//! | `edgestore serve`: ingest, `/metrics`, `/healthz`, clean stop on a signal | [`serve`] |
 
 pub mod artifacts;
 pub mod bench;
@@ -21,9 +25,13 @@ mod convert;
 pub mod engine;
 pub mod error;
 pub mod grants;
+pub mod health;
 pub mod instance;
+pub mod metrics;
 mod native;
 mod ops;
+pub mod resilience;
+pub mod serve;
 pub mod sqlite;
 pub mod tx;
 

@@ -33,6 +33,8 @@ enum NativeReader {
 pub(crate) struct NativeBackend {
     grants: Arc<Grants>,
     store: Option<CoreStore>,
+    /// The store's database, for its connection count.
+    sqlite: Option<Arc<SqliteDatabase>>,
     tables: std::collections::HashSet<String>,
     spools: HashMap<u64, Spool<Metric>>,
     readers: HashMap<u64, NativeReader>,
@@ -44,6 +46,7 @@ impl NativeBackend {
         NativeBackend {
             grants,
             store: None,
+            sqlite: None,
             tables: std::collections::HashSet::new(),
             spools: HashMap::new(),
             readers: HashMap::new(),
@@ -79,8 +82,10 @@ impl NativeBackend {
                 "the native engine does not open databases read-only yet".into(),
             ));
         }
-        let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open_with(SqliteOptions::new(&dsn))?);
+        let sqlite = Arc::new(SqliteDatabase::open_with(SqliteOptions::new(&dsn))?);
+        let db: Arc<dyn Database> = sqlite.clone();
         let store = CoreStore::new(db);
+        self.sqlite = Some(sqlite);
         self.store = Some(store.clone());
         Ok(store)
     }
@@ -312,14 +317,33 @@ impl Backend for NativeBackend {
         self.readers.remove(&reader);
     }
 
-    fn flush_due_all(&mut self, now_ms: i64) {
-        for spool in self.spools.values() {
-            // A failure here resurfaces on the caller's next put or flush.
-            let _ = spool.flush_due(now_ms);
-        }
+    fn flush_due_all(&mut self, now_ms: i64) -> u64 {
+        // A failure here resurfaces on the caller's next put or flush.
+        self.spools
+            .values()
+            .filter_map(|spool| spool.flush_due(now_ms).ok())
+            .map(|n| n as u64)
+            .sum()
     }
 
     fn ping(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    fn engine_health(&mut self) -> Result<Vec<String>> {
+        let store = self.store()?;
+        let mut report = edgestore::admin::HealthReport::default();
+        report.check_database("database", &**store.database());
+        for spool in self.spools.values() {
+            let what = format!("spool {}", spool.config().identifier);
+            report.check_spool(&what, spool.usage());
+        }
+        Ok(report.reasons)
+    }
+
+    fn open_connections(&self) -> u64 {
+        self.sqlite
+            .as_ref()
+            .map_or(0, |db| db.open_connections() as u64)
     }
 }

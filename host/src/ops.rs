@@ -75,10 +75,15 @@ pub(crate) trait Backend: Send {
     fn read(&mut self, reader: u64, max: u32) -> Result<Vec<Metric>>;
     /// Close a reader.
     fn close_reader(&mut self, reader: u64);
-    /// The timer hook: `flush-due(now)` on every open spool.
-    fn flush_due_all(&mut self, now_ms: i64);
+    /// The timer hook: `flush-due(now)` on every open spool; returns the segments finished.
+    fn flush_due_all(&mut self, now_ms: i64) -> u64;
     /// A cheap call through the whole stack (for measuring per-call overhead).
     fn ping(&mut self) -> Result<()>;
+    /// The engine's health checks (the database answers `SELECT 1`, each spool's usage is
+    /// readable and its disk not full): one reason per failed check.
+    fn engine_health(&mut self) -> Result<Vec<String>>;
+    /// SQLite connections open now.
+    fn open_connections(&self) -> u64;
 }
 
 /// Run a one-shot closure on a table and return its value.

@@ -49,6 +49,26 @@ const ALLOWED_PRAGMAS: &[&str] = &[
 /// One open connection held in the instance's resource table.
 pub struct SqliteHandle {
     pub(crate) conn: SqliteConnection,
+    /// The store's count of open connections, decremented when this one drops (also when a
+    /// discarded instance's resource table goes, which calls no guest `drop`).
+    counted: Option<Arc<AtomicU64>>,
+}
+
+impl SqliteHandle {
+    /// Count this connection in `open` for as long as it lives.
+    pub(crate) fn counted_in(mut self, open: Arc<AtomicU64>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        self.counted = Some(open);
+        self
+    }
+}
+
+impl Drop for SqliteHandle {
+    fn drop(&mut self) {
+        if let Some(open) = &self.counted {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Private in-memory databases that outlive instances: one anchor connection per `:memory:`
@@ -220,7 +240,10 @@ fn open_target(
     }
     // Installed last: the host's own setup pragmas above are not the guest's.
     conn.raw().authorizer(Some(authorize));
-    Ok(SqliteHandle { conn })
+    Ok(SqliteHandle {
+        conn,
+        counted: None,
+    })
 }
 
 impl SqliteHandle {

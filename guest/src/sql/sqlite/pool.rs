@@ -110,6 +110,11 @@ impl SqliteDatabase {
         })
     }
 
+    /// Connections open now: the writer and the readers opened so far.
+    pub fn open_connections(&self) -> usize {
+        1 + lock(&self.readers).opened
+    }
+
     /// The DSN this database was opened with.
     pub fn dsn(&self) -> &str {
         &self.options.dsn

@@ -1,0 +1,207 @@
+//! Health of a store as an operator sees it: can it do its job right now, and if not, why.
+//! One report serves `edgestore health`, `serve`'s `/healthz` and the tests.
+//!
+//! Checks, each giving one reason when it fails:
+//! - the engine answers in time, its database answers `SELECT 1` and its spools' usage is
+//!   readable (the engine's own checks, `admin.health` in the component);
+//! - no transaction has been open longer than `max_transaction_age` (read from the store's
+//!   activity, not through its queue, which such a transaction blocks);
+//! - the circuit breaker is not open;
+//! - the file system holding the data directory is at most `max_disk_used_percent` full;
+//! - the data directory and the spool directory accept a new file (a real write probe: a
+//!   permission bit says nothing when running as root, a read-only mount or a path that is
+//!   not a directory does).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgestore::dir::CapDir;
+use edgestore::present::used_percent;
+use edgestore::Directory;
+
+use crate::client::{AsyncSpool, Store};
+use crate::error::Error;
+use crate::resilience::BreakerState;
+
+/// Thresholds of the health checks (config section `health`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// Unhealthy above this share of the file system in use, percent.
+    pub max_disk_used_percent: f64,
+    /// Unhealthy when a transaction has been open longer than this.
+    pub max_transaction_age: Duration,
+    /// How long the engine may take to answer the health call.
+    pub answer_within: Duration,
+}
+
+impl Default for HealthConfig {
+    /// 90 %, 60 s, 5 s.
+    fn default() -> Self {
+        HealthConfig {
+            max_disk_used_percent: 90.0,
+            max_transaction_age: Duration::from_secs(60),
+            answer_within: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The outcome: healthy when there is no reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthReport {
+    /// One line per failed check.
+    pub reasons: Vec<String>,
+}
+
+impl HealthReport {
+    /// True when every check passed.
+    pub fn healthy(&self) -> bool {
+        self.reasons.is_empty()
+    }
+
+    /// Record a failed check.
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.reasons.push(reason.into());
+    }
+
+    /// Text or JSON, in the shared format ([`edgestore::present::health`]).
+    pub fn render(&self, json: bool) -> String {
+        edgestore::present::health(self.healthy(), &self.reasons, json)
+    }
+}
+
+/// What to check besides the store itself.
+#[derive(Debug, Clone)]
+pub struct HealthTarget<'a> {
+    /// The data directory (on the host's file system).
+    pub data_dir: &'a Path,
+    /// The spool's directory relative to it, if a spool is configured.
+    pub spool_dir: Option<&'a str>,
+    /// The open spool, if it could be opened.
+    pub spool: Option<&'a AsyncSpool>,
+}
+
+/// Run every check.
+pub async fn check(
+    store: &Store,
+    target: &HealthTarget<'_>,
+    config: &HealthConfig,
+) -> HealthReport {
+    let mut report = HealthReport::default();
+    let now = now_ms();
+
+    if let Some(since) = store.transaction_open_since_ms() {
+        let age = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
+        if age > config.max_transaction_age {
+            report.fail(format!(
+                "a transaction has been open for {:.1} s (limit {:.1} s)",
+                age.as_secs_f64(),
+                config.max_transaction_age.as_secs_f64()
+            ));
+        }
+    }
+
+    match tokio::time::timeout(config.answer_within, store.engine_health()).await {
+        Ok(Ok(reasons)) => report.reasons.extend(reasons),
+        Ok(Err(e @ Error::CircuitOpen { .. })) => report.fail(e.to_string()),
+        Ok(Err(e)) => report.fail(format!("database unreachable: {e}")),
+        Err(_) => report.fail(format!(
+            "the store did not answer within {:.1} s (a long call or transaction holds it)",
+            config.answer_within.as_secs_f64()
+        )),
+    }
+    if store.breaker_state() == BreakerState::Open
+        && !report.reasons.iter().any(|r| r.starts_with("circuit open"))
+    {
+        let last = store.breaker_last_failure().unwrap_or_default();
+        report.fail(format!("circuit open; last failure: {last}"));
+    }
+
+    match disk_used_percent(target.data_dir) {
+        Ok(Some(used)) if used > config.max_disk_used_percent => report.fail(format!(
+            "disk {used:.1}% used (limit {:.1}%)",
+            config.max_disk_used_percent
+        )),
+        Ok(_) => {}
+        Err(e) => report.fail(format!("disk usage unknown: {e}")),
+    }
+
+    let mut probe_dirs = vec![target.data_dir.to_path_buf()];
+    if let Some(spool) = target.spool_dir {
+        probe_dirs.push(target.data_dir.join(spool));
+    }
+    for dir in probe_dirs {
+        if let Err(e) = write_probe(&dir) {
+            report.fail(format!("{} is not writable: {e}", dir.display()));
+        }
+    }
+
+    if let Some(spool) = target.spool {
+        // Also refreshes the disk gauges for whoever exports metrics next.
+        match spool.usage().await {
+            Ok(u) => store.metrics().set_disk_usage(&u),
+            Err(e) => report.fail(format!("spool usage: {e}")),
+        }
+    }
+    report
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Share of the data directory's file system in use, where the platform reports it.
+pub fn disk_used_percent(dir: &Path) -> std::io::Result<Option<f64>> {
+    Ok(CapDir::open(dir)?.capacity()?.map(used_percent))
+}
+
+/// Create, write, sync and remove a file in `dir`: the only reliable test of writability.
+pub fn write_probe(dir: &Path) -> std::io::Result<()> {
+    let path: PathBuf = dir.join(format!(".edgestore-probe-{}", std::process::id()));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(b"probe")?;
+            f.sync_data()
+        });
+    // Remove even after a failed write; a probe that was never created is not an error.
+    let removed = match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    result.and(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_probe_fails_where_no_file_can_be_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_probe(tmp.path()).unwrap();
+        assert!(
+            std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+            "cleaned up"
+        );
+        // A path that is a regular file is not a directory anyone (root included) can write in.
+        let file = tmp.path().join("metrics");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(write_probe(&file).is_err());
+        assert!(write_probe(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn reports_disk_usage_of_a_real_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let used = disk_used_percent(tmp.path()).unwrap();
+        if let Some(p) = used {
+            assert!((0.0..=100.0).contains(&p), "{p}");
+        }
+    }
+}
