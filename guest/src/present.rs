@@ -244,6 +244,11 @@ pub fn models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
             "{:<32} {:>8} {:>12}\n",
             m.table, m.version, m.rows
         ));
+    }
+    out
+}
+
+#[derive(Serialize)]
 struct HealthView<'a> {
     status: &'static str,
     healthy: bool,
@@ -347,6 +352,10 @@ pub fn bench(r: &BenchReport, json: bool) -> String {
             "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
             f.figure, value, f.unit, target, status, f.note
         ));
+    }
+    out
+}
+
 /// What `edgestore diag` reports.
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
