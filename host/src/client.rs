@@ -378,7 +378,7 @@ where
     }
 }
 
-/// An open spool of metrics.
+/// An open spool of metrics and JSON documents.
 #[derive(Clone, Debug)]
 pub struct AsyncSpool {
     store: Store,
@@ -397,6 +397,12 @@ impl AsyncSpool {
     /// Append metrics (one call for the whole batch).
     pub async fn put(&self, rows: Vec<Metric>) -> Result<()> {
         self.on(move |s| s.put(&rows)).await
+    }
+    /// Append JSON documents, each one JSON value as text, stored verbatim (a document that
+    /// spans lines is compacted). The first malformed one fails the whole batch
+    /// (`invalid-input` naming its position) and nothing of the batch is written.
+    pub async fn put_documents(&self, docs: Vec<String>) -> Result<()> {
+        self.on(move |s| s.put_documents(docs)).await
     }
     /// Finish the active segment: every row put before is durable in a finished segment.
     pub async fn flush(&self) -> Result<()> {
@@ -464,6 +470,13 @@ impl AsyncReader {
     pub async fn next(&mut self, max: u32) -> Result<Vec<Metric>> {
         let id = self.id;
         self.store.call(move |b| b.read(id, max)).await
+    }
+
+    /// Up to `max` next rows as the JSON text stored (a metric's canonical serialisation, a
+    /// document's own bytes); empty at the end.
+    pub async fn next_documents(&mut self, max: u32) -> Result<Vec<String>> {
+        let id = self.id;
+        self.store.call(move |b| b.read_documents(id, max)).await
     }
 
     /// Every remaining metric.
