@@ -1,35 +1,33 @@
-//! The `edgestore` command-line tool.
-//!
-//! For now it runs the main job, `edgestore demo`, on the native core; the component engine and
-//! the full command set arrive with the component and CLI issues.
+//! The `edgestore` command-line tool: see [`cli`] for the command tree. Every error ends here
+//! as one line on stderr (`edgestore: error: ...`, its causes joined by `: `) and exit
+//! status 1.
 
-mod demo;
+mod cli;
 
-use std::path::PathBuf;
+use clap::Parser;
 
-use clap::{Parser, Subcommand};
-
-/// Local persistence for edge and telemetry agents.
-#[derive(Debug, Parser)]
-#[command(name = "edgestore", version, about)]
-struct Cli {
-    /// Data directory: holds `edgestore.sqlite` and the `metrics/` spool.
-    #[arg(long, global = true, default_value = "./edgestore-data")]
-    data: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write realistic resource tags and metrics into the data directory and report what
-    /// happened: transactions, rotation, compression, upload marking and purging.
-    Demo(demo::DemoArgs),
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo::run(&cli.data, &args),
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgestore: error: start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgestore: error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
 }
