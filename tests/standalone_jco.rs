@@ -110,7 +110,7 @@ fn jco_round_trip_native_reads_and_command_output_matches() {
     let models = run_ok(node(data.path(), &["command", "db", "models"]));
     assert_eq!(
         models,
-        present::models(&on_native(data.path(), inspect::models), false)
+        present::recorded_models(&on_native(data.path(), inspect::models), false)
     );
     let cat = run_ok(node(
         data.path(),

@@ -233,8 +233,9 @@ pub fn acked(n: usize, json: bool) -> String {
     format!("{n} segments marked uploaded\n")
 }
 
-/// `db models`.
-pub fn models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
+/// `db models` of the standalone component: the models recorded in the database's schema
+/// table (it has no built-in model registry).
+pub fn recorded_models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
     if json {
         return to_json(list);
     }
@@ -465,6 +466,75 @@ fn bench_number(v: f64) -> String {
     }
 }
 
+#[derive(Serialize)]
+struct WrittenView<'a> {
+    what: &'a str,
+    rows: u64,
+    durable: &'a str,
+}
+
+/// `spool put`, `db put`: how many rows were taken and how durable they are now
+/// (`segment`: in finished segments; `journal`: synced, finished on the next open or flush;
+/// `committed`: in the database).
+pub fn written(what: &str, rows: u64, durable: &str, json: bool) -> String {
+    if json {
+        return to_json(&WrittenView {
+            what,
+            rows,
+            durable,
+        });
+    }
+    format!("{what}: {rows} rows written ({durable})\n")
+}
+
+#[derive(Serialize)]
+struct CountView<'a> {
+    what: &'a str,
+    count: u64,
+}
+
+/// A single count (`db count`, `db delete`, `spool ack`).
+pub fn count(what: &str, count: u64, json: bool) -> String {
+    if json {
+        return to_json(&CountView { what, count });
+    }
+    format!("{what}: {count}\n")
+}
+
+/// One listed model (`db models`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    /// Name used on the command line.
+    pub name: String,
+    /// Its table.
+    pub table: String,
+    /// Textual key syntax.
+    pub key: String,
+    /// Column names in order.
+    pub columns: Vec<String>,
+}
+
+/// `db models`.
+pub fn models(list: &[ModelView], json: bool) -> String {
+    if json {
+        return to_json(list);
+    }
+    let mut out = format!(
+        "{:<16} {:<16} {:<28}  {}\n",
+        "MODEL", "TABLE", "KEY", "COLUMNS"
+    );
+    for m in list {
+        out.push_str(&format!(
+            "{:<16} {:<16} {:<28}  {}\n",
+            m.name,
+            m.table,
+            m.key,
+            m.columns.join(",")
+        ));
+    }
+    out
+}
+
 /// One row as a JSON line (no trailing newline added; callers print with `println!`).
 /// Serialisation of our own row types cannot fail; a failure is reported as an internal error.
 pub fn json_line<T: Serialize + ?Sized>(row: &T) -> crate::Result<String> {
@@ -584,6 +654,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&verify(&r, true)).unwrap();
         assert_eq!(v["ok"], 2);
         assert!(verify(&r, false).contains("quarantined: bad"));
+    }
+
+    #[test]
+    fn counts_and_written_have_both_forms() {
+        assert_eq!(count("deleted", 2, false), "deleted: 2\n");
+        let v: serde_json::Value = serde_json::from_str(&count("deleted", 2, true)).unwrap();
+        assert_eq!(v["count"], 2);
+        let v: serde_json::Value =
+            serde_json::from_str(&written("spool", 5, "segment", true)).unwrap();
+        assert_eq!(
+            (v["rows"].as_u64(), v["durable"].as_str()),
+            (Some(5), Some("segment"))
+        );
+        let m = ModelView {
+            name: "resource_tags".into(),
+            table: "resource_tags".into(),
+            key: "TYPE/NAMESPACE/NAME".into(),
+            columns: vec!["id".into(), "type".into()],
+        };
+        assert!(models(std::slice::from_ref(&m), false).contains("id,type"));
     }
 
     #[test]

@@ -568,7 +568,7 @@ where
     }
 }
 
-/// An open spool of metrics.
+/// An open spool of metrics and JSON documents.
 #[derive(Clone, Debug)]
 pub struct AsyncSpool {
     store: Store,
@@ -606,6 +606,19 @@ impl AsyncSpool {
             .await?;
         self.store.metrics().spool_rows(n);
         self.count_segments(finished);
+        Ok(())
+    }
+    /// Append JSON documents, each one JSON value as text, stored verbatim (a document that
+    /// spans lines is compacted). The first malformed one fails the whole batch
+    /// (`invalid-input` naming its position) and nothing of the batch is written.
+    pub async fn put_documents(&self, docs: Vec<String>) -> Result<()> {
+        let n = docs.len() as u64;
+        // Cloned per attempt: the dispatch may retry a transient failure.
+        self.on("spool.put_documents", move |s| {
+            s.put_documents(docs.clone())
+        })
+        .await?;
+        self.store.metrics().spool_rows(n);
         Ok(())
     }
     /// Finish the active segment: every row put before is durable in a finished segment.
@@ -691,6 +704,15 @@ impl AsyncReader {
         let id = self.id;
         self.store
             .call("reader.next", move |b| b.read(id, max))
+            .await
+    }
+
+    /// Up to `max` next rows as the JSON text stored (a metric's canonical serialisation, a
+    /// document's own bytes); empty at the end.
+    pub async fn next_documents(&mut self, max: u32) -> Result<Vec<String>> {
+        let id = self.id;
+        self.store
+            .call("reader.next_documents", move |b| b.read_documents(id, max))
             .await
     }
 

@@ -549,6 +549,11 @@ impl DynSpool for GuestSpool<'_, '_> {
         let wit: Vec<_> = rows.iter().map(metric_to_wit).collect();
         self.ctx.call(|st| g.call_put(st, self.res, &wit))
     }
+    fn put_documents(&self, docs: Vec<String>) -> edgestore::Result<()> {
+        let g = self.ctx.plugin.edgestore_storage_spool().spool();
+        self.ctx
+            .call(|st| g.call_put_documents(st, self.res, &docs))
+    }
     fn flush(&self) -> edgestore::Result<()> {
         let g = self.ctx.plugin.edgestore_storage_spool().spool();
         self.ctx.call(|st| g.call_flush(st, self.res))
@@ -706,6 +711,22 @@ impl Backend for ComponentBackend {
             let out = ctx.call(|st| g.call_next_metrics(st, res, max));
             ctx.finish()?;
             Ok(out?.into_iter().map(metric_from_wit).collect())
+        })
+    }
+
+    fn read_documents(&mut self, reader: u64, max: u32) -> Result<Vec<String>> {
+        self.run(|p, live| {
+            let res = *live.readers.get(&reader).ok_or_else(|| {
+                edgestore::Error::new(
+                    ErrorCode::Closed,
+                    "the reader is closed (or its instance was rebuilt)",
+                )
+            })?;
+            let ctx = Ctx::new(p, live);
+            let g = ctx.plugin.edgestore_storage_spool().reader();
+            let out = ctx.call(|st| g.call_next_documents(st, res, max));
+            ctx.finish()?;
+            Ok(out?)
         })
     }
 

@@ -9,6 +9,7 @@
 //! | the `sqlite` import on the core's rusqlite driver | [`sqlite`] |
 //! | one instance: WASI context, resource table, limiter; rebuilt after a failure | [`instance`] |
 //! | the native engine behind the same client | `native` |
+//! | the YAML configuration, env overrides, mapping to [`StoreConfig`] | [`config`] |
 //! | the typed async client: [`Store`], [`AsyncStorage`], [`AsyncSpool`] | [`client`] |
 //! | the transaction view implementing the core's traits | [`tx`] |
 //! | measurements shared by `edgestore bench` and `cargo bench` | [`bench`] |
@@ -21,6 +22,7 @@ pub mod artifacts;
 pub mod bench;
 pub mod bindings;
 pub mod client;
+pub mod config;
 mod convert;
 pub mod engine;
 pub mod error;

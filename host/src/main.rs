@@ -1,46 +1,46 @@
-//! The `edgestore` command-line tool.
-//!
-//! For now it runs the main job, `edgestore demo`, on the native core; the component engine and
-//! the full command set arrive with the component and CLI issues.
+//! The `edgestore` command-line tool: see [`cli`] for the command tree. Every error ends here
+//! as one line on stderr (`edgestore: error: ...`, its causes joined by `: `) and exit
+//! status 1.
 
-// The CLI moves to `cli/` (one file per command group); `bench` already lives there.
-#[path = "cli/bench.rs"]
-mod bench;
-mod demo;
+mod cli;
 
-use std::path::PathBuf;
+use clap::Parser;
 
-use clap::{Parser, Subcommand};
-
-/// Local persistence for edge and telemetry agents.
-#[derive(Debug, Parser)]
-#[command(name = "edgestore", version, about)]
-struct Cli {
-    /// Data directory: holds `edgestore.sqlite` and the `metrics/` spool.
-    #[arg(long, global = true, default_value = "./edgestore-data")]
-    data: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write realistic resource tags and metrics into the data directory and report what
-    /// happened: transactions, rotation, compression, upload marking and purging.
-    Demo(demo::DemoArgs),
-    /// Measure throughput, latency, memory and start-up against the targets of issue 7 and
-    /// print one table (figure, median, target, PASS/MISS); also written as JSON.
-    Bench(bench::BenchArgs),
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // `edgestore bench` measures peak memory by re-running this binary as a child.
     if let Some(code) = edgestore_host::bench::memory::child_main_if_requested() {
-        std::process::exit(code);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(args) => demo::run(&cli.data, &args),
-        Command::Bench(args) => bench::run(&args),
+    let args = cli::Cli::parse();
+    if let cli::Command::Bench(bench) = &args.command {
+        // The measurements start and drop their own runtimes: run them outside ours.
+        return exit_code(cli::bench::run(bench, args.json));
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgestore: error: start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    exit_code(runtime.block_on(cli::run(args)))
+}
+
+/// Success, or the error on one line and status 1.
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgestore: error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use edgestore::dir::CapDir;
 use edgestore::model::{Key, Query, Row};
 use edgestore::repository::{OpenTransaction, Store as CoreStore};
-use edgestore::spool::{PurgeReport, RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport};
+use edgestore::spool::{
+    document_metric, documents, metric_document, Document, PurgeReport, RangeReader, SegmentInfo,
+    SegmentReader, Usage, VerifyReport,
+};
 use edgestore::sql::Database;
 use edgestore::{
     ErrorCode, Metric, Schema, Spool, SpoolConfig, SqliteDatabase, SqliteOptions, SystemClock,
@@ -25,8 +28,17 @@ use crate::grants::{DbTarget, Grants, LabelAccess, DEFAULT_LABEL};
 use crate::ops::{Backend, DynOps, DynSpool, ReadFrom};
 
 enum NativeReader {
-    Segment(SegmentReader<Metric>),
-    Range(RangeReader<Metric>),
+    Segment(SegmentReader<Document>),
+    Range(RangeReader<Document>),
+}
+
+impl NativeReader {
+    fn next(&mut self, max: usize) -> edgestore::Result<Vec<Document>> {
+        match self {
+            NativeReader::Segment(r) => r.next(max),
+            NativeReader::Range(r) => r.next(max),
+        }
+    }
 }
 
 /// The native backend.
@@ -36,7 +48,9 @@ pub(crate) struct NativeBackend {
     /// The store's database, for its connection count.
     sqlite: Option<Arc<SqliteDatabase>>,
     tables: std::collections::HashSet<String>,
-    spools: HashMap<u64, Spool<Metric>>,
+    /// Spools of JSON documents, as in the component's glue: metrics are stored as their
+    /// canonical JSON and documents verbatim, so both engines write identical segments.
+    spools: HashMap<u64, Spool<Document>>,
     readers: HashMap<u64, NativeReader>,
     next_id: u64,
 }
@@ -190,9 +204,16 @@ impl DynOps for NativeOps<'_> {
     }
 }
 
-impl DynSpool for Spool<Metric> {
+impl DynSpool for Spool<Document> {
     fn put(&self, rows: &[Metric]) -> edgestore::Result<()> {
-        Spool::put(self, rows)
+        let docs = rows
+            .iter()
+            .map(metric_document)
+            .collect::<edgestore::Result<Vec<_>>>()?;
+        Spool::put(self, &docs)
+    }
+    fn put_documents(&self, docs: Vec<String>) -> edgestore::Result<()> {
+        Spool::put(self, &documents(docs)?)
     }
     fn flush(&self) -> edgestore::Result<()> {
         Spool::flush(self)
@@ -306,11 +327,23 @@ impl Backend for NativeBackend {
             .readers
             .get_mut(&reader)
             .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the reader is closed"))?;
-        let max = max as usize;
-        Ok(match r {
-            NativeReader::Segment(r) => r.next(max)?,
-            NativeReader::Range(r) => r.next(max)?,
-        })
+        let docs = r.next(max as usize)?;
+        Ok(docs
+            .iter()
+            .map(|d| document_metric(d))
+            .collect::<edgestore::Result<Vec<_>>>()?)
+    }
+
+    fn read_documents(&mut self, reader: u64, max: u32) -> Result<Vec<String>> {
+        let r = self
+            .readers
+            .get_mut(&reader)
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the reader is closed"))?;
+        let docs = r.next(max as usize)?;
+        Ok(docs
+            .into_iter()
+            .map(|d| String::from(Box::<str>::from(d)))
+            .collect())
     }
 
     fn close_reader(&mut self, reader: u64) {

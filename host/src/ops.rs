@@ -33,6 +33,8 @@ pub(crate) trait DynOps {
 /// Spool operations.
 pub(crate) trait DynSpool {
     fn put(&self, rows: &[Metric]) -> edgestore::Result<()>;
+    /// Append JSON documents (each one JSON value as text); a malformed one fails the batch.
+    fn put_documents(&self, docs: Vec<String>) -> edgestore::Result<()>;
     fn flush(&self) -> edgestore::Result<()>;
     fn flush_due(&self, now_ms: i64) -> edgestore::Result<u64>;
     fn sync(&self) -> edgestore::Result<()>;
@@ -73,6 +75,8 @@ pub(crate) trait Backend: Send {
     fn open_reader(&mut self, spool: u64, from: ReadFrom) -> Result<u64>;
     /// Up to `max` next metrics.
     fn read(&mut self, reader: u64, max: u32) -> Result<Vec<Metric>>;
+    /// Up to `max` next rows as the JSON text stored.
+    fn read_documents(&mut self, reader: u64, max: u32) -> Result<Vec<String>>;
     /// Close a reader.
     fn close_reader(&mut self, reader: u64);
     /// The timer hook: `flush-due(now)` on every open spool; returns the segments finished.

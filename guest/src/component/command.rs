@@ -279,7 +279,7 @@ fn on_db<T>(args: &DbArgs, f: impl Fn(&dyn Connection) -> Result<T>) -> Result<T
 
 fn db(cmd: &DbCommand, json: bool) -> Result<String> {
     Ok(match cmd {
-        DbCommand::Models { db } => present::models(&on_db(db, inspect::models)?, json),
+        DbCommand::Models { db } => present::recorded_models(&on_db(db, inspect::models)?, json),
         DbCommand::Count { db, table } => {
             let n = on_db(db, |c| inspect::count(c, table))?;
             format!("{n}\n")

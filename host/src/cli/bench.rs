@@ -15,9 +15,6 @@ pub struct BenchArgs {
     /// issue's figures.
     #[arg(long)]
     quick: bool,
-    /// Print the report as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// Where to write the JSON report (default: `bench-report.json` in `$CARGO_TARGET_DIR`,
     /// else in the nearest `target/` directory above the current one, else `./target`).
     #[arg(long)]
@@ -25,7 +22,7 @@ pub struct BenchArgs {
 }
 
 /// Run the report.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, json: bool) -> anyhow::Result<()> {
     let mode = if args.quick { Mode::Quick } else { Mode::Full };
     let report = bench::run(mode, |f| {
         let value = f.value.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
@@ -40,7 +37,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&out, present::bench(&report, true))
         .with_context(|| format!("write {}", out.display()))?;
-    print!("{}", present::bench(&report, args.json));
+    print!("{}", present::bench(&report, json));
     eprintln!("report written to {}", out.display());
     Ok(())
 }

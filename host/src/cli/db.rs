@@ -1,0 +1,378 @@
+//! `edgestore db ...`: the repository's built-in models through the typed client (either
+//! engine). A model joins the CLI by implementing [`CliModel`] and being named once in
+//! [`registry!`]'s invocation.
+//!
+//! `db put` upserts JSON lines, one transaction per batch; on a bad line N the good lines
+//! before it are committed, the error names line N, the exit status is non-zero.
+
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Context as _};
+use clap::{Args, Subcommand};
+use edgestore::model::ResourceTagsKey;
+use edgestore::present::{self, ModelView};
+use edgestore::{
+    ColumnType, Condition, Creator, Model, Query, ResourceTags, SystemClock, Timestamp, Value,
+};
+use edgestore_host::{AsyncStorage, Store};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::input::Lines;
+use super::Ctx;
+
+/// Rows per transaction of `db put`.
+const BATCH: usize = 1_000;
+
+/// `db` commands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// List the built-in models, their tables and key syntax.
+    Models,
+    /// Upsert JSON lines from stdin (one object per line). Fields the model generates
+    /// (resource_tags: `id`, `record_created`, `record_updated`) are filled when absent.
+    Put {
+        /// Model name (see `db models`).
+        model: String,
+    },
+    /// Print rows by key as JSON lines. resource_tags keys: TYPE/NAMESPACE/NAME, or
+    /// TYPE/NAME for a cluster-scoped resource (e.g. pod/prod/web-0, node/worker-1).
+    Get {
+        /// Model name.
+        model: String,
+        /// Keys (see `db models` for the syntax).
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Print rows matching every --where as JSON lines.
+    Find(FindArgs),
+    /// Count rows.
+    Count {
+        /// Model name.
+        model: String,
+    },
+    /// Delete rows by key (syntax as for `db get`); a missing key is an error.
+    Delete {
+        /// Model name.
+        model: String,
+        /// Keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+/// `db find` options.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Model name.
+    pub model: String,
+    /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer, bool
+    /// and timestamp columns take numbers, true/false, RFC3339.
+    #[arg(long = "where", value_name = "COL=VALUE")]
+    pub conditions: Vec<String>,
+    /// At most N rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+/// What the CLI needs of a model beyond [`Model`].
+pub trait CliModel: Model + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The key type of its `Storage<M, Id>`.
+    type Id: Serialize + Send + Sync + 'static;
+    /// Name on the command line.
+    const NAME: &'static str;
+    /// The textual key syntax, for `db models` and errors.
+    const KEY_SYNTAX: &'static str;
+    /// Parse a textual key.
+    fn parse_key(text: &str) -> anyhow::Result<Self::Id>;
+    /// Fill generated fields that `object` lacks.
+    fn fill(object: &mut serde_json::Map<String, serde_json::Value>, now: Timestamp);
+}
+
+impl CliModel for ResourceTags {
+    type Id = ResourceTagsKey;
+    const NAME: &'static str = "resource_tags";
+    const KEY_SYNTAX: &'static str = "TYPE/NAMESPACE/NAME | TYPE/NAME";
+
+    fn parse_key(text: &str) -> anyhow::Result<ResourceTagsKey> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let ok = |s: &&str| !s.is_empty();
+        match parts.as_slice() {
+            [kind, name] if ok(kind) && ok(name) => {
+                Ok(((*kind).to_owned(), (*name).to_owned(), None))
+            }
+            [kind, ns, name] if ok(kind) && ok(ns) && ok(name) => Ok((
+                (*kind).to_owned(),
+                (*name).to_owned(),
+                Some((*ns).to_owned()),
+            )),
+            _ => bail!(
+                "bad resource_tags key {text:?}: expected {}",
+                Self::KEY_SYNTAX
+            ),
+        }
+    }
+
+    fn fill(object: &mut serde_json::Map<String, serde_json::Value>, now: Timestamp) {
+        object
+            .entry("id")
+            .or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
+        for field in ["record_created", "record_updated"] {
+            object.entry(field).or_insert_with(|| now.0.into());
+        }
+    }
+}
+
+/// The built-in models: `models()` lists them, `dispatch` runs a command on one by name.
+macro_rules! registry {
+    ($($model:ty),* $(,)?) => {
+        fn models() -> Vec<ModelView> {
+            vec![$(view::<$model>()),*]
+        }
+
+        async fn dispatch(ctx: &Ctx, store: &Store, name: &str, cmd: DbCommand) -> anyhow::Result<()> {
+            $(
+                if name == <$model as CliModel>::NAME {
+                    let storage = store.storage::<$model, <$model as CliModel>::Id>().await?;
+                    return command::<$model>(ctx, &storage, cmd).await;
+                }
+            )*
+            Err(anyhow!("unknown model {name:?}"))
+        }
+    };
+}
+
+registry!(ResourceTags);
+
+fn view<M: CliModel>() -> ModelView {
+    let schema = M::schema();
+    ModelView {
+        name: M::NAME.to_owned(),
+        table: schema.table.clone(),
+        key: M::KEY_SYNTAX.to_owned(),
+        columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
+    }
+}
+
+/// Run a `db` command.
+pub async fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
+    let name = match &cmd {
+        DbCommand::Models => return out(&present::models(&models(), ctx.json)),
+        DbCommand::Put { model }
+        | DbCommand::Get { model, .. }
+        | DbCommand::Count { model }
+        | DbCommand::Delete { model, .. } => model.clone(),
+        DbCommand::Find(a) => a.model.clone(),
+    };
+    // An unknown model is refused before anything is opened or created.
+    if !models().iter().any(|m| m.name == name) {
+        let known: Vec<String> = models().into_iter().map(|m| m.name).collect();
+        bail!("unknown model {name:?} (known: {})", known.join(", "));
+    }
+    let store = ctx.store().await?;
+    let result = dispatch(ctx, &store, &name, cmd).await;
+    let closed = store.close().await;
+    result?;
+    Ok(closed?)
+}
+
+async fn command<M: CliModel>(
+    ctx: &Ctx,
+    storage: &AsyncStorage<M, M::Id>,
+    cmd: DbCommand,
+) -> anyhow::Result<()> {
+    let json = ctx.json;
+    match cmd {
+        DbCommand::Models => out(&present::models(&models(), json)),
+        DbCommand::Put { .. } => put(storage, json).await,
+        DbCommand::Get { keys, .. } => {
+            let ids = keys
+                .iter()
+                .map(|k| M::parse_key(k))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut text = String::new();
+            for (id, key) in ids.iter().zip(&keys) {
+                let row = storage
+                    .get(id)
+                    .await
+                    .with_context(|| format!("{} {key}", M::NAME))?;
+                text.push_str(&present::json_line(&row)?);
+                text.push('\n');
+            }
+            out(&text)
+        }
+        DbCommand::Find(args) => {
+            let schema = storage.schema();
+            let mut query = Query::all();
+            for c in &args.conditions {
+                query = query.filter(condition(schema, c)?);
+            }
+            if let Some(n) = args.limit {
+                query = query.limit(n);
+            }
+            let mut text = String::new();
+            for row in storage.find_all(&query).await? {
+                text.push_str(&present::json_line(&row)?);
+                text.push('\n');
+            }
+            out(&text)
+        }
+        DbCommand::Count { .. } => out(&present::count(M::NAME, storage.count().await?, json)),
+        DbCommand::Delete { keys, .. } => {
+            let ids = keys
+                .iter()
+                .map(|k| M::parse_key(k))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut deleted = 0;
+            for (id, key) in ids.iter().zip(&keys) {
+                if !storage.delete(id).await? {
+                    out(&present::count("deleted", deleted, json))?;
+                    bail!("{} {key}: not found", M::NAME);
+                }
+                deleted += 1;
+            }
+            out(&present::count("deleted", deleted, json))
+        }
+    }
+}
+
+/// `col=value` as a condition, typed by the column.
+fn condition(schema: &edgestore::Schema, text: &str) -> anyhow::Result<Condition> {
+    let (col, value) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("bad --where {text:?}: expected COLUMN=VALUE"))?;
+    let column = schema
+        .columns
+        .iter()
+        .find(|c| c.name == col)
+        .ok_or_else(|| {
+            anyhow!(
+                "bad --where {text:?}: {} has no column {col:?}",
+                schema.table
+            )
+        })?;
+    if value == "null" {
+        return Ok(Condition::is_null(col));
+    }
+    let v = match column.ty {
+        ColumnType::Integer => Value::Integer(
+            value
+                .parse()
+                .map_err(|_| anyhow!("bad --where {text:?}: {col} is an integer"))?,
+        ),
+        ColumnType::Real => Value::Real(
+            value
+                .parse()
+                .map_err(|_| anyhow!("bad --where {text:?}: {col} is a number"))?,
+        ),
+        ColumnType::Bool => match value {
+            "true" | "1" => Value::Integer(1),
+            "false" | "0" => Value::Integer(0),
+            _ => bail!("bad --where {text:?}: {col} is true or false"),
+        },
+        ColumnType::Timestamp => match value.parse::<i64>() {
+            Ok(ms) => Value::Integer(ms),
+            Err(_) => Value::Text(value.to_owned()),
+        },
+        _ => Value::Text(value.to_owned()),
+    };
+    Ok(Condition::eq(col, v))
+}
+
+async fn put<M: CliModel>(storage: &AsyncStorage<M, M::Id>, json: bool) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let mut lines = Lines::new(stdin.lock());
+    let mut total = 0u64;
+    loop {
+        let now = Timestamp::now(&SystemClock);
+        let mut items = Vec::new();
+        let batch = lines.next_batch(BATCH, |l| {
+            let mut value: serde_json::Value =
+                serde_json::from_str(l).map_err(|e| format!("not valid JSON: {e}"))?;
+            let object = value
+                .as_object_mut()
+                .ok_or_else(|| format!("expected a JSON object for {}", M::NAME))?;
+            M::fill(object, now);
+            let item: M =
+                serde_json::from_value(value).map_err(|e| format!("not a {} row: {e}", M::NAME))?;
+            items.push(item);
+            Ok(())
+        });
+        let n = items.len() as u64;
+        if n > 0 {
+            storage
+                .tx(move |tx| {
+                    for item in &items {
+                        tx.upsert(item)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            total += n;
+        }
+        if let Some(e) = batch.error {
+            return Err(anyhow::Error::new(e)
+                .context(format!("stopped; the {total} rows before it are committed")));
+        }
+        if batch.done {
+            break;
+        }
+    }
+    eprint!("{}", present::written(M::NAME, total, "committed", json));
+    Ok(())
+}
+
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    Ok(stdout.flush()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_tags_keys() {
+        assert_eq!(
+            ResourceTags::parse_key("pod/prod/web-0").unwrap(),
+            ("pod".into(), "web-0".into(), Some("prod".into()))
+        );
+        assert_eq!(
+            ResourceTags::parse_key("node/worker-1").unwrap(),
+            ("node".into(), "worker-1".into(), None)
+        );
+        for bad in ["pod", "pod//x", "a/b/c/d", "/x", ""] {
+            let e = ResourceTags::parse_key(bad).unwrap_err().to_string();
+            assert!(e.contains("TYPE/NAMESPACE/NAME"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn where_conditions_follow_column_types() {
+        let schema = ResourceTags::schema();
+        assert_eq!(
+            condition(&schema, "namespace=prod").unwrap(),
+            Condition::eq("namespace", "prod")
+        );
+        assert_eq!(
+            condition(&schema, "sent_at=null").unwrap(),
+            Condition::is_null("sent_at")
+        );
+        assert!(condition(&schema, "nosuch=1")
+            .unwrap_err()
+            .to_string()
+            .contains("nosuch"));
+        assert!(condition(&schema, "namespace").is_err());
+    }
+
+    #[test]
+    fn fill_adds_only_missing_generated_fields() {
+        let mut o = serde_json::Map::new();
+        o.insert("id".into(), "keep".into());
+        ResourceTags::fill(&mut o, Timestamp(5));
+        assert_eq!(o["id"], "keep");
+        assert_eq!(o["record_created"], 5);
+        assert_eq!(o["record_updated"], 5);
+    }
+}

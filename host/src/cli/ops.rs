@@ -1,0 +1,205 @@
+//! The operator's commands: `health`, `diag`, `metrics` and `serve`. The checks, the metrics
+//! and the server are library code (`edgestore_host::{health, metrics, serve}`); this file only
+//! wires them to the configuration and the terminal.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use edgestore::model::ResourceTagsKey;
+use edgestore::present::{self, Diagnostics};
+use edgestore::{ResourceTags, TimeRange};
+use edgestore_host::config::Flags;
+use edgestore_host::health::{check, HealthConfig, HealthReport, HealthTarget};
+use edgestore_host::serve::{self, ServeOptions, Source};
+use edgestore_host::{AsyncSpool, Store};
+
+use super::spool::DEFAULT_IDENTIFIER;
+use super::Ctx;
+
+/// `edgestore health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {}
+
+/// `edgestore diag`.
+#[derive(Debug, Args)]
+pub struct DiagArgs {}
+
+/// `edgestore metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {}
+
+/// `edgestore serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for `/metrics` and `/healthz` (config `serve.listen`); port 0 picks a free
+    /// port. The bound address is printed first, as `listening on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Generate RATE realistic metrics per second instead of reading JSON lines from stdin.
+    #[arg(long, value_name = "RATE")]
+    pub generate: Option<f64>,
+}
+
+impl ServeArgs {
+    /// The flags this command sets in the configuration.
+    pub fn flags(&self, flags: &mut Flags) {
+        if let Some(listen) = self.listen {
+            flags.set("serve.listen", "--listen", listen.to_string());
+        }
+    }
+}
+
+fn health_config(ctx: &Ctx) -> HealthConfig {
+    HealthConfig {
+        max_disk_used_percent: ctx.config.health.max_disk_used_percent,
+        max_transaction_age: ctx.config.health.max_transaction_age,
+        ..HealthConfig::default()
+    }
+}
+
+/// The store and its spool, for commands that report on them: failures to open are returned
+/// as reasons, not errors, so `health` and `diag` can still say what is wrong.
+async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> {
+    let store = ctx.store().await.map_err(|e| format!("{e:#}"))?;
+    let spool = match ctx.config.spool_path() {
+        Ok(path) => store
+            .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+            .await
+            .map_err(|e| format!("open the spool {path}: {e}")),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok((store, spool))
+}
+
+async fn close(store: Store, spool: Result<AsyncSpool, String>) -> anyhow::Result<()> {
+    drop(spool);
+    store.close().await.context("close the store")
+}
+
+/// `edgestore health`: the report on stdout; exit status 1 when unhealthy.
+pub async fn health(ctx: &Ctx, _args: &HealthArgs) -> anyhow::Result<()> {
+    let mut report = HealthReport::default();
+    match open(ctx).await {
+        Err(e) => report.fail(format!("the store cannot be opened: {e}")),
+        Ok((store, spool)) => {
+            if let Err(e) = &spool {
+                report.fail(e.clone());
+            }
+            let spool_dir = ctx.config.spool_path().ok();
+            let target = HealthTarget {
+                data_dir: &ctx.config.host.data_dir,
+                spool_dir: spool_dir.as_deref(),
+                spool: spool.as_ref().ok(),
+            };
+            let checked = check(&store, &target, &health_config(ctx)).await;
+            report.reasons.extend(checked.reasons);
+            // Closing is best effort here: the report is what matters.
+            let _ = close(store, spool).await;
+        }
+    }
+    print!("{}", report.render(ctx.json));
+    std::io::stdout().flush().ok();
+    if report.healthy() {
+        Ok(())
+    } else {
+        bail!("unhealthy: {}", report.reasons.join("; "))
+    }
+}
+
+/// `edgestore diag`.
+pub async fn diag(ctx: &Ctx, _args: &DiagArgs) -> anyhow::Result<()> {
+    let (store, spool) = open(ctx).await.map_err(anyhow::Error::msg)?;
+    let mut d = Diagnostics {
+        engine: store.engine_name().to_owned(),
+        backend: match store.engine_name() {
+            "native" => "embedded-sqlite (rusqlite, in process)".to_owned(),
+            _ => "host-sqlite (the component's sqlite import)".to_owned(),
+        },
+        ..Diagnostics::default()
+    };
+    d.connection_status = match store.engine_health().await {
+        Ok(reasons) if reasons.is_empty() => "ok".to_owned(),
+        Ok(reasons) => reasons.join("; "),
+        Err(e) => e.to_string(),
+    };
+    let count = match store.storage::<ResourceTags, ResourceTagsKey>().await {
+        Ok(tags) => tags.count().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    d.record_counts.push(("resource_tags".to_owned(), count));
+    if let Ok(spool) = &spool {
+        d.usage = spool.usage().await.ok();
+        d.last_segment_ms = spool
+            .segments(TimeRange::all())
+            .await
+            .ok()
+            .and_then(|list| list.iter().map(|s| s.stop_ms).max());
+    }
+    d.open_connections = store.metrics().open_connections();
+    d.circuit = store.breaker_state().as_str().to_owned();
+    d.last_operation_ms = store.last_operation_ms();
+    print!("{}", present::diagnostics(&d, ctx.json));
+    close(store, spool).await
+}
+
+/// `edgestore metrics`: this invocation's store metrics after refreshing the gauges (disk
+/// usage, connections, breaker). A long-running process exports its own with `serve`.
+pub async fn metrics(ctx: &Ctx, _args: &MetricsArgs) -> anyhow::Result<()> {
+    let (store, spool) = open(ctx).await.map_err(anyhow::Error::msg)?;
+    let spool = spool.map_err(anyhow::Error::msg)?;
+    let usage = spool.usage().await.context("spool usage")?;
+    store.metrics().set_disk_usage(&usage);
+    store.engine_health().await.context("reach the engine")?;
+    store.breaker_state();
+    print!("{}", store.metrics().gather_text()?);
+    close(store, Ok(spool)).await
+}
+
+/// `edgestore serve`.
+pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
+    let dir = &ctx.config.host.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("create data directory {}", dir.display()))?;
+    let mut config = ctx.config.store_config()?;
+    // The host's timer: often enough that a segment rotates close to `storage.maxInterval`.
+    let interval = ctx.config.storage.max_interval;
+    config.flush_interval =
+        Some((interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+    let store = Store::open(config)
+        .await
+        .with_context(|| format!("open the store in {}", dir.display()))?;
+    let path = ctx.config.spool_path()?;
+    let spool = store
+        .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+        .await
+        .with_context(|| format!("open the spool {path}"))?;
+    let source = match args.generate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => Source::Generate {
+            rows_per_second: rate,
+        },
+        Some(rate) => {
+            bail!("--generate {rate}: the rate must be a positive number of rows per second")
+        }
+        None => Source::Lines(Box::new(std::io::BufReader::new(std::io::stdin()))),
+    };
+    let options = ServeOptions {
+        listen: ctx.config.serve.listen,
+        data_dir: dir.clone(),
+        spool_dir: path,
+        health: health_config(ctx),
+    };
+    let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
+        println!("listening on {addr}");
+        std::io::stdout().flush().ok();
+    })
+    .await?;
+    eprintln!(
+        "edgestore serve: stopped; {} rows put and flushed, {} bad input lines skipped",
+        summary.rows, summary.bad_lines
+    );
+    drop(spool);
+    store.close().await.context("close the store")
+}

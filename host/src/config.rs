@@ -1,0 +1,1129 @@
+//! The `edgestore` configuration: one YAML shape (camelCase keys), merged in a fixed order
+//! — built-in defaults < config file < `EDGESTORE_<SECTION>_<KEY>` environment variables <
+//! command-line flags — then validated and mapped to the client's [`StoreConfig`] and the
+//! core's [`SpoolConfig`] here, in one place.
+//!
+//! How the layers merge: every layer is a YAML tree. The defaults are [`Config::default`]
+//! serialised, so the set of known keys (and the environment variable of each) is derived from
+//! the types themselves, never from a hand-kept list. An unknown key in the file, an
+//! `EDGESTORE_*` variable that names no key, a value of the wrong type and a value out of range
+//! all fail with a [`ConfigError`] that names the dotted key (`storage.compressionLevel`), the
+//! bad value and where it came from.
+//!
+//! Paths: `database.dsn` and `storage.path` are relative to `host.dataDir` (absolute paths are
+//! accepted only when they point inside it); anything that would leave the data directory is an
+//! error naming the key. With no file and no variables, the embedded default is
+//! `./edgestore-data/` holding `edgestore.sqlite` and `metrics/`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use edgestore::SpoolConfig;
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::client::{ComponentSource, Engine, StoreConfig};
+use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "EDGESTORE_";
+
+/// A configuration that cannot be used. Every variant names the dotted key.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not YAML, or its top level is not a mapping.
+    #[error("config file {path}: not a YAML mapping: {reason}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key the configuration does not have.
+    #[error("unknown config key `{key}` (from {origin})")]
+    UnknownKey {
+        /// Dotted key.
+        key: String,
+        /// File, variable or flag.
+        origin: String,
+    },
+    /// An `EDGESTORE_*` variable that names no key.
+    #[error("unknown environment variable {name}: no config key has this name")]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+    },
+    /// A value of the wrong type.
+    #[error("config key `{key}`: bad value {value} (from {origin}): {reason}")]
+    BadType {
+        /// Dotted key.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// File, variable or flag.
+        origin: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A value of the right type outside its range, or a path leaving the data directory.
+    #[error("config key `{key}`: bad value {value}: {reason}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// The value.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    /// The repository's SQLite database.
+    pub database: DatabaseConfig,
+    /// The metrics spool.
+    pub storage: StorageConfig,
+    /// The engine and its sandbox.
+    pub host: HostConfig,
+    /// Spool retention.
+    pub retention: RetentionConfig,
+    /// Retry and circuit breaker (used by the ops commands).
+    pub resilience: ResilienceConfig,
+    /// Health thresholds (used by `health`).
+    pub health: HealthConfig,
+    /// The HTTP endpoint of `serve`.
+    pub serve: ServeConfig,
+}
+
+/// `database.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseType {
+    /// A SQLite file inside the data directory.
+    Sqlite,
+    /// A private in-memory database (gone when the process exits).
+    Memory,
+}
+
+/// `database`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite` or `memory`.
+    #[serde(rename = "type")]
+    pub kind: DatabaseType,
+    /// The database file, a plain file name inside the data directory (or `:memory:`).
+    pub dsn: String,
+    /// Connections of the pool (the writer included), at least 1.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            kind: DatabaseType::Sqlite,
+            dsn: crate::grants::DEFAULT_DATABASE_FILE.to_owned(),
+            max_connections: 4,
+        }
+    }
+}
+
+/// `storage.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    /// Brotli segments on disk.
+    Disk,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `disk`.
+    #[serde(rename = "type")]
+    pub kind: StorageType,
+    /// The spool directory, relative to the data directory.
+    pub path: String,
+    /// Brotli quality, 0..=11.
+    pub compression_level: u32,
+    /// Rows per segment, at least 1.
+    pub max_records: u64,
+    /// A segment is finished this long after its first row.
+    #[serde(with = "duration")]
+    pub max_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageType::Disk,
+            path: "metrics".to_owned(),
+            compression_level: 6,
+            max_records: 10_000,
+            max_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `host.engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The sandboxed WebAssembly component (embedded in this binary).
+    Component,
+    /// The core linked into this process.
+    Native,
+}
+
+impl EngineKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Component => "component",
+            EngineKind::Native => "native",
+        }
+    }
+}
+
+/// `host`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Which engine runs the core.
+    pub engine: EngineKind,
+    /// Cap on the component's linear memory, bytes (at least 1 MiB).
+    pub memory_limit: u64,
+    /// Time bound of one call into the component.
+    #[serde(with = "duration")]
+    pub call_timeout: Duration,
+    /// The one directory the store may touch.
+    pub data_dir: PathBuf,
+    /// Compiled-component cache, outside the data directory (the guest must not be able to
+    /// write compiled code). Unset: `$XDG_CACHE_HOME/edgestore` or `~/.cache/edgestore`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            engine: EngineKind::Component,
+            memory_limit: 256 << 20,
+            call_timeout: Duration::from_secs(30),
+            data_dir: PathBuf::from("./edgestore-data"),
+            cache_dir: None,
+        }
+    }
+}
+
+/// `retention`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// `purge` deletes uploaded segments older than this.
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    /// Hard cap on the spool's bytes; unset means none.
+    pub max_bytes: Option<u64>,
+    /// Whether `purge` may drop never-uploaded segments to get under `maxBytes`.
+    pub drop_pending: bool,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: None,
+            drop_pending: false,
+        }
+    }
+}
+
+/// `resilience`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Retry of transient errors.
+    pub retry: RetryConfig,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+/// `resilience.retry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, at least 1 (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt.
+    #[serde(with = "duration")]
+    pub initial_backoff: Duration,
+    /// Largest backoff.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `resilience.breaker`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the circuit, at least 1.
+    pub failure_threshold: u32,
+    /// How long the circuit stays open before a trial call.
+    #[serde(with = "duration")]
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Unhealthy above this share of the file system in use, 0..=100.
+    pub max_disk_used_percent: f64,
+    /// Unhealthy when a transaction has been open longer than this.
+    #[serde(with = "duration")]
+    pub max_transaction_age: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            max_disk_used_percent: 90.0,
+            max_transaction_age: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address of the HTTP endpoint.
+    pub listen: SocketAddr,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Durations as humantime text (`30s`, `10m`, `1h 30m`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("expected a duration such as 30s or 10m: {e}"))
+        })
+    }
+}
+
+/// The command-line layer: dotted keys and their values as text (parsed like environment
+/// values). Global flags map to `host.dataDir` and `host.engine`; a command adds its own.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    set: Vec<(String, String, String)>,
+}
+
+impl Flags {
+    /// No flags.
+    pub fn new() -> Self {
+        Flags::default()
+    }
+
+    /// Set `key` (dotted, e.g. `storage.compressionLevel`) from flag `flag` (for messages).
+    pub fn set(&mut self, key: &str, flag: &str, value: impl Into<String>) -> &mut Self {
+        self.set
+            .push((key.to_owned(), flag.to_owned(), value.into()));
+        self
+    }
+}
+
+/// Where a value came from, for messages.
+type Sources = BTreeMap<String, String>;
+
+impl Config {
+    /// Load: defaults, then `file` (if any), then the `EDGESTORE_*` pairs of `env`, then
+    /// `flags`; validate.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let defaults = to_tree(&Config::default());
+        let leaves = leaf_keys(&defaults);
+        let mut tree = defaults.clone();
+        let mut sources = Sources::new();
+
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Syntax {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            match value {
+                // An empty file is no settings at all.
+                Value::Null => {}
+                Value::Mapping(_) => merge(
+                    &mut tree,
+                    &defaults,
+                    value,
+                    "",
+                    &format!("file {shown}"),
+                    &mut sources,
+                )?,
+                _ => {
+                    return Err(ConfigError::Syntax {
+                        path: shown,
+                        reason: "the top level must be a mapping of sections".into(),
+                    })
+                }
+            }
+        }
+
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        vars.sort();
+        for (name, text) in vars {
+            let Some(key) = leaves.iter().find(|k| env_name(k) == name) else {
+                return Err(ConfigError::UnknownVariable { name });
+            };
+            set_leaf(&mut tree, &defaults, key, &text);
+            sources.insert(key.clone(), format!("environment {name}"));
+        }
+
+        for (key, flag, text) in &flags.set {
+            if !leaves.contains(key) {
+                return Err(ConfigError::UnknownKey {
+                    key: key.clone(),
+                    origin: format!("flag {flag}"),
+                });
+            }
+            set_leaf(&mut tree, &defaults, key, text);
+            sources.insert(key.clone(), format!("flag {flag}"));
+        }
+
+        let config: Config = serde_path_to_error::deserialize(tree.clone()).map_err(|e| {
+            let key = e.path().to_string();
+            let value = lookup(&tree, &key).map_or_else(|| "?".to_owned(), show);
+            ConfigError::BadType {
+                origin: sources
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| "defaults".into()),
+                key,
+                value,
+                reason: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Load from the process environment.
+    pub fn from_process(file: Option<&Path>, flags: &Flags) -> Result<Config, ConfigError> {
+        Config::load(file, std::env::vars(), flags)
+    }
+
+    /// Range checks and the data-directory rule; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, value: impl std::fmt::Display, reason: &str) -> ConfigError {
+            ConfigError::Invalid {
+                key: key.into(),
+                value: value.to_string(),
+                reason: reason.into(),
+            }
+        }
+        if self.database.max_connections < 1 {
+            return Err(bad(
+                "database.maxConnections",
+                self.database.max_connections,
+                "must be at least 1",
+            ));
+        }
+        if self.storage.compression_level > 11 {
+            return Err(bad(
+                "storage.compressionLevel",
+                self.storage.compression_level,
+                "must be in 0..=11",
+            ));
+        }
+        if self.storage.max_records < 1 {
+            return Err(bad(
+                "storage.maxRecords",
+                self.storage.max_records,
+                "must be at least 1",
+            ));
+        }
+        if self.storage.max_interval.is_zero() {
+            return Err(bad("storage.maxInterval", "0s", "must be positive"));
+        }
+        if self.host.memory_limit < 1 << 20 {
+            return Err(bad(
+                "host.memoryLimit",
+                self.host.memory_limit,
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if usize::try_from(self.host.memory_limit).is_err() {
+            return Err(bad(
+                "host.memoryLimit",
+                self.host.memory_limit,
+                "is larger than this machine's address space",
+            ));
+        }
+        if self.host.call_timeout.is_zero() {
+            return Err(bad("host.callTimeout", "0s", "must be positive"));
+        }
+        if self.retention.max_bytes == Some(0) {
+            return Err(bad("retention.maxBytes", 0, "must be positive when set"));
+        }
+        if self.resilience.retry.max_attempts < 1 {
+            return Err(bad(
+                "resilience.retry.maxAttempts",
+                self.resilience.retry.max_attempts,
+                "must be at least 1",
+            ));
+        }
+        if self.resilience.retry.initial_backoff > self.resilience.retry.max_backoff {
+            return Err(bad(
+                "resilience.retry.initialBackoff",
+                humantime::format_duration(self.resilience.retry.initial_backoff),
+                "must not exceed resilience.retry.maxBackoff",
+            ));
+        }
+        if self.resilience.breaker.failure_threshold < 1 {
+            return Err(bad(
+                "resilience.breaker.failureThreshold",
+                self.resilience.breaker.failure_threshold,
+                "must be at least 1",
+            ));
+        }
+        let pct = self.health.max_disk_used_percent;
+        if !(0.0..=100.0).contains(&pct) {
+            return Err(bad("health.maxDiskUsedPercent", pct, "must be in 0..=100"));
+        }
+        self.database_target()?;
+        self.spool_path()?;
+        if let Some(cache) = &self.host.cache_dir {
+            if inside(&self.host.data_dir, cache) {
+                return Err(bad(
+                    "host.cacheDir",
+                    cache.display(),
+                    "must be outside the data directory (the sandboxed engine can write there)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What backs the repository's database: a plain file name inside the data directory, or
+    /// memory (`type: memory`, or `dsn: ":memory:"`).
+    pub fn database_target(&self) -> Result<DbTarget, ConfigError> {
+        if self.database.kind == DatabaseType::Memory || self.database.dsn == ":memory:" {
+            return Ok(DbTarget::Memory);
+        }
+        let rel = relative_inside(&self.host.data_dir, &self.database.dsn, "database.dsn")?;
+        let mut parts = rel.split('/');
+        match (parts.next(), parts.next()) {
+            (Some(name), None) if !name.is_empty() && !name.starts_with('.') => {
+                Ok(DbTarget::File(name.to_owned()))
+            }
+            _ => Err(ConfigError::Invalid {
+                key: "database.dsn".into(),
+                value: self.database.dsn.clone(),
+                reason: "must be a plain file name directly inside the data directory".into(),
+            }),
+        }
+    }
+
+    /// The spool directory, relative to the data directory (`/`-separated).
+    pub fn spool_path(&self) -> Result<String, ConfigError> {
+        relative_inside(&self.host.data_dir, &self.storage.path, "storage.path")
+    }
+
+    /// The client's store configuration.
+    pub fn store_config(&self) -> Result<StoreConfig, ConfigError> {
+        let engine = match self.host.engine {
+            EngineKind::Native => Engine::Native,
+            EngineKind::Component => Engine::Component(ComponentSource::Bytes(
+                crate::artifacts::PLUGIN_COMPONENT.into(),
+            )),
+        };
+        let mut store = StoreConfig::new(engine, &self.host.data_dir);
+        store.labels = Labels::new().grant(DEFAULT_LABEL, self.database_target()?);
+        // Checked by `validate`; saturate rather than fail if called on an unvalidated value.
+        store.memory_limit = usize::try_from(self.host.memory_limit).unwrap_or(usize::MAX);
+        store.call_timeout = self.host.call_timeout;
+        store.retry = crate::resilience::RetryConfig {
+            max_attempts: self.resilience.retry.max_attempts,
+            initial_backoff: self.resilience.retry.initial_backoff,
+            max_backoff: self.resilience.retry.max_backoff,
+        };
+        store.breaker = crate::resilience::BreakerConfig {
+            failure_threshold: self.resilience.breaker.failure_threshold,
+            cool_down: self.resilience.breaker.cool_down,
+        };
+        store.cache_dir = self.host.cache_dir.clone().or_else(default_cache_dir);
+        Ok(store)
+    }
+
+    /// The core's spool configuration for segments named `identifier_...`.
+    pub fn spool_config(&self, identifier: &str) -> SpoolConfig {
+        let mut spool = SpoolConfig::new(identifier);
+        spool.compression_level = self.storage.compression_level;
+        spool.max_records = self.storage.max_records;
+        spool.max_interval = self.storage.max_interval;
+        spool.retention = self.retention.max_age;
+        spool.max_bytes = self.retention.max_bytes;
+        spool.drop_pending_over_cap = self.retention.drop_pending;
+        spool
+    }
+
+    /// The whole effective configuration as YAML (for `--help`-style display and tests).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The environment variable of a dotted key: `storage.compressionLevel` ->
+/// `EDGESTORE_STORAGE_COMPRESSION_LEVEL`.
+pub fn env_name(key: &str) -> String {
+    let mut out = String::from(ENV_PREFIX);
+    for (i, part) in key.split('.').enumerate() {
+        if i > 0 {
+            out.push('_');
+        }
+        for (j, ch) in part.chars().enumerate() {
+            if ch.is_ascii_uppercase() && j > 0 {
+                out.push('_');
+            }
+            out.push(ch.to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+/// Every dotted leaf key of the configuration.
+pub fn keys() -> Vec<String> {
+    leaf_keys(&to_tree(&Config::default()))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("edgestore"))
+}
+
+fn to_tree(config: &Config) -> Value {
+    // Our own types serialise to YAML without fail; an empty tree would only lose defaults.
+    serde_yaml_ng::to_value(config).unwrap_or(Value::Mapping(Mapping::new()))
+}
+
+fn leaf_keys(tree: &Value) -> Vec<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    if let Some(k) = k.as_str() {
+                        let key = if prefix.is_empty() {
+                            k.to_owned()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(v, &key, out);
+                    }
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, "", &mut out);
+    out
+}
+
+/// Merge `layer` into `tree`; keys must exist in `defaults` (same position).
+fn merge(
+    tree: &mut Value,
+    defaults: &Value,
+    layer: Value,
+    prefix: &str,
+    source: &str,
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
+    let Value::Mapping(layer) = layer else {
+        return Ok(());
+    };
+    for (k, v) in layer {
+        let name = k.as_str().map_or_else(|| show(&k), str::to_owned);
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let Some(default) = defaults.get(&name) else {
+            return Err(ConfigError::UnknownKey {
+                key,
+                origin: source.to_owned(),
+            });
+        };
+        let Some(slot) = tree.get_mut(&name) else {
+            return Err(ConfigError::UnknownKey {
+                key,
+                origin: source.to_owned(),
+            });
+        };
+        if default.is_mapping() && v.is_mapping() {
+            merge(slot, default, v, &key, source, sources)?;
+        } else {
+            *slot = v;
+            sources.insert(key, source.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Set one leaf from text: keys whose default is a string stay text verbatim (a DSN such as
+/// `:memory:` is not YAML); others are read as a YAML scalar (`6`, `true`, `null`).
+fn set_leaf(tree: &mut Value, defaults: &Value, key: &str, text: &str) {
+    let parts: Vec<&str> = key.split('.').collect();
+    let default = parts.iter().try_fold(defaults, |v, p| v.get(*p));
+    let value = if default.is_some_and(Value::is_string) {
+        Value::String(text.to_owned())
+    } else {
+        serde_yaml_ng::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    };
+    let mut slot = tree;
+    for p in &parts {
+        let Some(next) = slot.get_mut(*p) else { return };
+        slot = next;
+    }
+    *slot = value;
+}
+
+fn lookup<'a>(tree: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(tree, |v, p| v.get(p))
+}
+
+/// A value as it would be written in YAML, on one line.
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim_end().replace('\n', " "))
+            .unwrap_or_else(|_| "?".into()),
+    }
+}
+
+/// `path` (relative to `data_dir`, or absolute inside it) as a `/`-separated relative path
+/// with no `.`/`..`; anything leaving the data directory is an error naming `key`.
+fn relative_inside(data_dir: &Path, path: &str, key: &str) -> Result<String, ConfigError> {
+    let bad = |reason: &str| ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{path:?}"),
+        reason: reason.into(),
+    };
+    let p = Path::new(path);
+    let rel: PathBuf = if p.is_absolute() {
+        let base = absolute(data_dir);
+        match lexical(p).strip_prefix(lexical(&base)) {
+            Ok(r) => r.to_path_buf(),
+            Err(_) => {
+                return Err(bad(&format!(
+                    "is outside the data directory {}",
+                    data_dir.display()
+                )))
+            }
+        }
+    } else {
+        p.to_path_buf()
+    };
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => match s.to_str() {
+                Some(s) => parts.push(s.to_owned()),
+                None => return Err(bad("must be UTF-8")),
+            },
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(bad(&format!(
+                    "leaves the data directory {} ('..' is not allowed)",
+                    data_dir.display()
+                )))
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(bad("is outside the data directory"))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad("must name something inside the data directory"));
+    }
+    Ok(parts.join("/"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Drop `.` components (not `..`: those are refused, never resolved).
+fn lexical(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+fn inside(data_dir: &Path, other: &Path) -> bool {
+    lexical(&absolute(other)).starts_with(lexical(&absolute(data_dir)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn load(
+        yaml: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let file = yaml.map(|y| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            f.write_all(y.as_bytes()).unwrap();
+            f
+        });
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(file.as_ref().map(|f| f.path()), env, flags)
+    }
+
+    fn err(yaml: Option<&str>, env: &[(&str, &str)]) -> String {
+        load(yaml, env, &Flags::new()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn no_file_gives_the_embedded_default() {
+        let c = load(None, &[("PATH", "/bin")], &Flags::new()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.host.data_dir, PathBuf::from("./edgestore-data"));
+        assert_eq!(
+            c.database_target().unwrap(),
+            DbTarget::File("edgestore.sqlite".into())
+        );
+        assert_eq!(c.spool_path().unwrap(), "metrics");
+        assert_eq!(c.host.engine, EngineKind::Component);
+    }
+
+    #[test]
+    fn the_seed_shape_parses_with_durations() {
+        let c = load(
+            Some(
+                "database: {type: sqlite, dsn: db.sqlite, maxConnections: 2}\n\
+                 storage: {type: disk, path: spool/m, compressionLevel: 9, maxRecords: 50, maxInterval: 10m}\n\
+                 host: {engine: native, memoryLimit: 67108864, callTimeout: 5s, dataDir: /tmp/x}\n\
+                 retention: {maxAge: 1h, maxBytes: 1000, dropPending: true}\n\
+                 resilience: {retry: {maxAttempts: 3, initialBackoff: 10ms, maxBackoff: 1s}, breaker: {failureThreshold: 2, coolDown: 30s}}\n\
+                 health: {maxDiskUsedPercent: 80, maxTransactionAge: 30s}\n\
+                 serve: {listen: '127.0.0.1:9000'}\n",
+            ),
+            &[],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.storage.max_interval, Duration::from_secs(600));
+        assert_eq!(c.retention.max_age, Duration::from_secs(3600));
+        assert_eq!(
+            c.resilience.retry.initial_backoff,
+            Duration::from_millis(10)
+        );
+        assert_eq!(c.host.engine, EngineKind::Native);
+        assert_eq!(c.spool_path().unwrap(), "spool/m");
+        assert_eq!(c.health.max_disk_used_percent, 80.0);
+        let s = c.spool_config("agent");
+        assert_eq!(
+            (
+                s.compression_level,
+                s.max_records,
+                s.max_bytes,
+                s.drop_pending_over_cap
+            ),
+            (9, 50, Some(1000), true)
+        );
+        s.validate().unwrap();
+        let sc = c.store_config().unwrap();
+        assert_eq!(sc.engine, Engine::Native);
+        assert_eq!(sc.memory_limit, 64 << 20);
+        assert_eq!(sc.call_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let e = err(Some("storage: {compresionLevel: 3}\n"), &[]);
+        assert!(e.contains("`storage.compresionLevel`"), "{e}");
+        let e = err(Some("nosuch: 1\n"), &[]);
+        assert!(e.contains("`nosuch`"), "{e}");
+    }
+
+    #[test]
+    fn bad_type_names_key_and_value() {
+        let e = err(Some("storage: {maxRecords: lots}\n"), &[]);
+        assert!(
+            e.contains("`storage.maxRecords`") && e.contains("\"lots\""),
+            "{e}"
+        );
+        let e = err(Some("storage: {maxInterval: soon}\n"), &[]);
+        assert!(
+            e.contains("`storage.maxInterval`") && e.contains("soon"),
+            "{e}"
+        );
+        let e = err(Some("host: {engine: turbo}\n"), &[]);
+        assert!(e.contains("`host.engine`") && e.contains("turbo"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_named() {
+        for (yaml, key, value) in [
+            (
+                "storage: {compressionLevel: 12}",
+                "storage.compressionLevel",
+                "12",
+            ),
+            ("storage: {maxRecords: 0}", "storage.maxRecords", "0"),
+            (
+                "database: {maxConnections: 0}",
+                "database.maxConnections",
+                "0",
+            ),
+            ("storage: {maxInterval: 0s}", "storage.maxInterval", "0s"),
+            ("host: {memoryLimit: 10}", "host.memoryLimit", "10"),
+            ("retention: {maxBytes: 0}", "retention.maxBytes", "0"),
+            (
+                "resilience: {retry: {maxAttempts: 0}}",
+                "resilience.retry.maxAttempts",
+                "0",
+            ),
+            (
+                "health: {maxDiskUsedPercent: 101}",
+                "health.maxDiskUsedPercent",
+                "101",
+            ),
+        ] {
+            let e = err(Some(yaml), &[]);
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains(value),
+                "{yaml}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_must_stay_inside_the_data_dir() {
+        let e = err(Some("storage: {path: ../elsewhere}"), &[]);
+        assert!(
+            e.contains("`storage.path`") && e.contains("../elsewhere"),
+            "{e}"
+        );
+        let e = err(Some("database: {dsn: /etc/passwd}"), &[]);
+        assert!(e.contains("`database.dsn`") && e.contains("outside"), "{e}");
+        let e = err(Some("database: {dsn: sub/x.sqlite}"), &[]);
+        assert!(e.contains("`database.dsn`"), "{e}");
+        // Absolute but inside is accepted and made relative.
+        let c = load(
+            Some("host: {dataDir: /srv/es}\nstorage: {path: /srv/es/spool}\ndatabase: {dsn: /srv/es/a.db}"),
+            &[],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.spool_path().unwrap(), "spool");
+        assert_eq!(c.database_target().unwrap(), DbTarget::File("a.db".into()));
+        let e = err(
+            Some("host: {dataDir: /srv/es, cacheDir: /srv/es/cache}"),
+            &[],
+        );
+        assert!(e.contains("`host.cacheDir`"), "{e}");
+    }
+
+    #[test]
+    fn memory_database() {
+        let c = load(
+            None,
+            &[("EDGESTORE_DATABASE_DSN", ":memory:")],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.database_target().unwrap(), DbTarget::Memory);
+        let c = load(Some("database: {type: memory}"), &[], &Flags::new()).unwrap();
+        assert_eq!(c.database_target().unwrap(), DbTarget::Memory);
+    }
+
+    #[test]
+    fn env_names_are_derived_from_every_key() {
+        assert_eq!(
+            env_name("storage.compressionLevel"),
+            "EDGESTORE_STORAGE_COMPRESSION_LEVEL"
+        );
+        assert_eq!(
+            env_name("resilience.retry.maxAttempts"),
+            "EDGESTORE_RESILIENCE_RETRY_MAX_ATTEMPTS"
+        );
+        let keys = keys();
+        for k in [
+            "database.dsn",
+            "storage.maxRecords",
+            "storage.maxInterval",
+            "host.engine",
+            "retention.maxBytes",
+            "serve.listen",
+            "health.maxTransactionAge",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
+        }
+        // Every key can be set through its variable.
+        let c = load(
+            None,
+            &[
+                ("EDGESTORE_STORAGE_COMPRESSION_LEVEL", "3"),
+                ("EDGESTORE_STORAGE_MAX_RECORDS", "7"),
+                ("EDGESTORE_STORAGE_MAX_INTERVAL", "10m"),
+                ("EDGESTORE_HOST_ENGINE", "native"),
+                ("EDGESTORE_RETENTION_MAX_BYTES", "4096"),
+                ("EDGESTORE_RETENTION_DROP_PENDING", "true"),
+                ("EDGESTORE_RESILIENCE_BREAKER_COOL_DOWN", "1m"),
+                ("EDGESTORE_SERVE_LISTEN", "0.0.0.0:1234"),
+            ],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.storage.compression_level, 3);
+        assert_eq!(c.storage.max_records, 7);
+        assert_eq!(c.storage.max_interval, Duration::from_secs(600));
+        assert_eq!(c.host.engine, EngineKind::Native);
+        assert_eq!(c.retention.max_bytes, Some(4096));
+        assert!(c.retention.drop_pending);
+        assert_eq!(c.resilience.breaker.cool_down, Duration::from_secs(60));
+        assert_eq!(c.serve.listen.port(), 1234);
+    }
+
+    #[test]
+    fn unknown_variable_and_bad_env_value_are_named() {
+        let e = err(None, &[("EDGESTORE_STORAGE_LEVEL", "3")]);
+        assert!(e.contains("EDGESTORE_STORAGE_LEVEL"), "{e}");
+        let e = err(None, &[("EDGESTORE_STORAGE_MAX_RECORDS", "many")]);
+        assert!(
+            e.contains("`storage.maxRecords`")
+                && e.contains("many")
+                && e.contains("EDGESTORE_STORAGE_MAX_RECORDS"),
+            "{e}"
+        );
+        let e = err(None, &[("EDGESTORE_STORAGE_COMPRESSION_LEVEL", "42")]);
+        assert!(
+            e.contains("`storage.compressionLevel`") && e.contains("42"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let yaml = "storage: {compressionLevel: 2, maxRecords: 20}\nhost: {engine: native}";
+        // File beats defaults.
+        let c = load(Some(yaml), &[], &Flags::new()).unwrap();
+        assert_eq!(c.storage.compression_level, 2);
+        assert_eq!(c.storage.max_interval, Duration::from_secs(30));
+        // Environment beats file.
+        let env = [
+            ("EDGESTORE_STORAGE_COMPRESSION_LEVEL", "4"),
+            ("EDGESTORE_HOST_ENGINE", "component"),
+        ];
+        let c = load(Some(yaml), &env, &Flags::new()).unwrap();
+        assert_eq!(c.storage.compression_level, 4);
+        assert_eq!(c.storage.max_records, 20);
+        assert_eq!(c.host.engine, EngineKind::Component);
+        // Flags beat environment.
+        let mut flags = Flags::new();
+        flags.set("storage.compressionLevel", "--level", "9").set(
+            "host.engine",
+            "--engine",
+            "native",
+        );
+        let c = load(Some(yaml), &env, &flags).unwrap();
+        assert_eq!(c.storage.compression_level, 9);
+        assert_eq!(c.host.engine, EngineKind::Native);
+        // A bad flag value is named with its flag.
+        let mut flags = Flags::new();
+        flags.set("storage.maxRecords", "--max-records", "x");
+        let e = load(None, &[], &flags).unwrap_err().to_string();
+        assert!(
+            e.contains("`storage.maxRecords`") && e.contains("--max-records"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_or_non_mapping_file() {
+        assert_eq!(
+            load(Some(""), &[], &Flags::new()).unwrap(),
+            Config::default()
+        );
+        let e = err(Some("- a\n- b\n"), &[]);
+        assert!(e.contains("mapping"), "{e}");
+        let e = err(Some("storage: [1"), &[]);
+        assert!(e.contains("not a YAML mapping"), "{e}");
+    }
+}
