@@ -213,7 +213,10 @@ fn killed_writer_leaves_a_sound_database() {
         .unwrap();
     assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("busy") && why.contains("edgestore.sqlite.lock"), "{why}");
+    assert!(
+        why.contains("busy") && why.contains("edgestore.sqlite.lock"),
+        "{why}"
+    );
     std::fs::remove_dir(&lock).unwrap();
     let count = run_ok(node(data.path(), &["command", "db", "count", "item"]));
     assert_eq!(count, format!("{rows}\n"));
