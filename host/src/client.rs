@@ -275,7 +275,7 @@ where
             .iter()
             .map(|m| to_row(&self.schema, m))
             .collect::<edgestore::Result<Vec<_>>>()?;
-        self.table(move |ops, _| ops.create_many(&rows)).await
+        self.table(move |ops, _| ops.create_many(rows)).await
     }
 
     /// Insert, or update the mutable columns of the row with the same key.
