@@ -457,7 +457,9 @@ where
             .iter()
             .map(|m| to_row(&self.schema, m))
             .collect::<edgestore::Result<Vec<_>>>()?;
-        self.table("create_many", move |ops, _| ops.create_many(&rows))
+        // The dispatch may retry a transient failure, so each attempt gets its own copy (the
+        // engine consumes the rows); a copy costs far less than the insert it feeds.
+        self.table("create_many", move |ops, _| ops.create_many(rows.clone()))
             .await
     }
 

@@ -466,7 +466,7 @@ impl DynOps for GuestOps<'_, '_> {
         let r = wit_row(row);
         both!(self, call_create(&r))
     }
-    fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64> {
+    fn create_many(&self, rows: Vec<Row>) -> edgestore::Result<u64> {
         let rs: Vec<Vec<t::Value>> = rows.iter().map(wit_row).collect();
         both!(self, call_create_many(&rs))
     }

@@ -153,8 +153,8 @@ impl DynOps for NativeOps<'_> {
     fn create(&self, row: &Row) -> edgestore::Result<bool> {
         both!(self, create(row))
     }
-    fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64> {
-        both!(self, create_many(rows))
+    fn create_many(&self, rows: Vec<Row>) -> edgestore::Result<u64> {
+        both!(self, create_many_owned(rows))
     }
     fn upsert(&self, row: &Row) -> edgestore::Result<()> {
         both!(self, upsert(row))

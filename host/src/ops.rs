@@ -12,7 +12,8 @@ use crate::error::Result;
 /// Row-level operations on one table (or one transaction on it).
 pub(crate) trait DynOps {
     fn create(&self, row: &Row) -> edgestore::Result<bool>;
-    fn create_many(&self, rows: &[Row]) -> edgestore::Result<u64>;
+    /// Rows by value: the native engine moves them into the statement's parameters.
+    fn create_many(&self, rows: Vec<Row>) -> edgestore::Result<u64>;
     fn upsert(&self, row: &Row) -> edgestore::Result<()>;
     fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool>;
     fn get(&self, key: &Key) -> edgestore::Result<Row>;

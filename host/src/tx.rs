@@ -40,7 +40,7 @@ impl<M: Model, Id: ?Sized> Creator<M> for TxStorage<'_, M, Id> {
             .iter()
             .map(|m| to_row(self.schema, m))
             .collect::<edgestore::Result<Vec<_>>>()?;
-        self.ops.create_many(&rows)
+        self.ops.create_many(rows)
     }
     fn upsert(&self, item: &M) -> edgestore::Result<()> {
         self.ops.upsert(&to_row(self.schema, item)?)

@@ -40,7 +40,7 @@ macro_rules! table_ops {
         fn create_many(&self, table: String, rows: Vec<types::Row>) -> Result<u64, types::Error> {
             track(concat!($op, ".create-many"), || {
                 let rows: Vec<_> = rows.into_iter().map(row_from_wit).collect();
-                self.inner.create_many(&table, &rows)
+                self.inner.create_many_owned(&table, rows)
             })
         }
         fn upsert(&self, table: String, row: types::Row) -> Result<(), types::Error> {

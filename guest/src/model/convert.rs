@@ -42,7 +42,7 @@ pub fn normalize(col: &Column, v: Value) -> Result<Value> {
             })?;
             Value::Text(s)
         }
-        (ColumnType::Uuid, Value::Text(s)) => Value::Text(parse_uuid(col, &s)?),
+        (ColumnType::Uuid, Value::Text(s)) => Value::Text(canonical_uuid(col, s)?),
         (ColumnType::Uuid, Value::Blob(b)) => match uuid::Uuid::from_slice(&b) {
             Ok(u) => Value::Text(u.hyphenated().to_string()),
             Err(_) => {
@@ -56,10 +56,18 @@ pub fn normalize(col: &Column, v: Value) -> Result<Value> {
     })
 }
 
-fn parse_uuid(col: &Column, s: &str) -> Result<String> {
-    uuid::Uuid::parse_str(s)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|e| Error::invalid_input(format!("column {:?}: not a uuid {s:?}: {e}", col.name)))
+/// The canonical (lower-case, hyphenated) text of a uuid; keeps `s` when it already is.
+fn canonical_uuid(col: &Column, s: String) -> Result<String> {
+    let u = uuid::Uuid::parse_str(&s).map_err(|e| {
+        Error::invalid_input(format!("column {:?}: not a uuid {s:?}: {e}", col.name))
+    })?;
+    let mut buf = uuid::Uuid::encode_buffer();
+    let canonical = u.hyphenated().encode_lower(&mut buf);
+    Ok(if *canonical == *s {
+        s
+    } else {
+        canonical.to_owned()
+    })
 }
 
 /// Map one serde field value to a column value (before [`normalize`]).

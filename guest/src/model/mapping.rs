@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use super::convert::{json_to_value, value_to_json};
+use super::row_serializer::to_row_direct;
 use super::{Key, Row, Schema, Value};
 use crate::error::{Error, Result};
 
@@ -20,7 +21,18 @@ pub trait Model: Serialize + DeserializeOwned {
 }
 
 /// Map a model to a full-width row in schema column order.
+///
+/// Plain structs take the direct serializer (`row_serializer`); everything else, and every
+/// error, the `serde_json::Value` tree below, which defines the result.
 pub fn to_row<M: Serialize + ?Sized>(schema: &Schema, model: &M) -> Result<Row> {
+    match to_row_direct(schema, model) {
+        Some(row) => Ok(row),
+        None => to_row_via_json(schema, model),
+    }
+}
+
+/// The reference mapping: model -> JSON object -> one value per column.
+pub(super) fn to_row_via_json<M: Serialize + ?Sized>(schema: &Schema, model: &M) -> Result<Row> {
     let json = serde_json::to_value(model)?;
     let Json::Object(fields) = json else {
         return Err(Error::invalid_input(format!(

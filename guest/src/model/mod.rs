@@ -10,6 +10,7 @@
 //! | identifier validation and the table-naming rule | `naming.rs` |
 //! | per-type normalization and JSON <-> value mapping | `convert.rs` |
 //! | the `Model` trait, rows and ids of Rust types | `mapping.rs` |
+//! | the direct (tree-free) serializer of a model struct into a row | `row_serializer.rs` |
 //! | the reference model | `resource_tags.rs` |
 
 mod convert;
@@ -18,6 +19,7 @@ pub mod naming;
 mod postfix;
 mod query;
 mod resource_tags;
+mod row_serializer;
 mod schema;
 mod timestamp;
 mod value;

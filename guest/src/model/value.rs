@@ -7,10 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 /// One SQL value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Value {
     /// SQL NULL.
+    #[default]
     Null,
     /// A 64-bit signed integer (also bools, timestamps in UTC ms).
     Integer(i64),

@@ -52,6 +52,8 @@ pub trait DynamicStore:
 {
     /// The table's schema.
     fn schema(&self) -> &Schema;
+    /// [`Creator::create_many`] of rows the caller gives away (no copy of their values).
+    fn create_many_owned(&self, rows: Vec<Row>) -> Result<u64>;
     /// Run `f` in a transaction (a savepoint when already inside one).
     fn transaction<R>(
         &self,
@@ -73,7 +75,7 @@ macro_rules! dynamic_traits {
                 )
             }
             fn create_many(&self, items: &[$crate::model::Row]) -> $crate::Result<u64> {
-                $crate::repository::ops::create_many(self, items)
+                $crate::repository::ops::create_many(self, items.to_vec())
             }
             fn upsert(&self, item: &$crate::model::Row) -> $crate::Result<()> {
                 $crate::repository::ops::upsert(self, item)
@@ -139,6 +141,9 @@ macro_rules! dynamic_traits {
         impl $crate::repository::DynamicStore for $ty {
             fn schema(&self) -> &$crate::model::Schema {
                 &$crate::repository::ops::Exec::core(self).schema
+            }
+            fn create_many_owned(&self, rows: Vec<$crate::model::Row>) -> $crate::Result<u64> {
+                $crate::repository::ops::create_many(self, rows)
             }
             fn transaction<R>(
                 &self,

@@ -45,7 +45,7 @@ pub(crate) trait Exec {
     fn may_cache(&self) -> bool;
 }
 
-fn prepare_row(schema: &Schema, row: &Row) -> Result<Row> {
+fn check_width(schema: &Schema, row: &Row) -> Result<()> {
     if row.len() != schema.columns.len() {
         return Err(Error::invalid_input(format!(
             "{} rows have {} columns, got {}",
@@ -54,6 +54,11 @@ fn prepare_row(schema: &Schema, row: &Row) -> Result<Row> {
             row.len()
         )));
     }
+    Ok(())
+}
+
+fn prepare_row(schema: &Schema, row: &Row) -> Result<Row> {
+    check_width(schema, row)?;
     schema
         .columns
         .iter()
@@ -107,16 +112,34 @@ pub(crate) fn create<E: Exec>(e: &E, row: &Row, mode: CreateMode) -> Result<bool
     Ok(n > 0)
 }
 
-pub(crate) fn create_many<E: Exec>(e: &E, rows: &[Row]) -> Result<u64> {
+pub(crate) fn create_many<E: Exec>(e: &E, rows: Vec<Row>) -> Result<u64> {
     let core = e.core();
     let sets = rows
-        .iter()
-        .map(|r| prepare_row(&core.schema, r).map(|r| pick(&r, &core.sql.writable)))
+        .into_iter()
+        .map(|r| prepare_writable(&core.schema, &core.sql.writable, r))
         .collect::<Result<Vec<_>>>()?;
     if sets.is_empty() {
         return Ok(0);
     }
     e.atomic(|c| c.execute_many(insert_sql(core, core.schema.create_mode), &sets))
+}
+
+/// [`prepare_row`] then [`pick`] of the `writable` positions (ascending), moving values instead
+/// of cloning them: `create_many` rows are many, and they are the caller's to give away.
+fn prepare_writable(schema: &Schema, writable: &[usize], mut row: Row) -> Result<Row> {
+    check_width(schema, &row)?;
+    // In place: normalize every value, then shift the writable ones to the front.
+    let mut keep = writable.iter().copied().peekable();
+    let mut kept = 0;
+    for (i, c) in schema.columns.iter().enumerate() {
+        let v = normalize(c, std::mem::take(&mut row[i]))?;
+        if keep.next_if_eq(&i).is_some() {
+            row[kept] = v;
+            kept += 1;
+        }
+    }
+    row.truncate(kept);
+    Ok(row)
 }
 
 pub(crate) fn upsert<E: Exec>(e: &E, row: &Row) -> Result<()> {

@@ -160,6 +160,11 @@ macro_rules! table_ops {
             pub fn create_many(&self, table: &str, rows: &[Row]) -> Result<u64> {
                 self.with_table(table, |t| t.create_many(rows))
             }
+            /// [`Self::create_many`] of rows the caller gives away: their values are moved into
+            /// the statement's parameters instead of copied.
+            pub fn create_many_owned(&self, table: &str, rows: Vec<Row>) -> Result<u64> {
+                self.with_table(table, |t| t.create_many_owned(rows))
+            }
             /// Insert, or update the mutable columns of the row with the same key.
             pub fn upsert(&self, table: &str, row: &Row) -> Result<()> {
                 self.with_table(table, |t| t.upsert(row))
@@ -200,6 +205,7 @@ macro_rules! table_ops {
 trait Ops {
     fn create(&self, row: &Row) -> Result<bool>;
     fn create_many(&self, rows: &[Row]) -> Result<u64>;
+    fn create_many_owned(&self, rows: Vec<Row>) -> Result<u64>;
     fn upsert(&self, row: &Row) -> Result<()>;
     fn insert_or_ignore(&self, row: &Row) -> Result<bool>;
     fn get(&self, key: &Key) -> Result<Row>;
@@ -218,6 +224,9 @@ macro_rules! forward_ops {
             }
             fn create_many(&self, rows: &[Row]) -> Result<u64> {
                 Creator::create_many(self, rows)
+            }
+            fn create_many_owned(&self, rows: Vec<Row>) -> Result<u64> {
+                ops::create_many(self, rows)
             }
             fn upsert(&self, row: &Row) -> Result<()> {
                 Creator::upsert(self, row)

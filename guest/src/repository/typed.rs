@@ -73,7 +73,7 @@ impl<M: Model, Id: ?Sized, E: DynamicStore> Creator<M> for SqlStorage<M, Id, E> 
             .iter()
             .map(|m| self.row(m))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.create_many(&rows)
+        self.inner.create_many_owned(rows)
     }
 
     fn upsert(&self, item: &M) -> Result<()> {

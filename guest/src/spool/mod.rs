@@ -49,7 +49,8 @@
 //! | counters worth alerting on | `stats.rs` |
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use crate::dir::{Directory, WriteFile};
@@ -118,7 +119,16 @@ struct Writer {
     active: Option<Active>,
     sealed: Vec<Sealed>,
     last_stop: i64,
+    /// Journals taken by [`Spool::finish_next`] and being finished outside the lock.
+    in_flight: usize,
+    /// Their rows (still pending).
+    in_flight_rows: u64,
 }
+
+/// With deferred finishing, `put` finishes a sealed journal itself only once more than this
+/// many wait: the backlog on disk stays bounded when the finishing side falls behind, and the
+/// `put` thread then compresses alongside the worker.
+const DEFERRED_BACKLOG: usize = 1;
 
 /// A spool of records of type `R` (any serde type: [`Metric`], `serde_json::Value`, ...).
 ///
@@ -127,6 +137,10 @@ struct Writer {
 pub struct Spool<R> {
     shared: Arc<Shared>,
     writer: Mutex<Writer>,
+    /// Signalled whenever an in-flight finish ends (`flush` waits for them).
+    finished: Condvar,
+    /// Rotation only seals (see [`Spool::defer_finishing`]).
+    deferred: AtomicBool,
     _records: PhantomData<fn(R) -> R>,
 }
 
@@ -162,7 +176,11 @@ impl<R> Spool<R> {
                 active: None,
                 sealed,
                 last_stop,
+                in_flight: 0,
+                in_flight_rows: 0,
             }),
+            finished: Condvar::new(),
+            deferred: AtomicBool::new(false),
             _records: PhantomData,
         })
     }
@@ -201,7 +219,101 @@ impl<R> Spool<R> {
     /// is only known once it is read; [`Spool::journals`] lists it.
     pub fn pending(&self) -> u64 {
         let w = self.writer();
-        w.active.as_ref().map_or(0, |a| a.rows) + w.sealed.iter().map(|s| s.rows).sum::<u64>()
+        w.active.as_ref().map_or(0, |a| a.rows)
+            + w.sealed.iter().map(|s| s.rows).sum::<u64>()
+            + w.in_flight_rows
+    }
+
+    /// Deferred finishing (off by default). When on, a rotation only *seals* the journal
+    /// (fdatasync it and its directory entry: crash-safe, recovery finishes it on open) and
+    /// leaves compressing it to [`Spool::finish_next`], which the embedder calls from another
+    /// thread; `put` compresses one itself only when more than one sealed journal waits.
+    /// The core stays thread-free: the worker is the embedder's. `flush` still returns only
+    /// once every accepted row is in a published segment, waiting for finishes in flight.
+    pub fn defer_finishing(&self, on: bool) {
+        self.deferred.store(on, Ordering::Relaxed);
+    }
+
+    /// Journals sealed and waiting to be finished (not counting those in flight).
+    pub fn sealed_waiting(&self) -> usize {
+        self.writer().sealed.len()
+    }
+
+    /// Finish the oldest sealed journal into a segment, compressing outside the writer lock,
+    /// so `put` and other `finish_next` calls (on other journals) go on meanwhile. `Ok(false)`:
+    /// nothing was waiting. On error the journal is queued again (nothing is lost) and
+    /// `flush`/`flush_due`/the next call retry it.
+    pub fn finish_next(&self) -> Result<bool> {
+        let (mut job, seg) = {
+            let mut w = self.writer();
+            if w.sealed.is_empty() {
+                return Ok(false);
+            }
+            let job = w.sealed.remove(0);
+            // Reserve the name now: finishes in flight never collide.
+            let seg = match &job.published {
+                Some(_) => None,
+                None => match segment::next_segment_name(&self.shared, &job.journal, w.last_stop) {
+                    Ok(seg) => {
+                        w.last_stop = seg.stop_ms;
+                        Some(seg)
+                    }
+                    Err(e) => {
+                        w.sealed.insert(0, job);
+                        return Err(e);
+                    }
+                },
+            };
+            w.in_flight += 1;
+            w.in_flight_rows += job.rows;
+            (job, seg)
+        };
+        let res = match &seg {
+            Some(seg) => segment::finish_as(
+                &self.shared,
+                &job.journal,
+                job.limit,
+                seg,
+                &mut job.published,
+            )
+            .and_then(|f| f.inspect(|_| ())),
+            None => {
+                let mut unused = 0;
+                segment::finish_journal(
+                    &self.shared,
+                    &job.journal,
+                    job.limit,
+                    &mut unused,
+                    &mut job.published,
+                )
+            }
+        };
+        let mut w = self.writer();
+        w.in_flight -= 1;
+        w.in_flight_rows -= job.rows;
+        let out = match res {
+            Ok(f) => {
+                self.note_finished(&f);
+                Ok(true)
+            }
+            Err(e) => {
+                w.sealed.insert(0, job);
+                Err(e)
+            }
+        };
+        drop(w);
+        self.finished.notify_all();
+        out
+    }
+
+    fn note_finished(&self, f: &segment::Finished) {
+        let c = f.counts;
+        self.shared.note(|st| {
+            st.segments_written += u64::from(f.segment.is_some());
+            st.rows_written += c.rows;
+            st.torn_rows_dropped += c.torn;
+            st.corrupt_lines += c.corrupt;
+        });
     }
 
     /// Finish the active journal and any journal still waiting (from a failed flush or from
@@ -211,7 +323,15 @@ impl<R> Spool<R> {
     pub fn flush(&self) -> Result<()> {
         let mut w = self.writer();
         self.seal_active(&mut w, None);
-        self.finish_sealed(&mut w).map(|_| ())
+        loop {
+            self.finish_sealed(&mut w)?;
+            if w.in_flight == 0 {
+                return Ok(());
+            }
+            // Finishes running elsewhere; one that fails puts its journal back, and the
+            // next round finishes it here.
+            w = self.finished.wait(w).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// The host's timer hook: finish the active segment if `max_interval` has passed since
@@ -299,6 +419,12 @@ impl<R> Spool<R> {
             // rows survive a crash if finishing fails.
             if a.file.sync_data().is_err() {
                 self.shared.note(|s| s.deferred_errors += 1);
+            } else if self.deferred.load(Ordering::Relaxed)
+                && !a.dir_synced
+                && self.shared.dir.sync_dir("").is_err()
+            {
+                // Deferred, the sealed journal may wait a while: make its entry durable too.
+                self.shared.note(|s| s.deferred_errors += 1);
             }
             w.sealed.push(Sealed {
                 journal: a.journal,
@@ -319,13 +445,7 @@ impl<R> Spool<R> {
                 &mut w.last_stop,
                 &mut s.published,
             )?;
-            let c = f.counts;
-            self.shared.note(|st| {
-                st.segments_written += u64::from(f.segment.is_some());
-                st.rows_written += c.rows;
-                st.torn_rows_dropped += c.torn;
-                st.corrupt_lines += c.corrupt;
-            });
+            self.note_finished(&f);
             done += usize::from(f.segment.is_some());
             w.sealed.remove(0);
         }

@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 use super::journal::encode_line;
-use super::{Spool, Writer};
+use std::sync::atomic::Ordering;
+
+use super::{Spool, Writer, DEFERRED_BACKLOG};
 use crate::error::{Error, Result};
 
 /// Write buffered rows out once this many bytes are pending inside one `put`.
@@ -21,6 +23,13 @@ impl<R: Serialize> Spool<R> {
     /// process); rows before that rotation were. After a crash, rows of a failed `put` that
     /// reached the journal may reappear: ids (`Metric::id`) let an uploader de-duplicate.
     pub fn put(&self, rows: &[R]) -> Result<()> {
+        let res = self.append(rows);
+        self.help_finish();
+        res
+    }
+
+    /// `put` under the writer lock.
+    fn append(&self, rows: &[R]) -> Result<()> {
         let mut w = self.writer();
         let now = self.shared.clock.now_ms();
         let max = self.shared.config.max_records;
@@ -100,11 +109,30 @@ impl<R: Serialize> Spool<R> {
     }
 
     /// Seal and finish at a rotation point. Failure to finish is deferred: the rows are
-    /// accepted and safe in the sealed journal, and `flush`/`flush_due` retry.
+    /// accepted and safe in the sealed journal, and `flush`/`flush_due` retry. With deferred
+    /// finishing only seal; `put` helps once the backlog grows (see `help_finish`).
     fn rotate(&self, w: &mut Writer) {
         self.seal_active(w, None);
+        if self.deferred.load(Ordering::Relaxed) {
+            return;
+        }
         if self.finish_sealed(w).is_err() {
             self.shared.note(|s| s.deferred_errors += 1);
+        }
+    }
+
+    /// Deferred finishing: after the writer lock is released, finish sealed journals while
+    /// more than [`DEFERRED_BACKLOG`] wait. Failures are deferred like rotation's.
+    fn help_finish(&self) {
+        while self.deferred.load(Ordering::Relaxed) && self.sealed_waiting() > DEFERRED_BACKLOG {
+            match self.finish_next() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => {
+                    self.shared.note(|s| s.deferred_errors += 1);
+                    break;
+                }
+            }
         }
     }
 }

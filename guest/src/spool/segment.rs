@@ -229,15 +229,50 @@ pub(crate) fn finish_journal(
             },
         });
     }
+    let seg = next_segment_name(shared, journal, *last_stop)?;
+    let res = finish_as(shared, journal, limit, &seg, published);
+    if published.is_some() {
+        // Renamed, but the directory sync failed: the name is taken all the same.
+        *last_stop = seg.stop_ms;
+    }
+    res?.inspect(|_| *last_stop = seg.stop_ms)
+}
+
+/// The name the segment of `journal` gets: stop `max(now, start, last_stop + 1)`, moved on
+/// past any existing file of that name.
+pub(crate) fn next_segment_name(
+    shared: &Shared,
+    journal: &JournalName,
+    last_stop: i64,
+) -> Result<SegmentName> {
     let now = shared.clock.now_ms();
     let mut seg = SegmentName {
         identifier: journal.identifier.clone(),
         start_ms: journal.start_ms,
         stop_ms: now.max(journal.start_ms).max(last_stop.saturating_add(1)),
     };
-    while dir.list("")?.iter().any(|e| e.name == seg.file_name()) {
+    let names = shared
+        .dir
+        .list("")
+        .map_err(|e| Error::io("list spool directory", e))?;
+    while names.iter().any(|e| e.name == seg.file_name()) {
         seg.stop_ms += 1;
     }
+    Ok(seg)
+}
+
+/// Steps 1-5 of the protocol for `journal` under the already chosen name `seg`. Touches only
+/// this journal's files, so finishes of different journals may run at the same time.
+/// `Ok(None)` means nothing was published under `seg` (the journal held no complete row).
+pub(crate) fn finish_as(
+    shared: &Shared,
+    journal: &JournalName,
+    limit: Option<u64>,
+    seg: &SegmentName,
+    published: &mut Option<String>,
+) -> Result<FinishedAs> {
+    let dir = &*shared.dir;
+    let jname = journal.file_name();
     let name = seg.file_name();
     let tmp = tmp_name(&name);
     let level = shared.config.compression_level;
@@ -251,10 +286,10 @@ pub(crate) fn finish_journal(
     if counts.rows == 0 {
         let _ = dir.remove(&tmp);
         dispose_journal(shared, &jname, counts.corrupt > 0)?;
-        return Ok(Finished {
+        return Ok(FinishedAs::Empty(Finished {
             segment: None,
             counts,
-        });
+        }));
     }
     let sidecar = Sidecar {
         format: SIDECAR_FORMAT,
@@ -276,7 +311,6 @@ pub(crate) fn finish_journal(
             .list("")
             .is_ok_and(|l| l.iter().any(|en| en.name == name));
         if renamed {
-            *last_stop = seg.stop_ms;
             *published = Some(name.clone());
         } else {
             let _ = dir.remove(&sum);
@@ -284,16 +318,37 @@ pub(crate) fn finish_journal(
         }
         return Err(Error::io(format!("publish segment {name}"), e));
     }
-    *last_stop = seg.stop_ms;
     // The rows are safe in the segment; failing to drop the journal only costs a retry on open.
     if let Err(e) = dispose_journal(shared, &jname, counts.corrupt > 0) {
         shared.note(|s| s.deferred_errors += 1);
         let _ = e;
     }
-    Ok(Finished {
+    Ok(FinishedAs::Published(Finished {
         segment: Some(name),
         counts,
-    })
+    }))
+}
+
+/// What [`finish_as`] did with its name.
+#[derive(Debug, Clone)]
+pub(crate) enum FinishedAs {
+    /// The segment is published under the name.
+    Published(Finished),
+    /// No complete row: the journal is gone, the name unused.
+    Empty(Finished),
+}
+
+impl FinishedAs {
+    /// The outcome; `f` runs when the name was used (the caller records it as taken).
+    pub(crate) fn inspect(self, f: impl FnOnce(&Finished)) -> Result<Finished> {
+        Ok(match self {
+            FinishedAs::Published(done) => {
+                f(&done);
+                done
+            }
+            FinishedAs::Empty(done) => done,
+        })
+    }
 }
 
 /// Remove a finished journal, or keep it in quarantine when it had corrupt lines (nothing is
