@@ -75,24 +75,40 @@ fn health_is_ok_on_a_fresh_data_directory_and_fails_when_the_spool_cannot_be_wri
 
 #[test]
 fn health_fails_on_a_read_only_data_directory() {
+    use std::os::unix::fs::PermissionsExt;
+
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = tmp.path().join("data");
     let out = run(edgestore(&data, "native").arg("health"));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut perms = std::fs::metadata(&data).unwrap().permissions();
-    perms.set_readonly(true);
-    std::fs::set_permissions(&data, perms.clone()).unwrap();
-    // Root ignores the permission bits: then the directory is still writable and the check
-    // above (a spool path that is a file) is what proves health fails on an unwritable one.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(data.join("metrics"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permission bits, and CI runs as root: then run the check as `nobody`
+    // (setpriv, util-linux), from a copy of the binary that `nobody` can reach.
     let root = std::fs::write(data.join("probe"), b"x").is_ok();
-    let out = run(edgestore(&data, "native").arg("health"));
-    perms.set_readonly(false);
-    std::fs::set_permissions(&data, perms).unwrap();
-    if root {
-        eprintln!("running as root: permission bits do not stop writes; covered by the file-as-directory case");
-        return;
-    }
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let out = if root {
+        let _ = std::fs::remove_file(data.join("probe"));
+        let bin = tmp.path().join("edgestore");
+        std::fs::copy(env!("CARGO_BIN_EXE_edgestore"), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("--data")
+            .arg(&data)
+            .args(["--engine", "native", "health"]))
+    } else {
+        run(edgestore(&data, "native").arg("health"))
+    };
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stdout).contains("not writable"),
         "{}",
