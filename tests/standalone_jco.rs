@@ -20,15 +20,39 @@ fn jco_dir() -> PathBuf {
         .join("jco")
 }
 
-/// `node tests/jco/run.mjs COMPONENT DATA ARGS...`; fails with what to install when Node or
-/// the jco packages are missing.
-fn node(data: &Path, args: &[&str]) -> Command {
-    let dir = jco_dir();
+/// Installs the pinned jco packages (`npm ci`, from `tests/jco/package-lock.json`) once per test
+/// run when they are missing, so `cargo test --workspace` needs only Node.js and npm.
+fn ensure_jco(dir: &Path) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if dir
+            .join("node_modules/@bytecodealliance/jco-transpile")
+            .is_dir()
+        {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir)
+            .status()
+            .expect("run npm (install Node.js 20+ with npm)");
+        assert!(
+            status.success(),
+            "`npm ci --prefix tests/jco` failed: {status}"
+        );
+    });
     assert!(
         dir.join("node_modules/@bytecodealliance/jco-transpile")
             .is_dir(),
         "jco is not installed: run `npm ci --prefix tests/jco` (Node.js 20+)"
     );
+}
+
+/// `node tests/jco/run.mjs COMPONENT DATA ARGS...`; installs jco on first use and fails with
+/// what to install when Node or npm are missing.
+fn node(data: &Path, args: &[&str]) -> Command {
+    let dir = jco_dir();
+    ensure_jco(&dir);
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("run.mjs"))
         .arg(common::standalone::standalone_component())

@@ -199,6 +199,17 @@ impl Error {
     pub fn io(context: impl Into<String>, err: io::Error) -> Self {
         Error::new(io_code(&err), format!("{}: {err}", context.into())).with_source(err)
     }
+
+    /// An I/O failure on a file the store itself owns (a journal it is finishing, a segment it
+    /// is writing). A missing file or directory there means the storage changed under the
+    /// store, an `io` fault, not that the caller asked for something absent (`not-found`).
+    pub fn own_file_io(context: impl Into<String>, err: io::Error) -> Self {
+        let code = match io_code(&err) {
+            ErrorCode::NotFound => ErrorCode::Io,
+            code => code,
+        };
+        Error::new(code, format!("{}: {err}", context.into())).with_source(err)
+    }
 }
 
 /// Classify an I/O error. Disk-full has no stable `ErrorKind` on older toolchains everywhere, so

@@ -4,7 +4,9 @@
 //! code is the host library's (`edgestore_host::bench`), shared with the report and
 //! `cargo bench`.
 //!
-//! `cargo run --release -p edgestore-host --example boundary`
+//! `cargo run --release -p edgestore-host --example boundary [standalone.wasm]`: a path adds
+//! the standalone component (SQLite inside; the tests build it into
+//! `target/standalone/edgestore-standalone.wasm`) as a third side.
 
 use edgestore_host::bench::stats::{median, secs};
 use edgestore_host::bench::{repo, spool, startup, Host, Side};
@@ -16,7 +18,12 @@ fn main() -> anyhow::Result<()> {
     println!("open: cold compile {cold:.1?}, warm from the cache {warm:.1?}");
     let create = repo::CreateMany::new(100_000)?;
     let ingest = spool::IngestWorkload::new(200_000, 6);
-    for side in [Side::Native, Side::Component] {
+    let mut sides = vec![Side::Native, Side::Component];
+    if let Some(path) = std::env::args_os().nth(1) {
+        std::env::set_var(edgestore_host::bench::fixture::STANDALONE_ENV, path);
+        sides.push(Side::Standalone);
+    }
+    for side in sides {
         let p = repo::HostPoints::new(&host, side, 10_000)?;
         let us = |v: Vec<f64>| median(&v) * 1e6;
         println!(

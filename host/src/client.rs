@@ -70,6 +70,9 @@ pub struct StoreConfig {
     pub retry: RetryConfig,
     /// The circuit breaker in front of the engine.
     pub breaker: BreakerConfig,
+    /// SQLite connections the native engine may hold: one writer plus readers (the config's
+    /// `database.maxConnections`). The component's SQLite runs one connection per store.
+    pub max_connections: u32,
 }
 
 impl StoreConfig {
@@ -87,6 +90,7 @@ impl StoreConfig {
             flush_interval: Some(Duration::from_secs(1)),
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
+            max_connections: 10,
         }
     }
 }
@@ -177,7 +181,7 @@ impl Store {
         let cfg = config.clone();
         tokio::task::spawn_blocking(move || {
             let built: Result<Box<dyn Backend>> = match engine {
-                Engine::Native => Ok(Box::new(NativeBackend::new(grants))),
+                Engine::Native => Ok(Box::new(NativeBackend::new(grants, cfg.max_connections))),
                 Engine::Component(source) => {
                     crate::instance::ComponentBackend::new(grants, &cfg, &source)
                         .map(|b| Box::new(b) as Box<dyn Backend>)

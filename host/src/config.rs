@@ -30,6 +30,21 @@ use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "EDGESTORE_";
 
+/// `EDGESTORE_*` variables that are not config keys: the build's and the tools' own (the
+/// embedded component's path that cargo also exports to tests, the bench's child marker, the
+/// standalone component's path, sysroot, data directory and journal mode). They are left alone;
+/// any other unknown `EDGESTORE_*` name is an error, so a typo never goes unnoticed.
+pub const RESERVED_VARIABLES: &[&str] = &[
+    "EDGESTORE_PLUGIN_COMPONENT",
+    "EDGESTORE_BENCH_CHILD",
+    "EDGESTORE_STANDALONE_WASM",
+    "EDGESTORE_WASI_SYSROOT",
+    "EDGESTORE_DATA",
+    "EDGESTORE_JOURNAL",
+    "EDGESTORE_COMPONENT",
+    "EDGESTORE_REQUIRE_COMPONENT",
+];
+
 /// A configuration that cannot be used. Every variant names the dotted key.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -428,7 +443,7 @@ impl Config {
 
         let mut vars: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_VARIABLES.contains(&k.as_str()))
             .collect();
         vars.sort();
         for (name, text) in vars {
@@ -612,6 +627,7 @@ impl Config {
             cool_down: self.resilience.breaker.cool_down,
         };
         store.cache_dir = self.host.cache_dir.clone().or_else(default_cache_dir);
+        store.max_connections = self.database.max_connections;
         Ok(store)
     }
 
@@ -911,6 +927,7 @@ mod tests {
         assert_eq!(sc.engine, Engine::Native);
         assert_eq!(sc.memory_limit, 64 << 20);
         assert_eq!(sc.call_timeout, Duration::from_secs(5));
+        assert_eq!(sc.max_connections, 2);
     }
 
     #[test]

@@ -44,6 +44,8 @@ impl NativeReader {
 /// The native backend.
 pub(crate) struct NativeBackend {
     grants: Arc<Grants>,
+    /// Writer plus readers for the database's pool.
+    max_connections: u32,
     store: Option<CoreStore>,
     /// The store's database, for its connection count.
     sqlite: Option<Arc<SqliteDatabase>>,
@@ -56,9 +58,10 @@ pub(crate) struct NativeBackend {
 }
 
 impl NativeBackend {
-    pub(crate) fn new(grants: Arc<Grants>) -> Self {
+    pub(crate) fn new(grants: Arc<Grants>, max_connections: u32) -> Self {
         NativeBackend {
             grants,
+            max_connections,
             store: None,
             sqlite: None,
             tables: std::collections::HashSet::new(),
@@ -96,7 +99,9 @@ impl NativeBackend {
                 "the native engine does not open databases read-only yet".into(),
             ));
         }
-        let sqlite = Arc::new(SqliteDatabase::open_with(SqliteOptions::new(&dsn))?);
+        let mut options = SqliteOptions::new(&dsn);
+        options.max_connections = self.max_connections;
+        let sqlite = Arc::new(SqliteDatabase::open_with(options)?);
         let db: Arc<dyn Database> = sqlite.clone();
         let store = CoreStore::new(db);
         self.sqlite = Some(sqlite);

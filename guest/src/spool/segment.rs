@@ -280,7 +280,10 @@ pub(crate) fn finish_as(
         Ok(c) => c,
         Err(e) => {
             let _ = dir.remove(&tmp);
-            return Err(Error::io(format!("write segment {name} from {jname}"), e));
+            return Err(Error::own_file_io(
+                format!("write segment {name} from {jname}"),
+                e,
+            ));
         }
     };
     if counts.rows == 0 {

@@ -16,6 +16,9 @@ pub enum Side {
     Native,
     /// The embedded plugin component in Wasmtime (`Engine::Component`).
     Component,
+    /// The standalone component (SQLite compiled in) from the file named by
+    /// `EDGESTORE_STANDALONE_WASM`; the tests build it into `target/standalone/`.
+    Standalone,
 }
 
 impl Side {
@@ -24,9 +27,13 @@ impl Side {
         match self {
             Side::Native => "native",
             Side::Component => "component",
+            Side::Standalone => "standalone",
         }
     }
 }
+
+/// Names the standalone component's file for [`Side::Standalone`].
+pub const STANDALONE_ENV: &str = "EDGESTORE_STANDALONE_WASM";
 
 /// The embedded plugin component.
 pub fn component_source() -> ComponentSource {
@@ -74,6 +81,11 @@ impl Host {
         let engine = match side {
             Side::Native => Engine::Native,
             Side::Component => Engine::Component(component_source()),
+            Side::Standalone => Engine::Component(ComponentSource::File(
+                std::env::var_os(STANDALONE_ENV)
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| "edgestore-standalone.wasm".into()),
+            )),
         };
         let mut config = StoreConfig::new(engine, data_dir);
         config.cache_dir = Some(self.cache.path().to_path_buf());
