@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 /// How often the epoch advances: the granularity of [`crate::StoreConfig::call_timeout`].
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Magic at the start of a cache entry's sidecar.
-const SIDECAR_MAGIC: &str = "edgestore-cwasm-v1";
+/// Magic at the start of a cache entry's sidecar (v2: CRC-32 of the compiled bytes).
+const SIDECAR_MAGIC: &str = "edgestore-cwasm-v2";
 
 /// A Wasmtime engine with a running epoch ticker and a compiled-component cache.
 #[derive(Clone)]
@@ -94,8 +94,8 @@ impl ComponentEngine {
     }
 
     /// Compile `bytes`, or load the compiled form from the cache.
-    pub fn load(&self, bytes: &[u8]) -> Result<(Component, CacheOutcome)> {
-        let key = cache_key(bytes);
+    pub fn load(&self, bytes: &Arc<[u8]>) -> Result<(Component, CacheOutcome)> {
+        let key = memoized_cache_key(bytes);
         if let Some(dir) = &self.cache_dir {
             if let Some(component) = self.try_cached(dir, &key) {
                 return Ok((component, CacheOutcome::Hit));
@@ -111,8 +111,8 @@ impl ComponentEngine {
 
     fn try_cached(&self, dir: &Path, key: &str) -> Option<Component> {
         let compiled = std::fs::read(dir.join(format!("{key}.cwasm"))).ok()?;
-        let sidecar = std::fs::read_to_string(dir.join(format!("{key}.sha256"))).ok()?;
-        let expected = format!("{SIDECAR_MAGIC} {}", hex(&Sha256::digest(&compiled)));
+        let sidecar = std::fs::read_to_string(dir.join(format!("{key}.sum"))).ok()?;
+        let expected = format!("{SIDECAR_MAGIC} {:08x}", crc32fast::hash(&compiled));
         if sidecar.trim() != expected {
             return None;
         }
@@ -121,8 +121,9 @@ impl ComponentEngine {
         // - read from a cache directory this host owns (the embedder's `cache_dir`), under a
         //   name derived from the sha256 of the component *and* the wasmtime version, so a
         //   different component or wasmtime never finds this entry;
-        // - checked against a sidecar we wrote after serializing, holding the sha256 of the
-        //   compiled bytes, so a torn or partially written entry is rejected;
+        // - checked against a sidecar we wrote after serializing, holding the CRC-32 of the
+        //   compiled bytes, so a torn or partially written entry is rejected (the check guards
+        //   against accidents, not an attacker: see the last point);
         // - and wasmtime itself checks the embedded version and engine settings, returning an
         //   error (never undefined behaviour) on a mismatch.
         // Whoever can write the cache directory can already replace this host's binary, so the
@@ -140,10 +141,29 @@ impl ComponentEngine {
         };
         let io = |e: std::io::Error| Error::Runtime(format!("write the compiled cache: {e}"));
         write(format!("{key}.cwasm"), &compiled).map_err(io)?;
-        let sidecar = format!("{SIDECAR_MAGIC} {}\n", hex(&Sha256::digest(&compiled)));
-        write(format!("{key}.sha256"), sidecar.as_bytes()).map_err(io)?;
+        let sidecar = format!("{SIDECAR_MAGIC} {:08x}\n", crc32fast::hash(&compiled));
+        write(format!("{key}.sum"), sidecar.as_bytes()).map_err(io)?;
         Ok(())
     }
+}
+
+/// [`cache_key`], remembered for the last few component buffers this process loaded: hashing
+/// the 2 MB component took a third of a warm open. Entries hold their buffer, so a buffer's
+/// address cannot be reused by different bytes while its key is remembered.
+fn memoized_cache_key(bytes: &Arc<[u8]>) -> String {
+    static KEYS: std::sync::Mutex<Vec<(Arc<[u8]>, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut keys = KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, key)) = keys.iter().find(|(b, _)| Arc::ptr_eq(b, bytes)) {
+        return key.clone();
+    }
+    let key = cache_key(bytes);
+    if keys.len() >= 4 {
+        keys.remove(0);
+    }
+    keys.push((bytes.clone(), key.clone()));
+    key
 }
 
 /// `<sha256 of the component>-wasmtime-<version>`.
@@ -176,18 +196,18 @@ mod tests {
     fn second_load_hits_the_cache_and_a_bad_entry_falls_back_to_compiling() {
         let cache = tempfile::tempdir().unwrap();
         let engine = ComponentEngine::new(Some(cache.path().to_path_buf())).unwrap();
-        let bytes = crate::artifacts::PLUGIN_COMPONENT;
-        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Compiled);
-        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Hit);
+        let bytes = crate::artifacts::plugin_component();
+        assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Compiled);
+        assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Hit);
         // A damaged compiled file no longer matches its sidecar: compile again, rewrite.
-        let key = cache_key(bytes);
+        let key = cache_key(&bytes);
         let cwasm = cache.path().join(format!("{key}.cwasm"));
         let mut compiled = std::fs::read(&cwasm).unwrap();
         let last = compiled.len() - 1;
         compiled[last] ^= 0xff;
         std::fs::write(&cwasm, compiled).unwrap();
-        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Compiled);
-        assert_eq!(engine.load(bytes).unwrap().1, CacheOutcome::Hit);
+        assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Compiled);
+        assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Hit);
         // A different component never finds this entry.
         assert_ne!(cache_key(b"other"), key);
     }

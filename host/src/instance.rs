@@ -749,7 +749,7 @@ impl Backend for ComponentBackend {
         self.run(|p, live| {
             let ctx = Ctx::new(p, live);
             let g = ctx.plugin.edgestore_storage_admin();
-            let _ = ctx.call_plain(|st| g.call_health(st));
+            ctx.call_plain(|st| g.call_ping(st))?;
             ctx.finish()
         })
     }

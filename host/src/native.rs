@@ -14,8 +14,8 @@ use edgestore::dir::CapDir;
 use edgestore::model::{Key, Query, Row};
 use edgestore::repository::{OpenTransaction, Store as CoreStore};
 use edgestore::spool::{
-    document_metric, documents, metric_document, Document, PurgeReport, RangeReader, SegmentInfo,
-    SegmentReader, Usage, VerifyReport,
+    document_metric, documents, metric_document, Document, FinishWorker, PurgeReport, RangeReader,
+    SegmentInfo, SegmentReader, Usage, VerifyReport,
 };
 use edgestore::sql::Database;
 use edgestore::{
@@ -41,27 +41,55 @@ impl NativeReader {
     }
 }
 
+/// A spool and, when `storage.finishWorker` is on and the machine has more than one core, the
+/// worker that compresses its rotated journals on a second thread (the `put` caller's thread
+/// goes on serialising and appending).
+struct NativeSpool {
+    // Declared first, so it stops (joins) before the spool is dropped.
+    _worker: Option<FinishWorker>,
+    spool: Arc<Spool<Document>>,
+}
+
+impl NativeSpool {
+    fn new(spool: Spool<Document>, finish_worker: bool) -> Self {
+        let spool = Arc::new(spool);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Without a second core the worker would only take turns with `put`; a worker that
+        // cannot start leaves inline finishing, which is always correct.
+        let worker = (finish_worker && cores > 1)
+            .then(|| FinishWorker::spawn(spool.clone()).ok())
+            .flatten();
+        NativeSpool {
+            _worker: worker,
+            spool,
+        }
+    }
+}
+
 /// The native backend.
 pub(crate) struct NativeBackend {
     grants: Arc<Grants>,
     /// Writer plus readers for the database's pool.
     max_connections: u32,
+    /// Start a [`FinishWorker`] per spool.
+    finish_worker: bool,
     store: Option<CoreStore>,
     /// The store's database, for its connection count.
     sqlite: Option<Arc<SqliteDatabase>>,
     tables: std::collections::HashSet<String>,
     /// Spools of JSON documents, as in the component's glue: metrics are stored as their
     /// canonical JSON and documents verbatim, so both engines write identical segments.
-    spools: HashMap<u64, Spool<Document>>,
+    spools: HashMap<u64, NativeSpool>,
     readers: HashMap<u64, NativeReader>,
     next_id: u64,
 }
 
 impl NativeBackend {
-    pub(crate) fn new(grants: Arc<Grants>, max_connections: u32) -> Self {
+    pub(crate) fn new(grants: Arc<Grants>, max_connections: u32, finish_worker: bool) -> Self {
         NativeBackend {
             grants,
             max_connections,
+            finish_worker,
             store: None,
             sqlite: None,
             tables: std::collections::HashSet::new(),
@@ -297,7 +325,8 @@ impl Backend for NativeBackend {
             Arc::new(SystemClock),
         )?;
         let id = self.id();
-        self.spools.insert(id, spool);
+        self.spools
+            .insert(id, NativeSpool::new(spool, self.finish_worker));
         Ok(id)
     }
 
@@ -310,14 +339,15 @@ impl Backend for NativeBackend {
             .spools
             .get(&id)
             .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
-        Ok(f(spool)?)
+        Ok(f(&*spool.spool)?)
     }
 
     fn open_reader(&mut self, spool: u64, from: ReadFrom) -> Result<u64> {
-        let s = self
+        let s = &self
             .spools
             .get(&spool)
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?
+            .spool;
         let reader = match from {
             ReadFrom::Segment(name) => NativeReader::Segment(s.read_segment(&name)?),
             ReadFrom::Range(range) => NativeReader::Range(s.read_range(range)?),
@@ -359,7 +389,7 @@ impl Backend for NativeBackend {
         // A failure here resurfaces on the caller's next put or flush.
         self.spools
             .values()
-            .filter_map(|spool| spool.flush_due(now_ms).ok())
+            .filter_map(|s| s.spool.flush_due(now_ms).ok())
             .map(|n| n as u64)
             .sum()
     }
@@ -372,7 +402,7 @@ impl Backend for NativeBackend {
         let store = self.store()?;
         let mut report = edgestore::admin::HealthReport::default();
         report.check_database("database", &**store.database());
-        for spool in self.spools.values() {
+        for spool in self.spools.values().map(|s| &s.spool) {
             let what = format!("spool {}", spool.config().identifier);
             report.check_spool(&what, spool.usage());
         }

@@ -18,7 +18,8 @@ const FIGURES: &[&str] = &[
     "spool.ingest.native.l6.mb_per_s",
     "spool.raw_brotli.l6.mb_per_s",
     "spool.ingest.native.l6.vs_raw",
-    "spool.ingest.native.l6.vs_raw_2_workers",
+    "spool.ingest.native_2_workers.l6.metrics_per_s",
+    "spool.ingest.native_2_workers.l6.vs_raw",
     "spool.ingest.component.l6.metrics_per_s",
     "spool.ingest.component.l6.vs_native",
     "spool.savings.l6",
@@ -38,6 +39,9 @@ const FIGURES: &[&str] = &[
     "repo.get.native.p99",
     "repo.get.cache_on.p50",
     "repo.get.cache_off.vs_on",
+    "repo.get.hot.cache_off.p50",
+    "repo.get.hot.cache_on.p50",
+    "repo.get.hot.cache_off.vs_on",
     "repo.find_indexed.native.p50",
     "repo.create.native.p50",
     "repo.update.native.p50",
@@ -106,4 +110,36 @@ fn quick_report_has_every_figure_with_finite_values_and_a_status() {
             assert!(v.is_finite() && v > 0.0, "{name} = {v}");
         }
     }
+}
+
+#[test]
+fn only_measures_the_named_groups_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_edgestore"))
+        .args(["bench", "--quick", "--json", "--only", "startup", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "edgestore bench failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(written["mode"], "quick (only startup)");
+    let names: Vec<&str> = written["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["startup.cold_compile", "startup.warm_open"]);
+    // An unknown group is refused by the parser, before anything is measured.
+    let bad = Command::new(env!("CARGO_BIN_EXE_edgestore"))
+        .args(["bench", "--quick", "--only", "everything"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("everything"));
 }

@@ -17,7 +17,7 @@ pub fn component() -> Option<ComponentSource> {
         return Some(ComponentSource::File(PathBuf::from(path)));
     }
     Some(ComponentSource::Bytes(
-        edgestore_host::artifacts::PLUGIN_COMPONENT.into(),
+        edgestore_host::artifacts::plugin_component(),
     ))
 }
 

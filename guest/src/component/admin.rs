@@ -50,6 +50,8 @@ fn spools() -> Vec<Rc<Spool<Document>>> {
 }
 
 impl a::Guest for Component {
+    fn ping() {}
+
     fn health() -> a::HealthReport {
         let mut report = HealthReport::default();
         for (i, store) in stores().iter().enumerate() {

@@ -16,8 +16,11 @@ pub const MAX_LINE: usize = 16 << 20;
 
 /// Append one journal line for `json` to `out`.
 pub fn encode_line(json: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let crc = crc32fast::hash(json);
-    out.extend_from_slice(format!("{crc:08x} ").as_bytes());
+    out.reserve(PREFIX + json.len() + 1);
+    out.extend((0..8).rev().map(|i| HEX[((crc >> (i * 4)) & 0xf) as usize]));
+    out.push(b' ');
     out.extend_from_slice(json);
     out.push(b'\n');
 }

@@ -67,6 +67,8 @@ mod reader;
 mod recovery;
 mod segment;
 mod stats;
+#[cfg(feature = "native")]
+mod worker;
 
 pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
 pub use document::{document, document_metric, documents, metric_document, Document};
@@ -74,8 +76,10 @@ pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, Verif
 pub use metric::Metric;
 pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};
 pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
-pub use segment::Sidecar;
+pub use segment::{encoder_params, window_for, Sidecar};
 pub use stats::SpoolStats;
+#[cfg(feature = "native")]
+pub use worker::FinishWorker;
 
 use name::JournalName;
 
@@ -106,13 +110,29 @@ struct Active {
 }
 
 /// A closed journal waiting to be finished (after rotation, flush, a failure, or on open).
-#[derive(Debug)]
 pub(crate) struct Sealed {
     pub(crate) journal: JournalName,
     /// Only this many bytes belong to accepted rows (`None`: all of it, as on recovery).
     pub(crate) limit: Option<u64>,
     pub(crate) rows: u64,
     pub(crate) published: Option<String>,
+    /// The journal's handle when it was sealed without `fdatasync` because it is finished at
+    /// once: the segment's own fsync makes the rows durable, so syncing the journal as well
+    /// would write every row to disk twice. Should finishing fail, [`Spool::finish_sealed`]
+    /// syncs the journal through this handle before reporting the error.
+    pub(crate) unsynced: Option<Box<dyn WriteFile>>,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("journal", &self.journal)
+            .field("limit", &self.limit)
+            .field("rows", &self.rows)
+            .field("published", &self.published)
+            .field("unsynced", &self.unsynced.is_some())
+            .finish()
+    }
 }
 
 struct Writer {
@@ -139,6 +159,8 @@ pub struct Spool<R> {
     writer: Mutex<Writer>,
     /// Signalled whenever an in-flight finish ends (`flush` waits for them).
     finished: Condvar,
+    /// Signalled whenever a journal is sealed for deferred finishing (a worker waits on it).
+    sealed_signal: Condvar,
     /// Rotation only seals (see [`Spool::defer_finishing`]).
     deferred: AtomicBool,
     _records: PhantomData<fn(R) -> R>,
@@ -180,6 +202,7 @@ impl<R> Spool<R> {
                 in_flight_rows: 0,
             }),
             finished: Condvar::new(),
+            sealed_signal: Condvar::new(),
             deferred: AtomicBool::new(false),
             _records: PhantomData,
         })
@@ -237,6 +260,17 @@ impl<R> Spool<R> {
     /// Journals sealed and waiting to be finished (not counting those in flight).
     pub fn sealed_waiting(&self) -> usize {
         self.writer().sealed.len()
+    }
+
+    /// Block until a sealed journal waits or `timeout` passes; true if one waits. A worker
+    /// that calls [`Spool::finish_next`] sleeps here instead of polling.
+    pub fn wait_sealed(&self, timeout: std::time::Duration) -> bool {
+        let w = self.writer();
+        let (w, _) = self
+            .sealed_signal
+            .wait_timeout_while(w, timeout, |w| w.sealed.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        !w.sealed.is_empty()
     }
 
     /// Finish the oldest sealed journal into a segment, compressing outside the writer lock,
@@ -322,7 +356,7 @@ impl<R> Spool<R> {
     /// `flush_due` retries.
     pub fn flush(&self) -> Result<()> {
         let mut w = self.writer();
-        self.seal_active(&mut w, None);
+        self.seal_to_finish(&mut w);
         loop {
             self.finish_sealed(&mut w)?;
             if w.in_flight == 0 {
@@ -341,7 +375,7 @@ impl<R> Spool<R> {
         let mut w = self.writer();
         if let Some(a) = &w.active {
             if now_ms.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
-                self.seal_active(&mut w, None);
+                self.seal_to_finish(&mut w);
             }
         }
         self.sync_if_due(&mut w, now_ms)?;
@@ -431,11 +465,45 @@ impl<R> Spool<R> {
                 limit: Some(limit.unwrap_or(a.committed)),
                 rows: a.rows,
                 published: None,
+                unsynced: None,
+            });
+            self.sealed_signal.notify_one();
+        }
+    }
+
+    /// Close the active journal for finishing right away, without `fdatasync` (see
+    /// [`Sealed::unsynced`]). With deferred finishing the journal may wait, so it is synced.
+    fn seal_to_finish(&self, w: &mut Writer) {
+        if self.deferred.load(Ordering::Relaxed) {
+            return self.seal_active(w, None);
+        }
+        if let Some(a) = w.active.take() {
+            w.sealed.push(Sealed {
+                journal: a.journal,
+                limit: Some(a.committed),
+                rows: a.rows,
+                published: None,
+                unsynced: Some(a.file),
             });
         }
     }
 
     fn finish_sealed(&self, w: &mut Writer) -> Result<usize> {
+        let res = self.finish_sealed_inner(w);
+        if res.is_err() {
+            // The journals stay for a retry: make them as durable as sealing normally does.
+            for s in &mut w.sealed {
+                if let Some(mut f) = s.unsynced.take() {
+                    if f.sync_data().is_err() {
+                        self.shared.note(|st| st.deferred_errors += 1);
+                    }
+                }
+            }
+        }
+        res
+    }
+
+    fn finish_sealed_inner(&self, w: &mut Writer) -> Result<usize> {
         let mut done = 0;
         while let Some(s) = w.sealed.first_mut() {
             let f = segment::finish_journal(

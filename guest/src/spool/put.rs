@@ -112,10 +112,10 @@ impl<R: Serialize> Spool<R> {
     /// accepted and safe in the sealed journal, and `flush`/`flush_due` retry. With deferred
     /// finishing only seal; `put` helps once the backlog grows (see `help_finish`).
     fn rotate(&self, w: &mut Writer) {
-        self.seal_active(w, None);
         if self.deferred.load(Ordering::Relaxed) {
-            return;
+            return self.seal_active(w, None);
         }
+        self.seal_to_finish(w);
         if self.finish_sealed(w).is_err() {
             self.shared.note(|s| s.deferred_errors += 1);
         }

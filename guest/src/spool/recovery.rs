@@ -137,6 +137,7 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
                     limit: None,
                     rows: 0,
                     published: None,
+                    unsynced: None,
                 });
             }
         }

@@ -133,6 +133,39 @@ pub struct Compressed {
     pub json_bytes: u64,
 }
 
+/// Smallest and largest window (log2 bytes) a segment is compressed with. 24 is the largest
+/// every Brotli decoder accepts (RFC 7932, without the large-window extension).
+const MIN_WINDOW: u32 = 16;
+const MAX_WINDOW: u32 = 24;
+
+/// Window for `size` input bytes, chosen as the `brotli` CLI does: the smallest whose reach
+/// covers the whole input, so a segment never loses matches to a too-small window and a small
+/// one does not make its readers allocate a large one. `0` (size unknown) gives 22, Brotli's
+/// default.
+pub fn window_for(size: u64) -> u32 {
+    if size == 0 {
+        return 22;
+    }
+    let mut lgwin = MIN_WINDOW;
+    // Brotli's reach is the window minus 16 bytes.
+    while lgwin < MAX_WINDOW && (1u64 << lgwin) - 16 < size {
+        lgwin += 1;
+    }
+    lgwin
+}
+
+/// Encoder parameters for `level` and an expected input of about `size` bytes: the size hint
+/// lets Brotli pick the hasher meant for inputs of that size (what the `brotli` CLI does for a
+/// file), instead of guessing from the first 64 KiB block.
+pub fn encoder_params(level: u32, size: u64) -> brotli::enc::BrotliEncoderParams {
+    brotli::enc::BrotliEncoderParams {
+        quality: i32::try_from(level).unwrap_or(11).min(11),
+        lgwin: i32::try_from(window_for(size)).unwrap_or(22),
+        size_hint: usize::try_from(size).unwrap_or(usize::MAX).min(1 << 30),
+        ..Default::default()
+    }
+}
+
 /// Compress the verified rows of `journal` (up to `limit` bytes) into a new file `tmp`.
 fn compress(
     dir: &dyn Directory,
@@ -141,6 +174,16 @@ fn compress(
     tmp: &str,
     level: u32,
 ) -> io::Result<Compressed> {
+    // The journal's length stands in for the JSON's (each line's 9-byte checksum prefix and
+    // newline are about 2 % more than the array's commas).
+    let size = match limit {
+        Some(n) => n,
+        None => dir
+            .list("")?
+            .into_iter()
+            .find(|e| e.name == journal)
+            .map_or(0, |e| e.len),
+    };
     let src = dir.open_read(journal)?;
     let src = BufReader::with_capacity(64 << 10, src.take(limit.unwrap_or(u64::MAX)));
     let mut scanner = JournalScanner::new(src);
@@ -156,7 +199,7 @@ fn compress(
     };
     // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own meta-block,
     // so row-sized writes would cost both speed and ratio.
-    let br = brotli::CompressorWriter::new(out, 64 << 10, level, 22);
+    let br = brotli::CompressorWriter::with_params(out, 64 << 10, &encoder_params(level, size));
     let mut br = io::BufWriter::with_capacity(128 << 10, br);
     let mut c = Compressed::default();
     br.write_all(b"[")?;
@@ -176,7 +219,9 @@ fn compress(
         }
     }
     br.write_all(b"]")?;
-    br.flush()?;
+    // No `flush()` here: flushing the Brotli writer ends a meta-block early and byte-aligns
+    // the stream (bytes for nothing). `into_inner` hands the buffered tail to Brotli, and the
+    // Brotli writer's `into_inner` finishes the stream.
     let br = br.into_inner().map_err(|e| e.into_error())?;
     let mut out = br.into_inner();
     if let Some(e) = out.error.take() {
@@ -361,9 +406,28 @@ fn dispose_journal(shared: &Shared, jname: &str, had_corruption: bool) -> Result
     let res = if had_corruption {
         dir.rename(jname, &join(QUARANTINE_DIR, jname))
             .and_then(|_| dir.sync_dir(QUARANTINE_DIR))
+            .and_then(|_| dir.sync_dir(""))
     } else {
+        // No directory sync for a plain removal: should a crash undo it, the journal comes
+        // back beside the published segment whose sidecar names it, and recovery removes it
+        // then (step 5 of the protocol is idempotent). The next directory sync (the next
+        // publish) makes the removal durable anyway. One fsync less per segment.
         dir.remove(jname)
     };
-    res.and_then(|_| dir.sync_dir(""))
-        .map_err(|e| Error::io(format!("dispose journal {jname}"), e))
+    res.map_err(|e| Error::io(format!("dispose journal {jname}"), e))
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::window_for;
+
+    #[test]
+    fn the_window_covers_the_input_like_the_brotli_cli() {
+        assert_eq!(window_for(0), 22);
+        assert_eq!(window_for(1), 16);
+        assert_eq!(window_for((1 << 16) - 16), 16);
+        assert_eq!(window_for((1 << 16) - 15), 17);
+        assert_eq!(window_for(4_400_000), 23);
+        assert_eq!(window_for(u64::MAX), 24);
+    }
 }

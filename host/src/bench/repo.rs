@@ -224,11 +224,26 @@ impl Points {
 
     /// `count` gets of random stored keys, each timed; `cache` picks the cached storage.
     pub fn get(&self, count: usize, cache: bool, seed: u64) -> Result<Vec<f64>> {
+        self.get_among(self.rows.len(), count, cache, seed)
+    }
+
+    /// `count` gets of random keys among the first `hot` rows (a working set an agent reads
+    /// again and again), each timed; the set is read once untimed first, so a cache holds it.
+    pub fn get_hot(&self, hot: usize, count: usize, cache: bool, seed: u64) -> Result<Vec<f64>> {
         let tags = if cache { &self.cached } else { &self.plain };
+        for row in self.rows.iter().take(hot) {
+            std::hint::black_box(tags.get(&row.key())?);
+        }
+        self.get_among(hot, count, cache, seed)
+    }
+
+    fn get_among(&self, among: usize, count: usize, cache: bool, seed: u64) -> Result<Vec<f64>> {
+        let tags = if cache { &self.cached } else { &self.plain };
+        let among = among.clamp(1, self.rows.len().max(1));
         let keys: Vec<ResourceTagsKey> = {
             let mut idx = Indices::new(seed);
             (0..count)
-                .map(|_| self.rows[idx.below(self.rows.len())].key())
+                .map(|_| self.rows[idx.below(among)].key())
                 .collect()
         };
         let mut out = Vec::with_capacity(count);

@@ -8,9 +8,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgestore::sample::MetricGenerator;
+use edgestore::spool::{encoder_params, FinishWorker};
 use edgestore::{Metric, Spool, SpoolConfig};
 use tempfile::TempDir;
 
@@ -83,16 +85,32 @@ impl IngestWorkload {
         config
     }
 
-    /// Ingest into a fresh core `Spool` (the native path, no host in between).
+    /// Ingest into a fresh core `Spool` (the native path, no host in between) on one thread.
     pub fn native(&self) -> Result<IngestRun> {
+        self.native_on(false)
+    }
+
+    /// Ingest into a fresh core `Spool` with a [`FinishWorker`] compressing rotated segments
+    /// on a second thread (what the host's native engine does on a multi-core machine).
+    pub fn native_two_workers(&self) -> Result<IngestRun> {
+        self.native_on(true)
+    }
+
+    fn native_on(&self, worker: bool) -> Result<IngestRun> {
         let dir = tempdir()?;
-        let spool: Spool<Metric> = Spool::open_path(dir.path(), self.config())?;
+        let spool: Arc<Spool<Metric>> = Arc::new(Spool::open_path(dir.path(), self.config())?);
+        let worker = if worker {
+            Some(FinishWorker::spawn(spool.clone())?)
+        } else {
+            None
+        };
         let t = Instant::now();
         for batch in &self.batches {
             spool.put(batch)?;
         }
         spool.flush()?;
         let elapsed = t.elapsed();
+        drop(worker);
         drop(spool);
         Ok(IngestRun { elapsed, dir })
     }
@@ -152,14 +170,19 @@ fn segment_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The physical limit: compress each segment's JSON with the `brotli` crate at `level`,
-/// window 22 (the spool's), one write per segment. Returns the time and compressed bytes.
+/// The physical limit: compress each segment's JSON with the `brotli` crate at `level` with the
+/// spool's encoder parameters for that size (window, size hint), one write per segment.
+/// Returns the time and compressed bytes.
 pub fn raw_brotli(segments: &Segments, level: u32) -> Result<(Duration, u64)> {
     let mut bytes = 0u64;
     let t = Instant::now();
     for json in &segments.json {
-        let mut w =
-            brotli::CompressorWriter::new(Vec::with_capacity(json.len() / 4), 1 << 20, level, 22);
+        let params = encoder_params(level, json.len() as u64);
+        let mut w = brotli::CompressorWriter::with_params(
+            Vec::with_capacity(json.len() / 4),
+            1 << 20,
+            &params,
+        );
         w.write_all(json)
             .map_err(|e| BenchError::io("raw brotli compress", e))?;
         bytes += w.into_inner().len() as u64;

@@ -19,12 +19,15 @@ pub struct BenchArgs {
     /// else in the nearest `target/` directory above the current one, else `./target`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Measure only these groups (repeatable; default all). A partial report is marked so.
+    #[arg(long, value_enum)]
+    only: Vec<bench::Group>,
 }
 
 /// Run the report.
 pub fn run(args: &BenchArgs, json: bool) -> anyhow::Result<()> {
     let mode = if args.quick { Mode::Quick } else { Mode::Full };
-    let report = bench::run(mode, |f| {
+    let report = bench::run(mode, &args.only, |f| {
         let value = f.value.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
         eprintln!("measured {} = {value} {}", f.figure, f.unit);
     })?;
