@@ -335,13 +335,7 @@ async fn spool_round_trip(store: Store, _dir: &Path) {
     assert_eq!(spool.pending().await.unwrap(), 0);
     let segments = spool.segments(TimeRange::all()).await.unwrap();
     assert_eq!(segments.len(), 1);
-    let back = spool
-        .read_range(TimeRange::all())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back = common::read_all(&spool).await;
     assert_eq!(back, rows);
     let one = spool
         .read_segment(&segments[0].name)
@@ -432,13 +426,7 @@ async fn spool_corrupted_segment_is_quarantined(store: Store, dir: &Path) {
     let report = spool.verify().await.unwrap();
     assert_eq!(report.checked, 2);
     assert_eq!(report.quarantined, vec![segments[0].name.clone()]);
-    let back = spool
-        .read_range(TimeRange::all())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back = common::read_all(&spool).await;
     assert_eq!(back.len(), 10);
     assert!(spool.usage().await.unwrap().quarantined.files >= 1);
 }

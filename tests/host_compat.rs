@@ -6,7 +6,7 @@ mod common;
 
 use edgestore::model::ResourceTagsKey;
 use edgestore::sample::MetricGenerator;
-use edgestore::{ResourceTags, SpoolConfig, TimeRange};
+use edgestore::{ResourceTags, SpoolConfig};
 use edgestore_host::{AsyncStorage, Engine};
 
 async fn write_then_read(writer: Engine, reader: Engine) {
@@ -39,13 +39,7 @@ async fn write_then_read(writer: Engine, reader: Engine) {
         .spool("metrics", SpoolConfig::new("compat"))
         .await
         .unwrap();
-    let back = spool
-        .read_range(TimeRange::all())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back = common::read_all(&spool).await;
     assert_eq!(back, rows);
 }
 

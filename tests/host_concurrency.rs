@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use edgestore::model::ResourceTagsKey;
 use edgestore::sample::MetricGenerator;
-use edgestore::{Creator, ResourceTags, SpoolConfig, StorageCommon, TimeRange};
+use edgestore::{Creator, ResourceTags, SpoolConfig, StorageCommon};
 use edgestore_host::{AsyncStorage, DbTarget, Engine, Labels, Store};
 
 const TASKS: usize = 32;
@@ -79,13 +79,7 @@ async fn thirty_two_tasks(engine: Engine) {
         .collect();
     assert_eq!(keys.len() as u64, created, "no duplicates");
     spool.flush().await.unwrap();
-    let back = spool
-        .read_range(TimeRange::all())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back = common::read_all(&spool).await;
     assert_eq!(back.len() as u64, metrics);
     let ids: BTreeSet<_> = back.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids.len() as u64, metrics, "no duplicated metrics");

@@ -65,13 +65,7 @@ async fn native_finish_worker_finishes_rotated_segments() {
     let segments = spool.segments(TimeRange::all()).await.unwrap();
     assert_eq!(segments.len(), 11);
     assert_eq!(segments.iter().filter_map(|s| s.rows).sum::<u64>(), 1_050);
-    let back = spool
-        .read_range(TimeRange::all())
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let back = common::read_all(&spool).await;
     assert_eq!(back, rows);
     store.close().await.unwrap();
 }

@@ -60,12 +60,14 @@ const FIGURES: &[&str] = &[
     "memory.read_100k.peak_rss",
 ];
 
-#[test]
-fn quick_report_has_every_figure_with_finite_values_and_a_status() {
+/// Run `edgestore bench --quick --json <extra> --out <tmp>`; its output and the written report.
+fn bench(extra: &[&str]) -> (std::process::Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.json");
     let run = Command::new(env!("CARGO_BIN_EXE_edgestore"))
-        .args(["bench", "--quick", "--json", "--out"])
+        .args(["bench", "--quick", "--json"])
+        .args(extra)
+        .arg("--out")
         .arg(&out)
         .output()
         .unwrap();
@@ -74,7 +76,13 @@ fn quick_report_has_every_figure_with_finite_values_and_a_status() {
         "edgestore bench failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let written = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    (run, written)
+}
+
+#[test]
+fn quick_report_has_every_figure_with_finite_values_and_a_status() {
+    let (run, written) = bench(&[]);
     let printed: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(written, printed, "--json prints what --out holds");
 
@@ -114,19 +122,7 @@ fn quick_report_has_every_figure_with_finite_values_and_a_status() {
 
 #[test]
 fn only_measures_the_named_groups_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_edgestore"))
-        .args(["bench", "--quick", "--json", "--only", "startup", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "edgestore bench failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let (_, written) = bench(&["--only", "startup"]);
     assert_eq!(written["mode"], "quick (only startup)");
     let names: Vec<&str> = written["figures"]
         .as_array()

@@ -74,3 +74,14 @@ pub fn tag(kind: &str, name: &str, ns: Option<&str>) -> ResourceTags {
 pub fn key(kind: &str, name: &str, ns: Option<&str>) -> ResourceTagsKey {
     (kind.into(), name.into(), ns.map(Into::into))
 }
+
+/// Every row of `spool`'s finished segments, in time order.
+pub async fn read_all(spool: &edgestore_host::AsyncSpool) -> Vec<edgestore::Metric> {
+    spool
+        .read_range(edgestore::TimeRange::all())
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}

@@ -91,7 +91,7 @@ impl IngestWorkload {
     }
 
     /// Ingest into a fresh core `Spool` with a [`FinishWorker`] compressing rotated segments
-    /// on a second thread (what the host's native engine does on a multi-core machine).
+    /// on a second thread (the host's native engine with `storage.finishWorker` on).
     pub fn native_two_workers(&self) -> Result<IngestRun> {
         self.native_on(true)
     }
