@@ -51,8 +51,8 @@ impl FinishWorker {
                     if !worker_spool.wait_sealed(IDLE) {
                         continue;
                     }
-                    // A failure leaves the journal queued (nothing lost) and is counted in
-                    // the spool's stats; wait before retrying.
+                    // A failure leaves the journal queued (nothing lost; the next `flush`
+                    // reports the error to its caller); wait before retrying.
                     if worker_spool.finish_next().is_err() {
                         std::thread::sleep(IDLE);
                     }
