@@ -820,3 +820,223 @@ fn repository_runs_on_a_single_connection_database() {
     s.tx(|tx| tx.create(&tag("pod", "single", None))).unwrap();
     assert_eq!(s.find_all(&Query::all()).unwrap().len(), 1);
 }
+
+/// `PRAGMA data_version` on a connection of its own (it changes whenever any other connection
+/// commits to the file) and the sizes of the file and its WAL.
+struct Watch {
+    conn: edgestore::sql::sqlite::rusqlite::Connection,
+    path: std::path::PathBuf,
+}
+
+impl Watch {
+    fn new(path: &std::path::Path) -> Self {
+        Watch {
+            conn: edgestore::sql::sqlite::rusqlite::Connection::open(path).unwrap(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// (data_version, file size, WAL size)
+    fn state(&self) -> (i64, u64, u64) {
+        let version = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .unwrap();
+        let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        (version, len(&self.path), len(std::path::Path::new(&wal)))
+    }
+
+    fn stored_version(&self, table: &str) -> i64 {
+        self.conn
+            .query_row(
+                &format!("SELECT version FROM {SCHEMA_TABLE} WHERE table_name = ?1"),
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn columns(&self, table: &str) -> usize {
+        let sql = format!("SELECT count(*) FROM pragma_table_xinfo('{table}')");
+        self.conn.query_row(&sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+fn read_only(dsn: &str) -> edgestore::Result<SqliteDatabase> {
+    let mut options = SqliteOptions::new(dsn);
+    options.read_only = true;
+    SqliteDatabase::open_with(options)
+}
+
+fn gadget(id: i64, name: &str) -> Vec<Value> {
+    vec![Value::Integer(id), Value::Text(name.into())]
+}
+
+#[test]
+fn a_read_only_database_beside_its_owner_reads_and_never_writes() {
+    use edgestore::sql::sqlite::READ_ONLY_MESSAGE;
+    use edgestore::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("owned.sqlite");
+    let dsn = path.to_str().unwrap();
+    let owner_db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(dsn).unwrap());
+    let owner = Store::new(owner_db.clone());
+    assert!(owner.register(v1()).unwrap().created);
+    owner.create("gadget", &gadget(1, "a")).unwrap();
+    tags(&owner_db).create(&tag("pod", "web", None)).unwrap();
+
+    let ro_db: Arc<dyn Database> = Arc::new(read_only(dsn).unwrap());
+    assert!(ro_db.read_only());
+    let ro = Store::new(ro_db.clone());
+    let watch = Watch::new(&path);
+    let before = watch.state();
+    // Registering what the owner registered reads only.
+    let m = ro.register(v1()).unwrap();
+    assert_eq!((m.version, m.created), (1, false));
+    let ro_tags = tags(&ro_db);
+    assert_eq!(
+        watch.state(),
+        before,
+        "registering on the read-only side wrote"
+    );
+
+    // Reads see the owner's commits, also those made after the reader opened.
+    assert_eq!(
+        ro.get("gadget", &vec![Value::Integer(1)]).unwrap(),
+        gadget(1, "a")
+    );
+    owner.create("gadget", &gadget(2, "b")).unwrap();
+    tags(&owner_db).create(&tag("pod", "api", None)).unwrap();
+    assert_eq!(ro.count("gadget").unwrap(), 2);
+    assert_eq!(
+        ro.get("gadget", &vec![Value::Integer(2)]).unwrap(),
+        gadget(2, "b")
+    );
+    assert_eq!(ro_tags.count().unwrap(), 2);
+    assert_eq!(
+        ro_tags.get(&key("pod", "api", None)).unwrap().name,
+        "api".to_owned()
+    );
+    let before = watch.state();
+
+    // A deferred transaction reads one snapshot; writes in it are refused.
+    let tx = ro.begin(TxMode::Deferred).unwrap();
+    assert_eq!(tx.count("gadget").unwrap(), 2);
+    let err = tx.create("gadget", &gadget(3, "c")).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    tx.rollback().unwrap();
+    let n = ro_tags.tx_with(TxMode::Deferred, |tx| tx.count()).unwrap();
+    assert_eq!(n, 2);
+
+    // Every write is permission-denied, and says why.
+    let refused = |what: &str, r: edgestore::Result<()>| {
+        let err = r.expect_err(what);
+        assert_eq!(err.code(), ErrorCode::PermissionDenied, "{what}: {err}");
+        assert_eq!(err.message(), READ_ONLY_MESSAGE, "{what}: {err}");
+    };
+    let k1 = vec![Value::Integer(1)];
+    refused("create", ro.create("gadget", &gadget(3, "c")).map(drop));
+    refused(
+        "create_many",
+        ro.create_many("gadget", &[gadget(4, "d"), gadget(5, "e")])
+            .map(drop),
+    );
+    refused("upsert", ro.upsert("gadget", &gadget(1, "z")));
+    refused(
+        "insert_or_ignore",
+        ro.insert_or_ignore("gadget", &gadget(6, "f")).map(drop),
+    );
+    refused("update", ro.update("gadget", &gadget(1, "z")));
+    refused("delete", ro.delete("gadget", &k1).map(drop));
+    refused("delete_all", ro.delete_all("gadget").map(drop));
+    refused("begin immediate", ro.begin(TxMode::Immediate).map(drop));
+    refused("begin exclusive", ro.begin(TxMode::Exclusive).map(drop));
+    refused(
+        "typed create",
+        ro_tags.create(&tag("pod", "new", None)).map(drop),
+    );
+    refused("typed tx", ro_tags.tx(|_| Ok(())));
+    refused(
+        "raw insert",
+        with_writer(&*ro_db, |c| {
+            c.execute("INSERT INTO gadget VALUES (7, 'g')", &[])
+        })
+        .map(drop),
+    );
+    refused(
+        "raw reader insert",
+        with_reader(&*ro_db, |c| c.execute("DELETE FROM gadget", &[])).map(drop),
+    );
+
+    // A schema change is the owner's to make: refused, naming the table, nothing changed.
+    let v2 = v1().column(Column::new("colour", ColumnType::Text).nullable().indexed());
+    let err = ro.register(v2).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    assert_eq!(
+        err.message(),
+        "table gadget needs migrating; only the data directory's owner migrates it"
+    );
+    let missing = Schema::new("later")
+        .column(Column::new("id", ColumnType::Integer))
+        .key(&["id"]);
+    let err = ro.register(missing).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TableMissing, "{err}");
+    assert!(
+        err.message().contains("table later needs creating"),
+        "{err}"
+    );
+    assert_eq!(ro.tables(), ["gadget"]);
+
+    assert_eq!(watch.state(), before, "the read-only side wrote");
+    assert_eq!(watch.stored_version("gadget"), 1);
+    assert_eq!(watch.columns("gadget"), 2);
+    assert_eq!(owner.count("gadget").unwrap(), 2);
+    assert_eq!(owner.get("gadget", &k1).unwrap(), gadget(1, "a"));
+}
+
+#[test]
+fn registering_an_unchanged_schema_again_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.sqlite");
+    let dsn = path.to_str().unwrap();
+    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(dsn).unwrap());
+    let store = edgestore::Store::new(db.clone());
+    store.register(v1()).unwrap();
+    tags(&db);
+    let watch = Watch::new(&path);
+    let before = watch.state();
+    let again = store.register(v1()).unwrap();
+    assert_eq!((again.version, again.created), (1, false));
+    tags(&db);
+    // Another process's view: a second database on the same file.
+    let other: Arc<dyn Database> = Arc::new(SqliteDatabase::open(dsn).unwrap());
+    assert_eq!(
+        edgestore::Store::new(other.clone())
+            .register(v1())
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(watch.state(), before);
+    assert_eq!(watch.stored_version("gadget"), 1);
+    assert_eq!(watch.stored_version("resource_tags"), 1);
+}
+
+#[test]
+fn a_read_only_database_needs_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-yet.sqlite");
+    let err = read_only(path.to_str().unwrap()).err().unwrap();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+    assert_eq!(
+        err.message(),
+        format!("no database at {} yet", path.display())
+    );
+    assert!(!path.exists(), "the read-only open created the file");
+    assert_eq!(
+        read_only(":memory:").err().unwrap().code(),
+        ErrorCode::InvalidInput
+    );
+}

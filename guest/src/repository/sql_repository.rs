@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::cache::ReadCache;
-use super::migrate::{migrate, Migration};
+use super::migrate::{ensure, Migration};
 use super::ops::{Core, Exec};
 use super::transaction::{run_top, Transaction};
 use super::TxMode;
@@ -29,7 +29,10 @@ pub struct SqlRepository {
 }
 
 impl SqlRepository {
-    /// Validate the schema, migrate the table (create or extend additively), and open.
+    /// Validate the schema, migrate the table (create or extend additively) when it does not
+    /// match yet, and open. An up-to-date table is only read, so this works on a read-only
+    /// database too; there a needed change is `table-missing` (a table not created yet) or
+    /// `permission-denied` (one that needs migrating).
     pub fn open(db: Arc<dyn Database>, schema: Schema) -> Result<Self> {
         Self::open_with(db, schema, RepositoryOptions::default())
     }
@@ -47,11 +50,8 @@ impl SqlRepository {
             schema,
             db,
         };
-        let migration = with_writer(&*core.db, |conn| {
-            run_top(&core, conn, TxMode::Immediate, |tx| {
-                migrate(tx.conn, &core.schema)
-            })
-        })?;
+        // Writes only when the table must change (and never on a read-only database).
+        let migration = ensure(&core)?;
         // Natively `Core` is Send + Sync (its database is); on wasm there are no threads, and
         // `Database` drops the bounds, so clippy's lint for the Arc does not apply.
         #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]

@@ -60,6 +60,13 @@ pub trait Database: MaybeSendSync {
     ) -> Result<()> {
         self.writer(f)
     }
+    /// True when the database was opened read-only (a process that does not own the data
+    /// directory): every write through it fails with `permission-denied`, and opening a table
+    /// never migrates it. A driver that cannot tell says false; writes through it still fail
+    /// when the underlying connection refuses them, and opening a table then reports the same.
+    fn read_only(&self) -> bool {
+        false
+    }
 }
 
 fn run_once<R>(

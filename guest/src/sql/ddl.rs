@@ -118,39 +118,37 @@ pub fn add_column(schema: &Schema, col: &Column) -> String {
 
 /// Every index of the schema (key, unique and indexed columns, named indexes), idempotent.
 pub fn create_indexes(schema: &Schema) -> Vec<String> {
+    indexes(schema).into_iter().map(|(_, sql)| sql).collect()
+}
+
+/// Every index of the schema as (name, idempotent `CREATE ... INDEX IF NOT EXISTS`): the names
+/// let a migration check, without writing, whether they all exist already.
+pub fn indexes(schema: &Schema) -> Vec<(String, String)> {
     let t = &schema.table;
-    let mut out = vec![format!(
-        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-        quote(&format!("{t}__key")),
-        quote(t),
-        key_terms(schema).join(", ")
+    let index = |unique: bool, name: String, terms: String| {
+        let sql = format!(
+            "CREATE {}INDEX IF NOT EXISTS {} ON {} ({terms})",
+            if unique { "UNIQUE " } else { "" },
+            quote(&name),
+            quote(t),
+        );
+        (name, sql)
+    };
+    let mut out = vec![index(
+        true,
+        format!("{t}__key"),
+        key_terms(schema).join(", "),
     )];
     for c in &schema.columns {
         if c.unique {
-            out.push(format!(
-                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-                quote(&format!("{t}__u_{}", c.name)),
-                quote(t),
-                quote(&c.name)
-            ));
+            out.push(index(true, format!("{t}__u_{}", c.name), quote(&c.name)));
         } else if c.indexed {
-            out.push(format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                quote(&format!("{t}__i_{}", c.name)),
-                quote(t),
-                quote(&c.name)
-            ));
+            out.push(index(false, format!("{t}__i_{}", c.name), quote(&c.name)));
         }
     }
     for idx in &schema.indexes {
         let cols: Vec<_> = idx.columns.iter().map(|c| quote(c)).collect();
-        out.push(format!(
-            "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
-            if idx.unique { "UNIQUE " } else { "" },
-            quote(&idx.name),
-            quote(t),
-            cols.join(", ")
-        ));
+        out.push(index(idx.unique, idx.name.clone(), cols.join(", ")));
     }
     out
 }
@@ -177,5 +175,11 @@ mod tests {
             idx[0]
         );
         assert!(idx.iter().any(|i| i.contains("\"resource_tags__u_id\"")));
+        let names: Vec<_> = indexes(&s).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names[0], "resource_tags__key");
+        assert!(
+            names.iter().any(|n| n == "resource_tags__u_id"),
+            "{names:?}"
+        );
     }
 }

@@ -7,22 +7,29 @@
 //! The exception is `SQLITE_BUSY_SNAPSHOT`: a deferred transaction whose snapshot went stale
 //! cannot be fixed by waiting, so it surfaces at once as `busy` and the caller must restart the
 //! whole transaction. The repository begins write transactions `IMMEDIATE` to avoid that case.
+//!
+//! A connection made read-only ([`SqliteConnection::into_read_only`]) refuses every write with
+//! `permission-denied` and a message saying why: only the data directory's owner writes it.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ffi, params_from_iter};
 
 use super::errors::translate;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::model::{Row, Value};
 use crate::sql::{Connection, RetryPolicy};
 
 /// Statements kept prepared per connection.
 const STATEMENT_CACHE: usize = 64;
 
+/// What a write through a read-only connection reports.
+pub const READ_ONLY_MESSAGE: &str = "opened read-only: only the data directory's owner writes it";
+
 /// One rusqlite connection with retry on busy.
 pub struct SqliteConnection {
     conn: rusqlite::Connection,
     retry: RetryPolicy,
+    read_only: bool,
 }
 
 fn retryable(err: &rusqlite::Error) -> bool {
@@ -67,9 +74,35 @@ impl SqliteConnection {
         conn.busy_timeout(std::time::Duration::ZERO)
             .map_err(translate)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let c = SqliteConnection { conn, retry };
+        let c = SqliteConnection {
+            conn,
+            retry,
+            read_only: false,
+        };
         c.execute("PRAGMA foreign_keys = ON", &[])?;
         Ok(c)
+    }
+
+    /// Make this a reader that never writes: `PRAGMA query_only` (also refuses `BEGIN
+    /// IMMEDIATE`), no checkpoint when it closes (a checkpoint writes the database file), and
+    /// every write it refuses is `permission-denied` with [`READ_ONLY_MESSAGE`]. Open the
+    /// underlying connection with `SQLITE_OPEN_READ_ONLY` too, so SQLite itself refuses writes
+    /// and never creates the file. The journal mode is left as the file has it.
+    pub fn into_read_only(mut self) -> Result<Self> {
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(translate)?;
+        self.execute("PRAGMA query_only = ON", &[])?;
+        self.read_only = true;
+        Ok(self)
+    }
+
+    /// True after [`SqliteConnection::into_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The underlying rusqlite connection, for pragmas and tests.
@@ -84,7 +117,21 @@ impl SqliteConnection {
 
     /// Run `op` under the retry policy and translate its error.
     pub fn retrying<T>(&self, op: impl FnMut() -> rusqlite::Result<T>) -> Result<T> {
-        self.retry.run(op, retryable).map_err(translate)
+        self.retry.run(op, retryable).map_err(|e| self.translate(e))
+    }
+
+    /// [`translate`], naming the reason when a read-only connection refused a write. Only the
+    /// plain `SQLITE_READONLY` is that refusal: its extended codes (`READONLY_RECOVERY`,
+    /// `READONLY_CANTINIT`, ...) are about the files, and keep SQLite's own message.
+    fn translate(&self, err: rusqlite::Error) -> Error {
+        let refused = self.read_only
+            && matches!(&err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == ffi::SQLITE_READONLY);
+        let err = translate(err);
+        if refused {
+            Error::new(ErrorCode::PermissionDenied, READ_ONLY_MESSAGE).with_source(err)
+        } else {
+            err
+        }
     }
 }
 

@@ -98,6 +98,19 @@ mod tests {
         assert_eq!(code_of(ffi::SQLITE_LOCKED), ErrorCode::Busy);
         assert_eq!(code_of(ffi::SQLITE_FULL), ErrorCode::DiskFull);
         assert_eq!(code_of(ffi::SQLITE_READONLY), ErrorCode::PermissionDenied);
+        // What a WAL reader opened read-only can meet when the owner is away.
+        assert_eq!(
+            code_of(ffi::SQLITE_READONLY_RECOVERY),
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            code_of(ffi::SQLITE_READONLY_CANTINIT),
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(
+            code_of(ffi::SQLITE_READONLY_DBMOVED),
+            ErrorCode::PermissionDenied
+        );
         assert_eq!(code_of(ffi::SQLITE_PERM), ErrorCode::PermissionDenied);
         assert_eq!(code_of(ffi::SQLITE_CORRUPT), ErrorCode::Corrupt);
         assert_eq!(code_of(ffi::SQLITE_NOTADB), ErrorCode::Corrupt);

@@ -3,14 +3,14 @@
 //! | concept | file |
 //! |---|---|
 //! | one connection, statement cache, busy retry | `connection.rs` |
-//! | writer + reader pool, DSNs, WAL | `pool.rs` |
+//! | writer + reader pool, DSNs, WAL, read-only opening | `pool.rs` |
 //! | SQLite error translation | `errors.rs` |
 
 mod connection;
 mod errors;
 mod pool;
 
-pub use connection::SqliteConnection;
+pub use connection::{SqliteConnection, READ_ONLY_MESSAGE};
 pub use errors::{classify, translate};
 pub use pool::{SqliteDatabase, SqliteOptions, DEFAULT_MMAP_SIZE};
 /// The rusqlite version the driver is built on, so the host and tests use the same one.
