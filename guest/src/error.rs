@@ -88,6 +88,32 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Every code, for parsing and tests.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::NotFound,
+        ErrorCode::DuplicateKey,
+        ErrorCode::ForeignKey,
+        ErrorCode::Constraint,
+        ErrorCode::TableMissing,
+        ErrorCode::Busy,
+        ErrorCode::DiskFull,
+        ErrorCode::PermissionDenied,
+        ErrorCode::InvalidInput,
+        ErrorCode::Corrupt,
+        ErrorCode::Closed,
+        ErrorCode::Io,
+        ErrorCode::Internal,
+        ErrorCode::NoSuchDatabase,
+        ErrorCode::AccessDenied,
+    ];
+
+    /// The code named by [`ErrorCode::as_str`] (errors that crossed a process boundary).
+    pub fn parse(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -263,6 +289,14 @@ mod tests {
         assert_eq!(ErrorCode::NoSuchDatabase.class(), ErrorClass::Permanent);
         assert_eq!(ErrorCode::AccessDenied.class(), ErrorClass::Permanent);
         assert_eq!(ErrorCode::AccessDenied.as_str(), "access-denied");
+    }
+
+    #[test]
+    fn codes_parse_back_from_their_names() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | the directory capability and fault seam | [`dir`] |
 //! | the crash-safe Brotli spool | [`spool`] |
 //! | deterministic sample metrics | [`sample`] |
+//! | who owns a data directory: the lock file and its record | [`owner`] |
 //! | report and listing formats shared by every CLI | [`present`] |
 //! | schema-less reads of a repository database (tools: `db models`, `get`, `find`) | [`inspect`] |
 
@@ -27,6 +28,7 @@ pub mod dir;
 pub mod error;
 pub mod inspect;
 pub mod model;
+pub mod owner;
 pub mod present;
 pub mod repository;
 pub mod sample;

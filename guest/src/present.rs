@@ -160,25 +160,38 @@ struct VerifyView<'a> {
     checked: u64,
     ok: u64,
     quarantined: &'a [String],
+    left_in_place: &'a [String],
 }
 
-/// `spool verify`.
+/// `spool verify`. Bad segments an inspecting spool found are shown as left for the owner
+/// (they were not moved).
 pub fn verify(r: &VerifyReport, json: bool) -> String {
-    let ok = r.checked.saturating_sub(r.quarantined.len() as u64);
+    let ok = r.checked.saturating_sub(r.bad());
     if json {
         return to_json(&VerifyView {
             checked: r.checked,
             ok,
             quarantined: &r.quarantined,
+            left_in_place: &r.left_in_place,
         });
     }
     let mut out = format!(
-        "{} segments checked, {ok} ok, {} quarantined\n",
+        "{} segments checked, {ok} ok, {} quarantined",
         r.checked,
         r.quarantined.len()
     );
+    if !r.left_in_place.is_empty() {
+        out.push_str(&format!(
+            ", {} bad, left for the owner to quarantine",
+            r.left_in_place.len()
+        ));
+    }
+    out.push('\n');
     for name in &r.quarantined {
         out.push_str(&format!("quarantined: {name}\n"));
+    }
+    for name in &r.left_in_place {
+        out.push_str(&format!("bad, left for the owner to quarantine: {name}\n"));
     }
     out
 }
@@ -650,10 +663,35 @@ mod tests {
         let r = VerifyReport {
             checked: 3,
             quarantined: vec!["bad".into()],
+            left_in_place: Vec::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&verify(&r, true)).unwrap();
         assert_eq!(v["ok"], 2);
-        assert!(verify(&r, false).contains("quarantined: bad"));
+        assert_eq!(v["left_in_place"], serde_json::json!([]));
+        let text = verify(&r, false);
+        assert!(text.contains("quarantined: bad"), "{text}");
+        assert!(!text.contains("left for the owner"), "{text}");
+    }
+
+    #[test]
+    fn verify_shows_segments_left_for_the_owner() {
+        let r = VerifyReport {
+            checked: 4,
+            quarantined: Vec::new(),
+            left_in_place: vec!["a_1_2.json.br".into()],
+        };
+        let v: serde_json::Value = serde_json::from_str(&verify(&r, true)).unwrap();
+        assert_eq!(v["ok"], 3);
+        assert_eq!(v["left_in_place"][0], "a_1_2.json.br");
+        let text = verify(&r, false);
+        assert!(
+            text.starts_with("4 segments checked, 3 ok, 0 quarantined, 1 bad, left for the owner to quarantine\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad, left for the owner to quarantine: a_1_2.json.br\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -383,5 +383,6 @@ pub fn verify_from_wit(v: s::VerifyReport) -> VerifyReport {
     VerifyReport {
         checked: v.checked,
         quarantined: v.quarantined,
+        left_in_place: v.left_in_place,
     }
 }

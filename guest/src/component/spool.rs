@@ -156,27 +156,51 @@ fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Open the spool in `path` (relative to the data directory) on the world's capacity source.
-/// The `spool` export and the standalone command entry point both open spools here.
-pub(super) fn open_spool(path: &str, config: SpoolConfig) -> Result<Spool<Document>> {
-    // Relative, no `..`, no empty or `.` components: it cannot leave the data directory.
+/// The spool directory `path` under the data directory, checked: relative, no `..`, no empty
+/// or `.` components, so it cannot leave the data directory.
+fn spool_root(path: &str) -> Result<String> {
     check_dir_name(path).map_err(|e| Error::invalid_input(format!("spool path {path:?}: {e}")))?;
     let data = data_root();
-    let root = if path.is_empty() {
+    Ok(if path.is_empty() {
         data
     } else {
         format!("{data}/{path}")
-    };
+    })
+}
+
+/// Open the spool in `path` (relative to the data directory) on the world's capacity source.
+/// The `spool` export and the standalone command entry point both open spools here.
+pub(super) fn open_spool(path: &str, config: SpoolConfig) -> Result<Spool<Document>> {
+    let root = spool_root(path)?;
     let dir =
         PathDir::open(&root).map_err(|e| Error::io(format!("open spool directory {root}"), e))?;
     let dir = Arc::new(WithCapacity::new(dir, driver::capacity));
     Spool::open(dir, config, Arc::new(SystemClock))
 }
 
+/// Inspect the spool in `path` read-only ([`Spool::inspect`]): no recovery, nothing created
+/// (a missing directory is `not-found`) or written. The `spool.inspect` export and the
+/// standalone command's inspection commands both open spools here.
+pub(super) fn inspect_spool(path: &str, config: SpoolConfig) -> Result<Spool<Document>> {
+    let root = spool_root(path)?;
+    let dir = PathDir::open_existing(&root)
+        .map_err(|e| Error::io(format!("open spool directory {root}"), e))?;
+    let dir = Arc::new(WithCapacity::new(dir, driver::capacity));
+    Spool::inspect(dir, config, Arc::new(SystemClock))
+}
+
 impl s::GuestSpool for SpoolRes {
     fn open(config: s::Config) -> std::result::Result<s::Spool, types::Error> {
         track("spool.open", || {
             let inner = Rc::new(open_spool(&config.path, config_from_wit(&config))?);
+            admin::register_spool(&inner);
+            Ok(s::Spool::new(SpoolRes { inner }))
+        })
+    }
+
+    fn inspect(config: s::Config) -> std::result::Result<s::Spool, types::Error> {
+        track("spool.inspect", || {
+            let inner = Rc::new(inspect_spool(&config.path, config_from_wit(&config))?);
             admin::register_spool(&inner);
             Ok(s::Spool::new(SpoolRes { inner }))
         })
@@ -262,8 +286,13 @@ impl s::GuestSpool for SpoolRes {
             Ok(s::VerifyReport {
                 checked: v.checked,
                 quarantined: v.quarantined,
+                left_in_place: v.left_in_place,
             })
         })
+    }
+
+    fn journal_rows(&self) -> std::result::Result<u64, types::Error> {
+        track("spool.journal-rows", || self.inner.journal_rows())
     }
 }
 

@@ -22,6 +22,19 @@ impl PathDir {
         Ok(PathDir { root })
     }
 
+    /// Use the existing directory `root`, never creating it: `NotFound` if it is missing,
+    /// `InvalidInput` if it is not a directory (for read-only inspection).
+    pub fn open_existing(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        if !std::fs::metadata(&root)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(PathDir { root })
+    }
+
     fn path(&self, name: &str) -> io::Result<PathBuf> {
         check_dir_name(name)?;
         Ok(if name.is_empty() {

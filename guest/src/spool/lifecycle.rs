@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::name::{
     join, sidecar_name, JournalName, SegmentName, TimeRange, QUARANTINE_DIR, SIDECAR_SUFFIX,
-    UPLOADED_DIR,
+    TMP_SUFFIX, UPLOADED_DIR,
 };
 use super::reader::{open_verified, RangeReader, SegmentReader};
 use super::segment::{read_sidecar, verify_file};
@@ -104,6 +104,27 @@ pub struct VerifyReport {
     pub checked: u64,
     /// Segments that failed and were quarantined.
     pub quarantined: Vec<String>,
+    /// Segments that failed but were left where they are because the spool is open for
+    /// inspection ([`Spool::inspect`]): the data directory's owner quarantines them. Always
+    /// empty on an owner's spool.
+    pub left_in_place: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Segments that failed, whether quarantined or left in place.
+    pub fn bad(&self) -> u64 {
+        (self.quarantined.len() + self.left_in_place.len()) as u64
+    }
+}
+
+/// List `sub`; a directory that does not exist (never created, or removed meanwhile) lists as
+/// empty, so an inspecting spool never needs to create one.
+pub(crate) fn list_dir(shared: &Shared, sub: &str) -> Result<Vec<crate::dir::Entry>> {
+    match shared.dir.list(sub) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(format!("list {sub:?}"), e)),
+    }
 }
 
 /// Which directory holds segment `name` now (`""` root, or `uploaded`). Probes by opening
@@ -131,8 +152,13 @@ fn move_segment(shared: &Shared, from: &str, to: &str, name: &str) -> io::Result
     dir.sync_dir(from)
 }
 
-/// Move a segment (and its sidecar) from `sub` to `quarantine/` and count it.
+/// Move a segment (and its sidecar) from `sub` to `quarantine/` and count it. On an
+/// inspecting spool nothing moves: the segment is counted as left in place for the owner.
 pub(crate) fn quarantine(shared: &Shared, sub: &str, name: &str) -> Result<()> {
+    if shared.read_only {
+        shared.note(|s| s.segments_left_in_place += 1);
+        return Ok(());
+    }
     match move_segment(shared, sub, QUARANTINE_DIR, name) {
         Ok(()) => {}
         // Moved by someone else meanwhile (uploaded, purged, quarantined by another reader).
@@ -149,10 +175,7 @@ fn list_segments(shared: &Shared, range: &TimeRange, with_rows: bool) -> Result<
         ("", SegmentState::Pending),
         (UPLOADED_DIR, SegmentState::Uploaded),
     ] {
-        let listed = shared
-            .dir
-            .list(sub)
-            .map_err(|e| Error::io(format!("list {sub:?}"), e))?;
+        let listed = list_dir(shared, sub)?;
         for e in listed.iter().filter(|e| !e.is_dir) {
             let Some(seg) = SegmentName::parse(&e.name) else {
                 continue;
@@ -180,6 +203,17 @@ fn list_segments(shared: &Shared, range: &TimeRange, with_rows: bool) -> Result<
         }
     }
     out.sort_by(|a, b| (a.start_ms, a.stop_ms, &a.name).cmp(&(b.start_ms, b.stop_ms, &b.name)));
+    // A segment moved to `uploaded/` between the two listings (by another thread, or by the
+    // owner beside an inspector) is in both: it is listed once, as uploaded. Listing the root
+    // first means a moving segment is seen twice rather than missed.
+    out.dedup_by(|later, kept| {
+        if later.name != kept.name {
+            return false;
+        }
+        kept.state = SegmentState::Uploaded;
+        kept.rows = kept.rows.or(later.rows);
+        true
+    });
     Ok(out)
 }
 
@@ -193,8 +227,9 @@ impl<R> Spool<R> {
     /// Move segments to `uploaded/` (and fsync both directories). Every name is validated
     /// first: a name that is not a segment name (separators, `..`, absolute) is
     /// `InvalidInput` and nothing moves. Already-uploaded names are accepted; unknown names are
-    /// `NotFound`. Returns how many segments moved.
+    /// `NotFound`. Returns how many segments moved. `PermissionDenied` on an inspecting spool.
     pub fn mark_uploaded<S: AsRef<str>>(&self, names: &[S]) -> Result<usize> {
+        self.shared.writable("mark_uploaded")?;
         for n in names {
             SegmentName::parse_user(n.as_ref())?;
         }
@@ -213,8 +248,10 @@ impl<R> Spool<R> {
     /// Delete uploaded segments whose stop time is older than the retention age; then, while
     /// usage exceeds `max_bytes`, drop the oldest uploaded segments, and (only if
     /// `drop_pending_over_cap`) the oldest pending ones. Quarantined files are never dropped
-    /// automatically: they are evidence for an operator.
+    /// automatically: they are evidence for an operator. `PermissionDenied` on an inspecting
+    /// spool.
     pub fn purge(&self) -> Result<PurgeReport> {
+        self.shared.writable("purge")?;
         let cfg = &self.shared.config;
         let now = self.shared.clock.now_ms();
         let retention = i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);
@@ -287,20 +324,22 @@ impl<R> Spool<R> {
         }
     }
 
-    /// Bytes and files by state, plus the file system's capacity where reported.
+    /// Bytes and files by state, plus the file system's capacity where reported. Files that
+    /// vanish while they are listed (finished, moved or purged meanwhile) are not counted.
     pub fn usage(&self) -> Result<Usage> {
         let dir = &*self.shared.dir;
         let mut u = Usage::default();
-        let list = |sub: &str| {
-            dir.list(sub)
-                .map_err(|e| Error::io(format!("list {sub:?}"), e))
-        };
+        let list = |sub: &str| list_dir(&self.shared, sub);
         let segment_file =
             |n: &str| SegmentName::parse(n.strip_suffix(SIDECAR_SUFFIX).unwrap_or(n)).is_some();
         for e in list("")?.iter().filter(|e| !e.is_dir) {
             if segment_file(&e.name) {
                 u.pending.add(e.len);
-            } else if e.name.starts_with('.') {
+            } else if JournalName::parse(&e.name).is_some()
+                || (e.name.starts_with('.') && e.name.ends_with(TMP_SUFFIX))
+            {
+                // Journals and segments being written; not other dot-files (an owner's lock
+                // file or socket when the spool is the data directory itself).
                 u.journals.add(e.len);
             }
         }
@@ -317,7 +356,8 @@ impl<R> Spool<R> {
     }
 
     /// Verify every finished segment against its sidecar (or, without one, by decoding it);
-    /// failures move to `quarantine/`.
+    /// failures move to `quarantine/`. On an inspecting spool nothing moves: failures are
+    /// reported in [`VerifyReport::left_in_place`] for the owner to quarantine.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         for s in list_segments(&self.shared, &TimeRange::all(), false)? {
@@ -347,7 +387,11 @@ impl<R> Spool<R> {
             };
             if !ok {
                 quarantine(&self.shared, sub, &s.name)?;
-                report.quarantined.push(s.name);
+                if self.shared.read_only {
+                    report.left_in_place.push(s.name);
+                } else {
+                    report.quarantined.push(s.name);
+                }
             }
         }
         Ok(report)
@@ -355,11 +399,7 @@ impl<R> Spool<R> {
 
     /// Journals still waiting to be finished, by name (for diagnostics).
     pub fn journals(&self) -> Result<Vec<String>> {
-        let listed = self
-            .shared
-            .dir
-            .list("")
-            .map_err(|e| Error::io("list root", e))?;
+        let listed = list_dir(&self.shared, "")?;
         Ok(listed
             .into_iter()
             .filter(|e| JournalName::parse(&e.name).is_some())
@@ -387,7 +427,8 @@ fn decodes(shared: &Shared, path: &str, name: &str) -> Result<bool> {
 
 impl<R: DeserializeOwned> Spool<R> {
     /// Stream one finished segment (pending or uploaded), verified against its sidecar first.
-    /// A segment that fails verification is quarantined and the call is `Corrupt`.
+    /// A segment that fails verification is quarantined (left in place on an inspecting
+    /// spool) and the call is `Corrupt`.
     pub fn read_segment(&self, name: &str) -> Result<SegmentReader<R>> {
         let seg = SegmentName::parse_user(name)?;
         open_verified(&self.shared, &seg)

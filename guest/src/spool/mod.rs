@@ -14,6 +14,9 @@
 //! * A failed step never deletes the only copy of a row: the journal stays until its segment
 //!   is published, and `flush`/`flush_due` retry it.
 //!
+//! Only the data directory's owner opens a spool with [`Spool::open`]; everyone else uses
+//! [`Spool::inspect`], which runs no recovery and never writes (see [`crate::owner`]).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use edgestore::dir::MemDir;
@@ -44,6 +47,7 @@
 //! | recovery on open | `recovery.rs` |
 //! | streaming reader | `reader.rs` |
 //! | listing, upload marks, purge, usage | `lifecycle.rs` |
+//! | inspection (read-only open): `journal_rows` (`Spool::inspect` itself is in `mod.rs`) | `inspect.rs` |
 //! | the reference agent's metric record | `metric.rs` |
 //! | JSON documents as records (validated text), metrics as documents | `document.rs` |
 //! | counters worth alerting on | `stats.rs` |
@@ -54,10 +58,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use crate::dir::{Directory, WriteFile};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 mod config;
 mod document;
+mod inspect;
 mod journal;
 mod lifecycle;
 mod metric;
@@ -88,12 +93,30 @@ pub(crate) struct Shared {
     pub(crate) dir: Arc<dyn Directory>,
     pub(crate) config: SpoolConfig,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Opened by [`Spool::inspect`]: nothing is ever created, renamed, removed or written.
+    pub(crate) read_only: bool,
     stats: Mutex<SpoolStats>,
 }
 
 impl Shared {
     pub(crate) fn note(&self, f: impl FnOnce(&mut SpoolStats)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// `Ok` on a spool that may write; `PermissionDenied` naming `operation` on an inspecting
+    /// one.
+    pub(crate) fn writable(&self, operation: &str) -> Result<()> {
+        if !self.read_only {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "spool {operation}: the spool {:?} is open for inspection (read-only): only \
+                 the data directory's owner writes it",
+                self.config.identifier
+            ),
+        ))
     }
 }
 
@@ -189,10 +212,15 @@ impl<R> Spool<R> {
             dir,
             config,
             clock,
+            read_only: false,
             stats: Mutex::new(SpoolStats::default()),
         });
         let (sealed, last_stop) = recovery::recover(&shared)?;
-        Ok(Spool {
+        Ok(Spool::with_state(shared, sealed, last_stop))
+    }
+
+    fn with_state(shared: Arc<Shared>, sealed: Vec<Sealed>, last_stop: i64) -> Self {
+        Spool {
             shared,
             writer: Mutex::new(Writer {
                 active: None,
@@ -205,7 +233,40 @@ impl<R> Spool<R> {
             sealed_signal: Condvar::new(),
             deferred: AtomicBool::new(false),
             _records: PhantomData,
-        })
+        }
+    }
+
+    /// Open a spool in `dir` for *inspection*: read-only, beside the process that owns the
+    /// directory and may be writing it right now (see [`crate::owner`]). No recovery runs
+    /// (the journals another process appends to are left alone), nothing is created, and no
+    /// file is ever opened for writing, renamed or removed: a missing `uploaded/` or
+    /// `quarantine/` lists as empty, and a segment that fails verification is reported but
+    /// left where it is for the owner to quarantine.
+    ///
+    /// Listing, usage, reading and [`Spool::verify`] work as on an owner's spool, tolerating
+    /// files that the owner finishes, moves or removes meanwhile; [`Spool::journal_rows`]
+    /// counts the rows not yet in a segment. `put`, `flush`, `mark_uploaded`, `purge` and
+    /// `finish_next` are `PermissionDenied`; `flush_due` and `sync` do nothing, and
+    /// [`Spool::pending`] is 0 (this handle accepted no rows).
+    pub fn inspect(
+        dir: Arc<dyn Directory>,
+        config: SpoolConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            dir,
+            config,
+            clock,
+            read_only: true,
+            stats: Mutex::new(SpoolStats::default()),
+        });
+        Ok(Spool::with_state(shared, Vec::new(), 0))
+    }
+
+    /// True if this spool was opened by [`Spool::inspect`] (read-only).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
     }
 
     /// Open a spool in the directory at `path` (created if missing) with the system clock.
@@ -215,6 +276,20 @@ impl<R> Spool<R> {
         let dir = crate::dir::CapDir::open(path)
             .map_err(|e| Error::io(format!("open spool directory {}", path.display()), e))?;
         Spool::open(Arc::new(dir), config, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// Inspect the spool in the existing directory at `path` with the system clock (see
+    /// [`Spool::inspect`]). The directory is never created: a missing one is `NotFound`.
+    #[cfg(feature = "native")]
+    pub fn inspect_path(path: impl AsRef<std::path::Path>, config: SpoolConfig) -> Result<Self> {
+        let path = path.as_ref();
+        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .map_err(|e| Error::io(format!("open spool directory {}", path.display()), e))?;
+        Spool::inspect(
+            Arc::new(crate::dir::CapDir::from_dir(dir)),
+            config,
+            Arc::new(crate::clock::SystemClock),
+        )
     }
 
     /// The configuration in force.
@@ -239,7 +314,8 @@ impl<R> Spool<R> {
 
     /// Rows accepted but not yet in a finished segment. A journal inherited from an earlier
     /// process that could not be finished on open (disk full) is not counted: its row count
-    /// is only known once it is read; [`Spool::journals`] lists it.
+    /// is only known once it is read; [`Spool::journals`] lists it and [`Spool::journal_rows`]
+    /// counts the rows of every journal on disk. An inspecting spool accepted no rows: 0.
     pub fn pending(&self) -> u64 {
         let w = self.writer();
         w.active.as_ref().map_or(0, |a| a.rows)
@@ -278,6 +354,7 @@ impl<R> Spool<R> {
     /// nothing was waiting. On error the journal is queued again (nothing is lost) and
     /// `flush`/`flush_due`/the next call retry it.
     pub fn finish_next(&self) -> Result<bool> {
+        self.shared.writable("finish_next")?;
         let (mut job, seg) = {
             let mut w = self.writer();
             if w.sealed.is_empty() {
@@ -355,6 +432,7 @@ impl<R> Spool<R> {
     /// finished segment. On error nothing is lost: the journal stays and the next `flush` or
     /// `flush_due` retries.
     pub fn flush(&self) -> Result<()> {
+        self.shared.writable("flush")?;
         let mut w = self.writer();
         self.seal_to_finish(&mut w);
         loop {
@@ -371,7 +449,12 @@ impl<R> Spool<R> {
     /// The host's timer hook: finish the active segment if `max_interval` has passed since
     /// its first row, sync the journal if the [`SyncPolicy::EveryMillis`] period is due, and
     /// retry journals a failed flush left. Returns how many segments were finished.
+    ///
+    /// On an inspecting spool ([`Spool::inspect`]) there is nothing to finish: `Ok(0)`.
     pub fn flush_due(&self, now_ms: i64) -> Result<usize> {
+        if self.shared.read_only {
+            return Ok(0);
+        }
         let mut w = self.writer();
         if let Some(a) = &w.active {
             if now_ms.saturating_sub(a.journal.start_ms) >= self.shared.config.max_interval_ms() {
@@ -386,8 +469,12 @@ impl<R> Spool<R> {
     }
 
     /// Make the active journal durable now (`fdatasync` and, the first time, the directory),
-    /// without finishing a segment: after `Ok`, every accepted row survives a crash.
+    /// without finishing a segment: after `Ok`, every accepted row survives a crash. On an
+    /// inspecting spool there is nothing to sync: `Ok`.
     pub fn sync(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Ok(());
+        }
         let mut w = self.writer();
         self.sync_active(&mut w)
     }

@@ -22,7 +22,10 @@ impl<R: Serialize> Spool<R> {
     /// inside this batch were not accepted (retrying them will not duplicate them in this
     /// process); rows before that rotation were. After a crash, rows of a failed `put` that
     /// reached the journal may reappear: ids (`Metric::id`) let an uploader de-duplicate.
+    ///
+    /// On an inspecting spool ([`Spool::inspect`]) this is `PermissionDenied`.
     pub fn put(&self, rows: &[R]) -> Result<()> {
+        self.shared.writable("put")?;
         let res = self.append(rows);
         self.help_finish();
         res

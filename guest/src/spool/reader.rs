@@ -229,17 +229,18 @@ impl<R: DeserializeOwned> SegmentReader<R> {
 }
 
 /// Open a segment for reading after verifying it against its sidecar; a mismatch quarantines
-/// it and is `Corrupt`. A segment without a sidecar is read as is (decoding checks it).
+/// it (leaves it in place on an inspecting spool) and is `Corrupt`. A segment without a sidecar is read as is (decoding checks it).
 pub(crate) fn open_verified<R: DeserializeOwned>(
     shared: &Shared,
     seg: &SegmentName,
 ) -> Result<SegmentReader<R>> {
     let name = seg.file_name();
     let dir = &*shared.dir;
-    // A concurrent `mark_uploaded` may move the segment between locating and opening it:
-    // locate again once before reporting it gone.
+    // A concurrent `mark_uploaded` (the owner's, beside an inspecting spool) may move the
+    // segment between locating, verifying and opening it: locate again once before reporting
+    // it gone.
     let mut attempt = 0;
-    let (sub, ok) = loop {
+    loop {
         attempt += 1;
         let sub = locate(shared, &name)?;
         let path = join(sub, &name);
@@ -250,27 +251,34 @@ pub(crate) fn open_verified<R: DeserializeOwned>(
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(false),
             Err(e) => Err(e),
         };
-        match checked {
-            Ok(ok) => break (sub, ok),
+        let ok = match checked {
+            Ok(ok) => ok,
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
             Err(e) => return Err(Error::io(format!("verify {name}"), e)),
+        };
+        if !ok {
+            quarantine(shared, sub, &name)?;
+            let fate = if shared.read_only {
+                "was left in place for the data directory's owner to quarantine (the spool is \
+                 open for inspection)"
+            } else {
+                "was quarantined"
+            };
+            return Err(Error::corrupt(format!(
+                "segment {name} failed checksum verification and {fate}"
+            )));
         }
-    };
-    let path = join(sub, &name);
-    if !ok {
-        quarantine(shared, sub, &name)?;
-        return Err(Error::corrupt(format!(
-            "segment {name} failed checksum verification and was quarantined"
-        )));
+        match dir.open_read(&path) {
+            Ok(file) => return Ok(SegmentReader::new(name, file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
+            Err(e) => return Err(Error::io(format!("open {name}"), e)),
+        }
     }
-    let file = dir
-        .open_read(&path)
-        .map_err(|e| Error::io(format!("open {name}"), e))?;
-    Ok(SegmentReader::new(name, file))
 }
 
 /// Streams the rows of every segment in a time range, oldest first. A segment that fails
-/// verification or decoding is quarantined and counted, and reading goes on with the next.
+/// verification or decoding is quarantined and counted, and reading goes on with the next; on
+/// an inspecting spool it is left in place, counted in [`RangeReader::left_in_place`].
 /// Rows already returned from a segment that later fails to decode stay returned (only
 /// segments without a sidecar can fail that way: the others are verified before the first row).
 pub struct RangeReader<R> {
@@ -278,6 +286,7 @@ pub struct RangeReader<R> {
     queue: VecDeque<SegmentName>,
     current: Option<SegmentReader<R>>,
     quarantined: Vec<String>,
+    left_in_place: Vec<String>,
 }
 
 impl<R: DeserializeOwned> RangeReader<R> {
@@ -287,12 +296,27 @@ impl<R: DeserializeOwned> RangeReader<R> {
             queue,
             current: None,
             quarantined: Vec::new(),
+            left_in_place: Vec::new(),
         }
     }
 
     /// Segments this reader moved to quarantine so far.
     pub fn quarantined(&self) -> &[String] {
         &self.quarantined
+    }
+
+    /// Bad segments this reader skipped but left where they are because the spool is open for
+    /// inspection (always empty on an owner's spool).
+    pub fn left_in_place(&self) -> &[String] {
+        &self.left_in_place
+    }
+
+    fn note_bad(&mut self, name: String) {
+        if self.shared.read_only {
+            self.left_in_place.push(name);
+        } else {
+            self.quarantined.push(name);
+        }
     }
 
     /// Up to `max` more rows; an empty vector when every segment was read.
@@ -310,7 +334,7 @@ impl<R: DeserializeOwned> RangeReader<R> {
                         // Purged or moved away meanwhile: nothing to read.
                         Err(e) if e.code() == ErrorCode::NotFound => continue,
                         Err(e) if e.code() == ErrorCode::Corrupt => {
-                            self.quarantined.push(seg.file_name());
+                            self.note_bad(seg.file_name());
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -326,7 +350,7 @@ impl<R: DeserializeOwned> RangeReader<R> {
                     if let Ok(sub) = locate(&self.shared, &name) {
                         quarantine(&self.shared, sub, &name)?;
                     }
-                    self.quarantined.push(name);
+                    self.note_bad(name);
                 }
                 Err(e) => return Err(e),
             }
@@ -349,6 +373,7 @@ impl<R> std::fmt::Debug for RangeReader<R> {
         f.debug_struct("RangeReader")
             .field("queued", &self.queue.len())
             .field("quarantined", &self.quarantined)
+            .field("left_in_place", &self.left_in_place)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,9 @@ pub struct SpoolStats {
     pub corrupt_lines: u64,
     /// Segments moved to `quarantine/` because they failed verification or decoding.
     pub segments_quarantined: u64,
+    /// Segments found bad by an inspecting spool ([`super::Spool::inspect`]) and left where
+    /// they are for the owner to quarantine.
+    pub segments_left_in_place: u64,
     /// Leftover temporaries and orphan sidecars removed on open (derived data only).
     pub temp_files_removed: u64,
     /// Journals found already finished on open (crash after publish) and removed.

@@ -384,6 +384,11 @@ fn spool_works_over_path_dir() {
     assert_eq!(read_all(&spool), values(0..25));
     let u = spool.usage().unwrap();
     assert_eq!((u.pending.files, u.journals.files), (6, 0));
+    // The owner's lock file is no journal (a spool may be the data directory itself).
+    std::fs::write(tmp.path().join(crate::owner::LOCK_FILE), b"{}").unwrap();
+    spool.put(&values(25..27)).unwrap();
+    let u = spool.usage().unwrap();
+    assert_eq!((u.pending.files, u.journals.files), (6, 1));
 }
 
 mod props {
