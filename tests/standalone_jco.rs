@@ -7,59 +7,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use edgestore::sql::Database;
 use edgestore::{inspect, present, Spool, SpoolConfig, SqliteDatabase, TimeRange};
 
-fn jco_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("jco")
-}
-
-/// Installs the pinned jco packages (`npm ci`, from `tests/jco/package-lock.json`) once per test
-/// run when they are missing, so `cargo test --workspace` needs only Node.js and npm.
-fn ensure_jco(dir: &Path) {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if dir
-            .join("node_modules/@bytecodealliance/jco-transpile")
-            .is_dir()
-        {
-            return;
-        }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(dir)
-            .status()
-            .expect("run npm (install Node.js 20+ with npm)");
-        assert!(
-            status.success(),
-            "`npm ci --prefix tests/jco` failed: {status}"
-        );
-    });
-    assert!(
-        dir.join("node_modules/@bytecodealliance/jco-transpile")
-            .is_dir(),
-        "jco is not installed: run `npm ci --prefix tests/jco` (Node.js 20+)"
-    );
-}
-
-/// `node tests/jco/run.mjs COMPONENT DATA ARGS...`; installs jco on first use and fails with
-/// what to install when Node or npm are missing.
-fn node(data: &Path, args: &[&str]) -> Command {
-    let dir = jco_dir();
-    ensure_jco(&dir);
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("run.mjs"))
-        .arg(common::standalone::standalone_component())
-        .arg(data)
-        .args(args);
-    cmd
-}
+use common::standalone::node;
 
 fn run_ok(mut cmd: Command) -> String {
     let Output {

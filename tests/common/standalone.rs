@@ -7,6 +7,8 @@
 //! `wasi-libc` puts headers and libraries in `wasm32-wasi` subdirectories of the system include
 //! and lib directories; a sysroot of two symlinks to those is what `clang --sysroot` wants.
 //! `EDGESTORE_WASI_SYSROOT` names another sysroot (wasi-sdk's `share/wasi-sysroot`).
+//!
+//! [`node`] runs it under jco on Node.js (`tests/jco/run.mjs`), a host that is not ours.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -114,4 +116,49 @@ pub fn standalone_component() -> PathBuf {
             .unwrap();
     }
     artifact
+}
+
+fn jco_dir() -> PathBuf {
+    workspace().join("tests").join("jco")
+}
+
+/// Installs the pinned jco packages (`npm ci`, from `tests/jco/package-lock.json`) once per test
+/// run when they are missing, so `cargo test --workspace` needs only Node.js and npm.
+fn ensure_jco(dir: &Path) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if dir
+            .join("node_modules/@bytecodealliance/jco-transpile")
+            .is_dir()
+        {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir)
+            .status()
+            .expect("run npm (install Node.js 20+ with npm)");
+        assert!(
+            status.success(),
+            "`npm ci --prefix tests/jco` failed: {status}"
+        );
+    });
+    assert!(
+        dir.join("node_modules/@bytecodealliance/jco-transpile")
+            .is_dir(),
+        "jco is not installed: run `npm ci --prefix tests/jco` (Node.js 20+)"
+    );
+}
+
+/// `node tests/jco/run.mjs COMPONENT DATA ARGS...` with `data` preopened as `/data`; installs jco
+/// on first use and fails with what to install when Node or npm are missing.
+pub fn node(data: &Path, args: &[&str]) -> Command {
+    let dir = jco_dir();
+    ensure_jco(&dir);
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("run.mjs"))
+        .arg(standalone_component())
+        .arg(data)
+        .args(args);
+    cmd
 }

@@ -6,19 +6,34 @@
 //! Paths are the guest's: the data directory is the preopened `/data` (`EDGESTORE_DATA`
 //! overrides it), spools are relative directories inside it (`--path`), databases are labels
 //! (`--label`, `default` = `edgestore.sqlite`).
+//!
+//! One owner writes a data directory ([`crate::owner`]); the commands respect it:
+//! * inspection (`spool list|cat|usage`, `db models|count|get|find`) never writes: the spool is
+//!   opened without recovery (`Spool::inspect`: a journal another process is still appending to
+//!   stays as it is), the database read-only ([`super::driver::open_read_only`]). When the
+//!   directory has an owner, or journals wait for one, one `note:` line on stderr says so;
+//!   stdout is exactly what `edgestore::present` prints.
+//! * mutations (`spool ack|purge|flush`) take ownership first: WASI has no file locks, so the
+//!   lock file's existence is the lock ([`OwnerLock`]: `create_new`, an [`OwnerRecord`] with
+//!   [`LockKind::File`], removed when the command ends, failed or not). An existing lock file
+//!   refuses the command with nothing touched, naming the holder and the file to remove should
+//!   the holder be dead (nothing inside WASI can tell).
+//! * `spool verify` quarantines bad segments as the owner; beside another owner it checks
+//!   read-only, lists the bad segments it left in place and fails.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 
 use clap::{Args, Parser, Subcommand};
 
 use super::exports::wasi::cli::run::Guest as Run;
-use super::repository::open_store;
-use super::spool::open_spool;
-use super::Component;
+use super::spool::{inspect_spool, open_spool};
+use super::{data_root, driver, Component};
+use crate::clock::{Clock as _, SystemClock};
 use crate::error::{Error, Result};
 use crate::inspect::{self, Filter};
+use crate::owner::{self, LockKind, OwnerRecord, LOCK_FILE};
 use crate::present;
-use crate::spool::{SpoolConfig, TimeRange};
+use crate::spool::{Document, Spool, SpoolConfig, TimeRange};
 use crate::sql::Connection;
 
 /// edgestore inside a WebAssembly component: inspect and maintain a data directory.
@@ -80,7 +95,8 @@ enum SpoolCommand {
         #[command(flatten)]
         range: RangeArgs,
     },
-    /// Check every segment's checksum; quarantine the bad ones.
+    /// Check every segment's checksum; quarantine the bad ones (beside another owner of the
+    /// data directory: list them, left in place, and fail).
     Verify {
         #[command(flatten)]
         spool: SpoolArgs,
@@ -166,19 +182,21 @@ impl Run for Component {
                 return if e.use_stderr() { Err(()) } else { Ok(()) };
             }
         };
-        match execute(&cli) {
-            Ok(out) => {
-                let mut stdout = std::io::stdout().lock();
-                if stdout
-                    .write_all(out.as_bytes())
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    return Err(());
-                }
-                Ok(())
-            }
-            Err(e) => {
+        let (out, failure) = match execute(&cli) {
+            Ok(out) => (out, None),
+            Err(Failed { output, error }) => (output, Some(error)),
+        };
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Err(());
+        }
+        match failure {
+            None => Ok(()),
+            Some(e) => {
                 eprintln!("error: {e}");
                 Err(())
             }
@@ -186,23 +204,259 @@ impl Run for Component {
     }
 }
 
+/// A failed command: the error, and the report it still prints (`verify` beside an owner
+/// prints what it found, then fails because bad segments were left in place). Any other
+/// failure prints nothing on stdout.
+struct Failed {
+    output: String,
+    error: Error,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            output: String::new(),
+            error,
+        }
+    }
+}
+
+/// How lock-file reads are bounded: a record is one short JSON line.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// Who holds the data directory's lock file.
+#[derive(Debug)]
+enum Holder {
+    /// No lock file: nobody owns the directory.
+    Nobody,
+    /// A lock file whose record is empty or does not parse (an owner between creating and
+    /// writing it, or a file that is not ours): still a holder.
+    Unknown,
+    /// A lock file naming its owner.
+    Known(OwnerRecord),
+}
+
+impl Holder {
+    /// Read the lock file in the data directory `data`. One that exists but cannot be read is
+    /// held by someone unknown.
+    fn read(data: &str) -> Holder {
+        let file = match std::fs::File::open(lock_path(data)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Holder::Nobody,
+            Err(_) => return Holder::Unknown,
+        };
+        let mut bytes = Vec::new();
+        if file.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).is_err() {
+            return Holder::Unknown;
+        }
+        match OwnerRecord::parse(&bytes) {
+            Ok(Some(r)) => Holder::Known(r),
+            Ok(None) | Err(_) => Holder::Unknown,
+        }
+    }
+
+    fn record(&self) -> Option<&OwnerRecord> {
+        match self {
+            Holder::Known(r) => Some(r),
+            Holder::Nobody | Holder::Unknown => None,
+        }
+    }
+
+    /// Who, for a message: `edgestore serve (pid 42, since ...)`.
+    fn describe(&self) -> String {
+        match self {
+            Holder::Known(r) => r.describe(),
+            Holder::Nobody | Holder::Unknown => "an unknown holder".to_owned(),
+        }
+    }
+
+    /// The refusal of a mutating command: `busy`, naming the holder and the file to remove if
+    /// it is dead (inside WASI nothing can tell a live holder from a dead one).
+    fn refusal(&self, data: &str) -> Error {
+        let path = lock_path(data);
+        let mut hint = String::new();
+        if self.record().is_none() {
+            hint.push_str(&format!(
+                "{path} exists but holds no readable owner record (an unknown holder); "
+            ));
+        }
+        if self.record().is_some_and(|r| r.admin.is_some()) {
+            hint.push_str(
+                "stop it, run the command with the native edgestore CLI (which forwards it to \
+                 the owner), ",
+            );
+        } else {
+            hint.push_str("stop it, ");
+        }
+        hint.push_str(&format!("or if it is no longer running remove {path}"));
+        owner::owned_error(data, self.record(), &hint)
+    }
+}
+
+fn lock_path(data: &str) -> String {
+    format!("{data}/{LOCK_FILE}")
+}
+
+/// This command's ownership of the data directory. Inside WASI there are no file locks: the
+/// lock file's existence is the lock, created with `create_new` (exactly one process wins),
+/// holding this command's [`OwnerRecord`] ([`LockKind::File`]), and removed on drop, so also
+/// when the command failed. A killed command leaves the file: the next one names it.
+struct OwnerLock {
+    path: String,
+    /// What this command wrote: only a file still holding it is removed.
+    bytes: Vec<u8>,
+}
+
+/// What taking ownership found.
+enum Taken {
+    /// This command owns the directory until the lock is dropped.
+    Mine(OwnerLock),
+    /// Someone else holds it; nothing was touched.
+    Held(Holder),
+}
+
+impl OwnerLock {
+    /// Take the data directory `data` for `command` (`edgestore-standalone spool flush`).
+    fn take(data: &str, command: &str) -> Result<Taken> {
+        let path = lock_path(data);
+        let mut attempts = 0;
+        let mut file = loop {
+            attempts += 1;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => break f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    match Holder::read(data) {
+                        // Removed between the two calls (its owner ended): try again.
+                        Holder::Nobody if attempts < 3 => continue,
+                        Holder::Nobody => return Ok(Taken::Held(Holder::Unknown)),
+                        holder => return Ok(Taken::Held(holder)),
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("create the lock file {path}"), e)),
+            }
+        };
+        let record = OwnerRecord {
+            pid: None,
+            command: command.to_owned(),
+            since_ms: SystemClock.now_ms(),
+            admin: None,
+            lock: LockKind::File,
+        };
+        let bytes = record.to_bytes();
+        if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
+            // Created by this call a moment ago: it is ours to remove.
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io(format!("write the owner record to {path}"), e));
+        }
+        Ok(Taken::Mine(OwnerLock { path, bytes }))
+    }
+
+    /// Take the directory, or refuse (`busy`) naming who holds it.
+    fn take_or_refuse(data: &str, command: &str) -> Result<OwnerLock> {
+        match OwnerLock::take(data, command)? {
+            Taken::Mine(lock) => Ok(lock),
+            Taken::Held(holder) => Err(holder.refusal(data)),
+        }
+    }
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        // Only a file that still holds this command's record is removed: one removed by hand
+        // and taken by another owner meanwhile is that owner's lock now.
+        match std::fs::read(&self.path) {
+            Ok(bytes) if bytes == self.bytes => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    eprintln!(
+                        "warning: could not remove the lock file {}: {e}; remove it before the next mutating command",
+                        self.path
+                    );
+                }
+            }
+            Ok(_) => eprintln!(
+                "warning: {} no longer holds this command's owner record: left in place",
+                self.path
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The `note:` line of an inspection on stderr: who owns the data directory and, for a spool,
+/// how many rows its journals hold that the listing (finished segments only) does not show.
+/// Nothing when nobody owns it and no journal waits.
+fn note(data: &str, holder: &Holder, journals: Option<(&str, Result<u64>)>) {
+    let line = match (holder, journals) {
+        (Holder::Nobody, Some((root, Ok(rows)))) if rows > 0 => format!(
+            "note: no owner is running; journals in {root} hold {rows} rows, finished into \
+             segments by the next owner (e.g. edgestore-standalone spool flush)"
+        ),
+        (Holder::Nobody, _) => return,
+        (_, None) => format!(
+            "note: data directory {data} is owned by {}; reading without writing",
+            holder.describe()
+        ),
+        (_, Some((_, Ok(rows)))) => format!(
+            "note: data directory {data} is owned by {}; its journals hold {rows} rows not yet \
+             in segments",
+            holder.describe()
+        ),
+        (_, Some((_, Err(e)))) => format!(
+            "note: data directory {data} is owned by {}; its journals' rows could not be \
+             counted: {e}",
+            holder.describe()
+        ),
+    };
+    eprintln!("{line}");
+}
+
+/// The guest path of the spool directory `path` (for messages).
+fn spool_root(data: &str, path: &str) -> String {
+    if path.is_empty() {
+        data.to_owned()
+    } else {
+        format!("{data}/{path}")
+    }
+}
+
 fn spool_config(args: &SpoolArgs) -> SpoolConfig {
     SpoolConfig::new(args.identifier.clone())
 }
 
-/// Run one command; its whole output, printed only once it succeeded.
-fn execute(cli: &Cli) -> Result<String> {
+/// `edgestore-standalone spool <name>`, as the lock file names this command.
+fn command_name(name: &str) -> String {
+    format!("edgestore-standalone spool {name}")
+}
+
+/// Run one command; its whole output, printed only once it succeeded (see [`Failed`]).
+fn execute(cli: &Cli) -> std::result::Result<String, Failed> {
     let json = cli.json;
     match &cli.command {
         Command::Spool(cmd) => spool(cmd, json),
-        Command::Db(cmd) => db(cmd, json),
+        Command::Db(cmd) => Ok(db(cmd, json)?),
     }
 }
 
-fn spool(cmd: &SpoolCommand, json: bool) -> Result<String> {
+/// Open the spool for an inspection command and say on stderr who owns the directory.
+fn inspect(args: &SpoolArgs) -> Result<Spool<Document>> {
+    let data = data_root();
+    let holder = Holder::read(&data);
+    let s = inspect_spool(&args.path, spool_config(args))?;
+    let root = spool_root(&data, &args.path);
+    note(&data, &holder, Some((&root, s.journal_rows())));
+    Ok(s)
+}
+
+fn spool(cmd: &SpoolCommand, json: bool) -> std::result::Result<String, Failed> {
+    let data = data_root();
     Ok(match cmd {
         SpoolCommand::List { spool, range } => {
-            let s = open_spool(&spool.path, spool_config(spool))?;
+            let s = inspect(spool)?;
             present::segments(&s.segments(TimeRange::between(range.from, range.to))?, json)
         }
         SpoolCommand::Cat {
@@ -210,9 +464,9 @@ fn spool(cmd: &SpoolCommand, json: bool) -> Result<String> {
             segment,
             range,
         } => {
-            let s = open_spool(&spool.path, spool_config(spool))?;
+            let s = inspect(spool)?;
             let mut out = String::new();
-            let mut push = |docs: Vec<crate::spool::Document>| {
+            let mut push = |docs: Vec<Document>| {
                 for d in docs {
                     out.push_str(d.get());
                     out.push('\n');
@@ -242,23 +496,22 @@ fn spool(cmd: &SpoolCommand, json: bool) -> Result<String> {
             }
             out
         }
-        SpoolCommand::Verify { spool } => present::verify(
-            &open_spool(&spool.path, spool_config(spool))?.verify()?,
-            json,
-        ),
-        SpoolCommand::Usage { spool } => present::usage(
-            &open_spool(&spool.path, spool_config(spool))?.usage()?,
-            json,
-        ),
+        SpoolCommand::Usage { spool } => present::usage(&inspect(spool)?.usage()?, json),
+        SpoolCommand::Verify { spool } => return verify(&data, spool, json),
         SpoolCommand::Ack { spool, segments } => {
+            let _lock = OwnerLock::take_or_refuse(&data, &command_name("ack"))?;
             let n = open_spool(&spool.path, spool_config(spool))?.mark_uploaded(segments)?;
             present::acked(n, json)
         }
-        SpoolCommand::Purge { spool } => present::purge(
-            &open_spool(&spool.path, spool_config(spool))?.purge()?,
-            json,
-        ),
+        SpoolCommand::Purge { spool } => {
+            let _lock = OwnerLock::take_or_refuse(&data, &command_name("purge"))?;
+            present::purge(
+                &open_spool(&spool.path, spool_config(spool))?.purge()?,
+                json,
+            )
+        }
         SpoolCommand::Flush { spool } => {
+            let _lock = OwnerLock::take_or_refuse(&data, &command_name("flush"))?;
             let s = open_spool(&spool.path, spool_config(spool))?;
             s.flush()?;
             present::segments(&s.segments(TimeRange::all())?, json)
@@ -266,15 +519,42 @@ fn spool(cmd: &SpoolCommand, json: bool) -> Result<String> {
     })
 }
 
-/// Run `f` on the store's connection (reads only: a tool never writes rows).
-fn on_db<T>(args: &DbArgs, f: impl Fn(&dyn Connection) -> Result<T>) -> Result<T> {
-    let store = open_store(&args.label)?;
-    let mut out = None;
-    store.database().reader(&mut |c| {
-        out = Some(f(c)?);
-        Ok(())
-    })?;
-    out.ok_or_else(|| Error::internal("the database reader did not run"))
+/// `spool verify`: as the owner, bad segments are quarantined (as before); beside another
+/// owner, the segments are checked through an inspecting spool, the bad ones are listed and
+/// left in place for the owner, and the command fails.
+fn verify(data: &str, args: &SpoolArgs, json: bool) -> std::result::Result<String, Failed> {
+    match OwnerLock::take(data, &command_name("verify"))? {
+        Taken::Mine(_lock) => Ok(present::verify(
+            &open_spool(&args.path, spool_config(args))?.verify()?,
+            json,
+        )),
+        Taken::Held(holder) => {
+            let s = inspect_spool(&args.path, spool_config(args))?;
+            let root = spool_root(data, &args.path);
+            note(data, &holder, Some((&root, s.journal_rows())));
+            let report = s.verify()?;
+            let output = present::verify(&report, json);
+            if report.left_in_place.is_empty() {
+                return Ok(output);
+            }
+            let error = Error::corrupt(format!(
+                "{} bad segment(s) left in place for the owner ({}) to quarantine: {}",
+                report.left_in_place.len(),
+                holder.describe(),
+                report.left_in_place.join(", ")
+            ));
+            Err(Failed { output, error })
+        }
+    }
+}
+
+/// Run `f` on a read-only connection to the database behind `args.label` (a tool never
+/// writes rows), after saying on stderr who owns the directory.
+fn on_db<T>(args: &DbArgs, f: impl FnOnce(&dyn Connection) -> Result<T>) -> Result<T> {
+    let data = data_root();
+    note(&data, &Holder::read(&data), None);
+    let conn = driver::open_read_only(&args.label)?;
+    f(&conn)
 }
 
 fn db(cmd: &DbCommand, json: bool) -> Result<String> {

@@ -1,7 +1,7 @@
 //! The standalone world's driver: SQLite compiled into the component (the core's rusqlite
 //! driver, bundled SQLite built for WASI) on database files in the data directory, and no
 //! capacity (WASI 0.2 cannot tell a file system's size). The plugin world's counterpart, with the
-//! same two functions, is `sqlite.rs`.
+//! same `open` and `capacity`, is `sqlite.rs` (`open_read_only` serves the command entry point).
 //!
 //! A label names a file directly inside the data directory, by the same rule as the host's
 //! default grants: `default` is `edgestore.sqlite` (the host's `DEFAULT_DATABASE_FILE`), any
@@ -16,6 +16,9 @@
 //! behind: the database itself is sound (atomic commits), and the next open fails `busy` with
 //! a message naming the lock to remove. WAL rather than the rollback journal: see
 //! ARCHITECTURE.md ("The standalone component") for the measurement.
+//!
+//! Inspection opens read-only ([`open_read_only`]): what a reader can and cannot avoid writing
+//! inside WASI is explained there.
 
 use std::io;
 
@@ -102,6 +105,51 @@ pub fn open(label: &str) -> Result<SqliteConnection> {
             "{path}: SQLite kept journal mode {got:?} instead of {wanted}"
         )));
     }
+    Ok(conn)
+}
+
+/// Open the database behind `label` for reading only (the inspection commands): it must exist
+/// (nothing is created), every write is refused (`permission-denied`), and the database file,
+/// its WAL and its journal mode are never written.
+///
+/// What works for a reader inside WASI: SQLite's WASI build has no shared memory, so a file in
+/// WAL mode opens only with `locking_mode = EXCLUSIVE` (the WAL index is then built on the heap
+/// from the `-wal` file, read-only too); a normal-locking reader fails its first read with
+/// `SQLITE_CANTOPEN`. So the reader takes exclusive locking like the writer, on a
+/// `SQLITE_OPEN_READ_ONLY` connection made [`SqliteConnection::into_read_only`] (`query_only`,
+/// no checkpoint on close), and leaves the journal mode as the file has it. What it still
+/// touches, besides reading:
+/// * the dot-file lock: dot-file locking has no shared level, so the reader's lock is the same
+///   `FILE.lock` directory a writer takes, created on the first read and removed on close. A
+///   reader and a running standalone writer exclude each other; the reader is then refused
+///   with the message naming the lock ([`explain_lock`]);
+/// * an empty `-wal`, when the file is in WAL mode and has none (its last writer closed
+///   cleanly): SQLite opens the WAL with create. It is left in place: an empty WAL holds
+///   nothing and the next writer uses or removes it, while removing it could pull it from
+///   under a native writer that started meanwhile (it does not see the dot-file lock).
+///
+/// A native writer (POSIX locks, shared-memory WAL index) does not see the reader either: the
+/// reader reads the commits in the `-wal` as they were when it opened. Should the writer
+/// checkpoint and restart its WAL during that read, this one command may fail or read pages of
+/// two versions; the writer and its data are never affected.
+pub fn open_read_only(label: &str) -> Result<SqliteConnection> {
+    let path = format!("{}/{}", super::data_root(), database_file(label)?);
+    match std::fs::metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::not_found(format!(
+                "no database {path} (label {label:?}): nothing has written it yet"
+            )));
+        }
+        Err(e) => return Err(Error::io(format!("stat {path}"), e)),
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+    let conn = SqliteConnection::new(raw, RetryPolicy::default())?.into_read_only()?;
+    conn.execute("PRAGMA locking_mode = EXCLUSIVE", &[])?;
+    // The first read takes the (dot-file) lock and, in WAL mode, reads the WAL.
+    conn.query("SELECT count(*) FROM sqlite_schema", &[])
+        .map_err(|e| explain_lock(e, &path))?;
     Ok(conn)
 }
 
