@@ -96,3 +96,41 @@ async fn component_thirty_two_tasks() {
         thirty_two_tasks(engine).await;
     }
 }
+
+/// The queue in front of a store is bounded: with the store busy and the queue full, a further
+/// caller waits `queue_wait` and then gets a transient `busy`; the queued call still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_answers_busy_instead_of_growing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(Engine::Native, data.path());
+    config.labels = Labels::new().grant("default", DbTarget::Memory);
+    config.queue_capacity = 1;
+    config.queue_wait = std::time::Duration::from_millis(100);
+    config.retry.max_attempts = 1;
+    let store = Store::open(config).await.unwrap();
+    let tags: AsyncStorage<ResourceTags, ResourceTagsKey> = store.storage().await.unwrap();
+    // Occupy the store's thread: a transaction runs there until its closure returns.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let busy = tags.clone();
+    let hold = tokio::spawn(async move {
+        busy.tx(move |_| {
+            let _ = started_tx.send(());
+            std::thread::sleep(std::time::Duration::from_millis(1_500));
+            Ok(())
+        })
+        .await
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    // The one queue slot.
+    let queued = tags.clone();
+    let waiting = tokio::spawn(async move { queued.count().await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let e = tags.count().await.unwrap_err();
+    assert_eq!(e.code(), edgestore::ErrorCode::Busy, "{e}");
+    assert!(e.to_string().contains("queue"), "{e}");
+    hold.await.unwrap().unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 0);
+    store.close().await.unwrap();
+}

@@ -92,6 +92,8 @@ async fn labels_not_granted_or_unknown(engine: Engine) {
         .unwrap_err();
     typed(&err);
     assert_eq!(err.code(), ErrorCode::AccessDenied, "{err}");
+    // One owner per data directory: the next store opens once this one closed.
+    store.close().await.unwrap();
     let mut config = common::config(engine, data.path());
     config.labels = Labels::new().grant("other", DbTarget::Memory);
     let store = Store::open(config).await.unwrap();

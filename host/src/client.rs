@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgestore::model::{from_row, to_key, to_row};
+use edgestore::model::{from_row, to_key, to_row, Key, Row};
 use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
 use edgestore::{Metric, Model, Query, Schema, SpoolConfig, TimeRange, TxMode};
 use serde::Serialize;
@@ -25,6 +25,7 @@ use crate::grants::{Grants, Labels};
 use crate::metrics::Metrics;
 use crate::native::NativeBackend;
 use crate::ops::{on_spool, on_table, Backend, ReadFrom};
+use crate::owner::DirLock;
 use crate::resilience::{retry, BreakerConfig, BreakerState, CircuitBreaker, RetryConfig};
 use crate::tx::TxStorage;
 
@@ -53,8 +54,20 @@ pub struct StoreConfig {
     pub engine: Engine,
     /// The one directory the store may touch.
     pub data_dir: PathBuf,
-    /// Grant the data directory read-only.
+    /// Open the data directory for inspection only: no ownership taken, spools opened without
+    /// recovery (nothing written; mutations are `permission-denied`), databases read-only (a
+    /// WAL reader beside the owner). Without it the store *owns* the data directory: it takes
+    /// the directory's lock ([`crate::owner`]) for its whole life, and opening fails with
+    /// [`Error::Owned`] while another store owns it.
     pub read_only: bool,
+    /// Who this store is, for the owner record in the lock file (e.g. `edgestore serve`).
+    pub command: String,
+    /// Calls that may wait in the store's queue; more callers wait for room (up to
+    /// `queue_wait`), so a burst of callers never turns into unbounded memory.
+    pub queue_capacity: usize,
+    /// How long a caller waits for room in a full queue before the call fails with `busy`
+    /// (transient: the dispatch retries it).
+    pub queue_wait: Duration,
     /// SQLite labels: what backs them and which are granted. The typed repository uses
     /// [`crate::grants::DEFAULT_LABEL`].
     pub labels: Labels,
@@ -86,6 +99,9 @@ impl StoreConfig {
             engine,
             data_dir: data_dir.into(),
             read_only: false,
+            command: "edgestore".to_owned(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_wait: Duration::from_secs(10),
             labels: Labels::default(),
             memory_limit: 256 << 20,
             call_timeout: Duration::from_secs(10),
@@ -98,6 +114,9 @@ impl StoreConfig {
         }
     }
 }
+
+/// Default [`StoreConfig::queue_capacity`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 type Work = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
@@ -140,12 +159,20 @@ struct Shared {
     breaker: CircuitBreaker,
     retry: RetryConfig,
     activity: Arc<Activity>,
+    queue_wait: Duration,
+    read_only: bool,
+    /// The data directory's lock while this store owns it (the store's thread holds the only
+    /// strong reference and drops it after the engine).
+    lock: std::sync::Weak<std::sync::Mutex<DirLock>>,
+    /// Spools open in this store by path: opening the same path again shares the spool (two
+    /// spools on one directory would recover each other's journals).
+    spools: tokio::sync::Mutex<std::collections::HashMap<String, (u64, SpoolConfig)>>,
 }
 
 /// A handle on one store. Clones share the same engine instance.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
 }
 
@@ -166,7 +193,7 @@ impl std::fmt::Debug for Store {
 const SPIN: Duration = Duration::from_micros(50);
 
 /// The store thread's next job: spin on the queue for [`SPIN`], then sleep on it.
-fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>) -> Option<Job> {
+fn next_job(rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
     let start = Instant::now();
     loop {
         match rx.try_recv() {
@@ -214,7 +241,21 @@ impl Store {
             config.read_only,
             config.labels.clone(),
         )?);
-        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+        // The owner's lock comes before anything is opened, so a refused store touches nothing.
+        let lock = if config.read_only {
+            None
+        } else {
+            let dir = grants.dir();
+            Some(Arc::new(std::sync::Mutex::new(DirLock::acquire(
+                dir,
+                grants.data_dir(),
+                &config.command,
+            )?)))
+        };
+        let weak_lock = lock
+            .as_ref()
+            .map_or_else(std::sync::Weak::new, Arc::downgrade);
+        let (jobs, mut rx) = mpsc::channel::<Job>(config.queue_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
         let engine = config.engine.clone();
         let engine_name = match engine {
@@ -241,6 +282,7 @@ impl Store {
                     b
                 }
                 Err(e) => {
+                    drop(lock);
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
@@ -249,12 +291,16 @@ impl Store {
                 match job {
                     Job::Run(work) => work(backend.as_mut()),
                     Job::Shutdown(done) => {
+                        // The engine (spools, databases) closes before the lock is released.
                         drop(backend);
+                        drop(lock);
                         let _ = done.send(());
                         return;
                     }
                 }
             }
+            drop(backend);
+            drop(lock);
         });
         ready_rx.await.map_err(|_| Error::Closed)??;
         let breaker = CircuitBreaker::new(config.breaker, Arc::new(edgestore::SystemClock));
@@ -266,6 +312,10 @@ impl Store {
                 breaker,
                 retry: config.retry,
                 activity: Arc::new(Activity::default()),
+                queue_wait: config.queue_wait,
+                read_only: config.read_only,
+                lock: weak_lock,
+                spools: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         };
         if let Some(every) = config.flush_interval {
@@ -282,7 +332,8 @@ impl Store {
                     let job = Job::Run(Box::new(move |b| {
                         metrics.spool_segments(b.flush_due_all(now_ms()));
                     }));
-                    if jobs.send(job).is_err() {
+                    // A full queue skips this tick: the next one catches up.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = jobs.try_send(job) {
                         break;
                     }
                 }
@@ -343,9 +394,17 @@ impl Store {
             metrics.set_open_connections(b.open_connections());
             let _ = tx.send(out);
         }));
-        let out = match self.jobs.send(job) {
-            Ok(()) => reply(rx).await,
-            Err(_) => Err(Error::Closed),
+        let out = match tokio::time::timeout(sh.queue_wait, self.jobs.send(job)).await {
+            Ok(Ok(())) => reply(rx).await,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Store(edgestore::Error::new(
+                edgestore::ErrorCode::Busy,
+                format!(
+                    "the store's queue stayed full for {:?} ({} calls waiting)",
+                    sh.queue_wait,
+                    self.jobs.max_capacity()
+                ),
+            ))),
         };
         sh.metrics.observe(op, start.elapsed());
         sh.breaker.record(permit, &out);
@@ -417,17 +476,36 @@ impl Store {
         })
     }
 
-    /// Open (and recover) a spool in `path`, relative to the data directory.
+    /// Open (and, as owner, recover) a spool in `path`, relative to the data directory; an
+    /// inspecting store ([`StoreConfig::read_only`]) opens it without recovery. Opening a
+    /// path this store already opened returns the same spool (with the same configuration;
+    /// another is `invalid-input`).
     pub async fn spool(&self, path: &str, config: SpoolConfig) -> Result<AsyncSpool> {
-        let path = path.to_owned();
         let max_records = config.max_records.max(1);
-        let id = self
-            .call("spool.open", move |b| b.open_spool(&path, &config))
-            .await?;
+        let identifier = config.identifier.clone();
+        let mut open = self.shared.spools.lock().await;
+        let id = match open.get(path) {
+            Some((id, existing)) if *existing == config => *id,
+            Some(_) => {
+                return Err(Error::Store(edgestore::Error::invalid_input(format!(
+                    "the spool {path} is already open in this store with another configuration"
+                ))))
+            }
+            None => {
+                let (p, c) = (path.to_owned(), config.clone());
+                let id = self
+                    .call("spool.open", move |b| b.open_spool(&p, &c))
+                    .await?;
+                open.insert(path.to_owned(), (id, config));
+                id
+            }
+        };
+        drop(open);
         Ok(AsyncSpool {
             store: self.clone(),
             id,
             max_records,
+            identifier,
         })
     }
 
@@ -438,8 +516,79 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::Shutdown(tx))
+            .await
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// True when this store only inspects its data directory (see [`StoreConfig::read_only`]).
+    pub fn is_inspector(&self) -> bool {
+        self.shared.read_only
+    }
+
+    /// The owner record this store wrote into the data directory's lock file, while it owns
+    /// the directory.
+    pub fn owner_record(&self) -> Option<edgestore::owner::OwnerRecord> {
+        let lock = self.shared.lock.upgrade()?;
+        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        Some(guard.record().clone())
+    }
+
+    /// Record the admin endpoint other processes forward mutations to (the owner record in
+    /// the lock file). An inspecting store has no record: `invalid-input`.
+    pub fn set_admin_endpoint(&self, admin: Option<String>) -> Result<()> {
+        let lock = self.shared.lock.upgrade().ok_or_else(|| {
+            Error::Store(edgestore::Error::invalid_input(
+                "only the store that owns the data directory has an admin endpoint",
+            ))
+        })?;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        guard.set_admin(admin)
+    }
+
+    /// Upsert `rows` of the model `schema` describes, in one transaction, registering the
+    /// model first (a matching table is left alone): the dynamic form of a batch of
+    /// [`AsyncStorage::upsert`], for callers that hold rows rather than Rust types (the
+    /// admin endpoint). Returns the rows written.
+    pub async fn upsert_rows(&self, schema: Schema, rows: Vec<Row>) -> Result<u64> {
+        let schema = Arc::new(schema);
+        let s = schema.clone();
+        self.call("register", move |b| b.register(&s)).await?;
+        let n = rows.len() as u64;
+        let activity = self.shared.activity.clone();
+        self.call_once("tx", move |b| {
+            let _mark = TxMark::begin(&activity);
+            on_table(b, &schema.table, |ops| {
+                ops.nest(TxMode::Immediate, &mut |tx| {
+                    rows.iter().try_for_each(|row| tx.upsert(row))
+                })
+            })
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// Delete rows of the model `schema` describes by key, in order, stopping after the first
+    /// key that matches nothing: one entry per key handled, the last `false` when one was
+    /// missing.
+    pub async fn delete_keys(&self, schema: Schema, keys: Vec<Key>) -> Result<Vec<bool>> {
+        let schema = Arc::new(schema);
+        let s = schema.clone();
+        self.call("register", move |b| b.register(&s)).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let table = schema.table.clone();
+            let found = self
+                .call("delete", move |b| {
+                    on_table(b, &table, |ops| ops.delete(&key))
+                })
+                .await?;
+            out.push(found);
+            if !found {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// One round trip through the owning task and the engine, doing nothing (a component
@@ -628,6 +777,7 @@ pub struct AsyncSpool {
     store: Store,
     id: u64,
     max_records: u64,
+    identifier: String,
 }
 
 impl AsyncSpool {
@@ -646,6 +796,17 @@ impl AsyncSpool {
         self.store
             .metrics()
             .spool_segments(finished_rows.div_ceil(self.max_records));
+    }
+
+    /// The identifier that names this spool's segments.
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+
+    /// Rows in the journals on disk, not yet in finished segments: for an inspecting store,
+    /// what the owner holds in its active journal (or a killed process left behind).
+    pub async fn journal_rows(&self) -> Result<u64> {
+        self.on("spool.journal_rows", |s| s.journal_rows()).await
     }
 
     /// Append metrics (one call for the whole batch).
@@ -786,9 +947,15 @@ impl AsyncReader {
 impl Drop for AsyncReader {
     fn drop(&mut self) {
         let id = self.id;
-        let _ = self
-            .store
-            .jobs
-            .send(Job::Run(Box::new(move |b| b.close_reader(id))));
+        let job = Job::Run(Box::new(move |b| b.close_reader(id)));
+        // A full queue: close it once there is room (a closed store dropped it already).
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.store.jobs.try_send(job) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let jobs = self.store.jobs.clone();
+                rt.spawn(async move {
+                    let _ = jobs.send(job).await;
+                });
+            }
+        }
     }
 }

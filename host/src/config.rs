@@ -235,6 +235,8 @@ pub struct HostConfig {
     /// Compiled-component cache, outside the data directory (the guest must not be able to
     /// write compiled code). Unset: `$XDG_CACHE_HOME/edgestore` or `~/.cache/edgestore`.
     pub cache_dir: Option<PathBuf>,
+    /// Calls that may wait for the store (at least 1); further callers wait for room.
+    pub max_queued_calls: usize,
 }
 
 impl Default for HostConfig {
@@ -245,6 +247,7 @@ impl Default for HostConfig {
             call_timeout: Duration::from_secs(30),
             data_dir: PathBuf::from("./edgestore-data"),
             cache_dir: None,
+            max_queued_calls: crate::client::DEFAULT_QUEUE_CAPACITY,
         }
     }
 }
@@ -352,12 +355,17 @@ impl Default for HealthConfig {
 pub struct ServeConfig {
     /// Address of the HTTP endpoint.
     pub listen: SocketAddr,
+    /// Serve the admin socket in the data directory (`.edgestore.sock`, mode 0600), through
+    /// which other processes' mutating commands (`spool put|flush|ack|purge|verify`,
+    /// `db put|delete`) are forwarded to this owner. Off: they are refused while it runs.
+    pub admin: bool,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            admin: true,
         }
     }
 }
@@ -502,6 +510,13 @@ impl Config {
                 reason: reason.into(),
             }
         }
+        if self.host.max_queued_calls < 1 {
+            return Err(bad(
+                "host.maxQueuedCalls",
+                self.host.max_queued_calls,
+                "must be at least 1",
+            ));
+        }
         if self.database.max_connections < 1 {
             return Err(bad(
                 "database.maxConnections",
@@ -635,6 +650,7 @@ impl Config {
         store.cache_dir = self.host.cache_dir.clone().or_else(default_cache_dir);
         store.max_connections = self.database.max_connections;
         store.finish_worker = self.storage.finish_worker;
+        store.queue_capacity = self.host.max_queued_calls;
         Ok(store)
     }
 

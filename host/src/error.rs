@@ -49,6 +49,15 @@ pub enum Error {
     /// The store's owning task has stopped (the store was shut down or panicked).
     #[error("the store is closed")]
     Closed,
+    /// Another store, in this process or another, owns the data directory (holds its lock):
+    /// this one may only read it. Class `transient`: it ends when the owner stops.
+    #[error("data directory {} is owned by {}; {}", .data_dir.display(), owner_name(.owner.as_ref()), crate::owner::owned_hint(.owner.as_ref()))]
+    Owned {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+        /// What the lock file says about the owner, when readable.
+        owner: Option<edgestore::owner::OwnerRecord>,
+    },
     /// The circuit breaker is open: the engine failed repeatedly, so calls fail fast until
     /// the cool-down passes ([`crate::resilience`]). Code and class are the last failure's, so
     /// a full disk still reads as `disk-full`, class `resource`.
@@ -75,6 +84,7 @@ impl Error {
             Error::Trap(_) | Error::Runtime(_) | Error::Limit { .. } => ErrorCode::Internal,
             Error::Config(_) => ErrorCode::InvalidInput,
             Error::Closed => ErrorCode::Closed,
+            Error::Owned { .. } => ErrorCode::Busy,
             Error::CircuitOpen { code, .. } => *code,
         }
     }
@@ -101,6 +111,13 @@ impl Error {
     pub(crate) fn runtime(e: impl std::fmt::Display) -> Self {
         Error::Runtime(format!("{e:#}"))
     }
+}
+
+fn owner_name(owner: Option<&edgestore::owner::OwnerRecord>) -> String {
+    owner.map_or_else(
+        || "another edgestore process".to_owned(),
+        edgestore::owner::OwnerRecord::describe,
+    )
 }
 
 /// The host library's result.

@@ -338,7 +338,12 @@ impl ComponentBackend {
             let ctx = Ctx::new(p, live);
             let guest = ctx.plugin.edgestore_storage_spool().spool();
             let wit = spool_config_to_wit(&path, &config);
-            let s = ctx.call(|st| guest.call_open(st, &wit))?;
+            // Inspecting (a read-only grant): no recovery, nothing written.
+            let s = if p.grants.read_only() {
+                ctx.call(|st| guest.call_inspect(st, &wit))?
+            } else {
+                ctx.call(|st| guest.call_open(st, &wit))?
+            };
             ctx.finish()?;
             live.spools.insert(id, s);
             Ok(s)
@@ -602,6 +607,10 @@ impl DynSpool for GuestSpool<'_, '_> {
         self.ctx
             .call(|st| g.call_verify(st, self.res))
             .map(verify_from_wit)
+    }
+    fn journal_rows(&self) -> edgestore::Result<u64> {
+        let g = self.ctx.plugin.edgestore_storage_spool().spool();
+        self.ctx.call(|st| g.call_journal_rows(st, self.res))
     }
 }
 

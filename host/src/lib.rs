@@ -2,6 +2,7 @@
 //!
 //! | concept | module |
 //! |---|---|
+//! | the owner's admin socket: mutations from other processes, and its client | [`admin`] |
 //! | the plugin component built by `build.rs`, embedded | [`artifacts`] |
 //! | the host's error type (store errors with code and class; traps and limits apart) | [`error`] |
 //! | what an instance may touch: the data directory and SQLite labels | [`grants`] |
@@ -9,6 +10,7 @@
 //! | the `sqlite` import on the core's rusqlite driver | [`sqlite`] |
 //! | one instance: WASI context, resource table, limiter; rebuilt after a failure | [`instance`] |
 //! | the native engine behind the same client | `native` |
+//! | who owns a data directory: the lock an owning store holds, the probe inspectors use | [`owner`] |
 //! | the YAML configuration, env overrides, mapping to [`StoreConfig`] | [`config`] |
 //! | the typed async client: [`Store`], [`AsyncStorage`], [`AsyncSpool`] | [`client`] |
 //! | the transaction view implementing the core's traits | [`tx`] |
@@ -18,6 +20,7 @@
 //! | health checks (`edgestore health`, `/healthz`) | [`health`] |
 //! | `edgestore serve`: ingest, `/metrics`, `/healthz`, clean stop on a signal | [`serve`] |
 
+pub mod admin;
 pub mod artifacts;
 pub mod bench;
 pub mod bindings;
@@ -32,6 +35,7 @@ pub mod instance;
 pub mod metrics;
 mod native;
 mod ops;
+pub mod owner;
 pub mod resilience;
 pub mod serve;
 pub mod sqlite;

@@ -29,13 +29,25 @@ fn main() -> std::process::ExitCode {
     exit_code(runtime.block_on(cli::run(args)))
 }
 
-/// Success, or the error on one line and status 1.
+/// Success, or the error on one line and status 1 (2 when the data directory is owned by
+/// another process that takes no forwarded commands: nothing was touched).
 fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgestore: error: {}", one_line(&e));
-            std::process::ExitCode::FAILURE
+            let refused = e.chain().any(|c| {
+                c.downcast_ref::<cli::Refused>().is_some()
+                    || matches!(
+                        c.downcast_ref::<edgestore_host::Error>(),
+                        Some(edgestore_host::Error::Owned { .. })
+                    )
+            });
+            if refused {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -122,13 +122,11 @@ impl NativeBackend {
                 )))
             }
         };
-        if self.grants.read_only() {
-            return Err(Error::Config(
-                "the native engine does not open databases read-only yet".into(),
-            ));
-        }
         let mut options = SqliteOptions::new(&dsn);
         options.max_connections = self.max_connections;
+        // Inspecting: a WAL reader beside the owner, never a write (a private in-memory
+        // database belongs to this store alone, so it stays writable).
+        options.read_only = self.grants.read_only() && dsn != ":memory:";
         let sqlite = Arc::new(SqliteDatabase::open_with(options)?);
         let db: Arc<dyn Database> = sqlite.clone();
         let store = CoreStore::new(db);
@@ -275,6 +273,9 @@ impl DynSpool for Spool<Document> {
     fn verify(&self) -> edgestore::Result<VerifyReport> {
         Spool::verify(self)
     }
+    fn journal_rows(&self) -> edgestore::Result<u64> {
+        Spool::<Document>::journal_rows(self)
+    }
 }
 
 impl Backend for NativeBackend {
@@ -307,23 +308,23 @@ impl Backend for NativeBackend {
 
     fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
         check_spool_path(path)?;
-        if self.grants.read_only() {
-            return Err(Error::Store(edgestore::Error::new(
-                ErrorCode::PermissionDenied,
-                "the data directory is granted read-only",
-            )));
-        }
         // Every component resolved through the data directory's capability: cap-std refuses
         // `..`, absolute paths and symlinks that lead outside.
         let io =
             |e: std::io::Error| edgestore::Error::io(format!("open spool directory {path}"), e);
-        self.grants.dir().create_dir_all(path).map_err(io)?;
-        let dir = self.grants.dir().open_dir(path).map_err(io)?;
-        let spool = Spool::open(
-            Arc::new(CapDir::from_dir(dir)),
-            config.clone(),
-            Arc::new(SystemClock),
-        )?;
+        let read_only = self.grants.read_only();
+        if !read_only {
+            self.grants.dir().create_dir_all(path).map_err(io)?;
+        }
+        let dir = Arc::new(CapDir::from_dir(
+            self.grants.dir().open_dir(path).map_err(io)?,
+        ));
+        let spool = if read_only {
+            // Inspecting: no recovery, nothing written.
+            Spool::<Document>::inspect(dir, config.clone(), Arc::new(SystemClock))?
+        } else {
+            Spool::open(dir, config.clone(), Arc::new(SystemClock))?
+        };
         let id = self.id();
         self.spools
             .insert(id, NativeSpool::new(spool, self.finish_worker));

@@ -45,6 +45,9 @@ pub(crate) trait DynSpool {
     fn purge(&self) -> edgestore::Result<PurgeReport>;
     fn usage(&self) -> edgestore::Result<Usage>;
     fn verify(&self) -> edgestore::Result<VerifyReport>;
+    /// Rows in the journals on disk (not yet in finished segments): an owner's active
+    /// journal, or one a killed process left.
+    fn journal_rows(&self) -> edgestore::Result<u64>;
 }
 
 /// Which rows a reader streams.

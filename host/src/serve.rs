@@ -17,6 +17,7 @@ use edgestore::sample::MetricGenerator;
 use edgestore::Metric;
 use tokio::sync::mpsc;
 
+use crate::admin::AdminServer;
 use crate::client::{AsyncSpool, Store};
 use crate::error::{Error, Result};
 use crate::health::{check, HealthConfig, HealthTarget};
@@ -48,6 +49,9 @@ pub struct ServeOptions {
     pub spool_dir: String,
     /// Health thresholds.
     pub health: HealthConfig,
+    /// Serve the owner's admin socket ([`crate::admin`]) so other processes' mutations are
+    /// forwarded here.
+    pub admin: bool,
 }
 
 /// What a finished `serve` did.
@@ -273,6 +277,21 @@ pub async fn run(
         spool.clone(),
         options.clone(),
     )?;
+    // Mutations from other processes come in through the admin socket; without one (turned
+    // off, or the data directory's path too long for a socket) they are refused, naming us.
+    let admin = if options.admin {
+        match AdminServer::start(&options.data_dir, store.clone(), spool.clone()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!(
+                    "edgestore serve: no admin socket ({e}); mutating commands from other processes are refused while this runs"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     on_listening(http.addr());
 
     let (tx, mut rx) = mpsc::channel::<Metric>(MAX_BATCH * 4);
@@ -303,7 +322,11 @@ pub async fn run(
             }
         }
     }
-    // Everything already received goes in before the final flush.
+    // No more forwarded mutations; everything already received goes in before the final flush.
+    if admin.is_some() {
+        drop(admin);
+        let _ = store.set_admin_endpoint(None);
+    }
     while let Ok(m) = rx.try_recv() {
         batch.push(m);
     }

@@ -1,47 +1,39 @@
 //! The operator's commands through the built `edgestore` binary, on both engines: `health`
-//! (healthy on a fresh data directory, exit 1 when the spool directory cannot be written),
+//! (unhealthy where no data directory exists, healthy once a spool is there, exit 1 when the
+//! spool directory cannot be written),
 //! `diag`, `metrics` (parsed as Prometheus text), and `serve` (metrics and health over HTTP on
 //! loopback; SIGTERM flushes every row read into finished segments and exits 0).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgestore::sample::MetricGenerator;
 use edgestore::{SpoolConfig, TimeRange};
 use edgestore_host::{Engine, Store, StoreConfig};
 
-const ENGINES: [&str; 2] = ["native", "component"];
+mod common;
 
-/// The binary with a private data directory and compiled-component cache.
-fn edgestore(data: &Path, engine: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgestore"));
-    cmd.arg("--data").arg(data).arg("--engine").arg(engine);
-    // These tests are about the store, not the build machine's disk, which may be nearly full.
-    cmd.env("EDGESTORE_HEALTH_MAX_DISK_USED_PERCENT", "100");
-    // Share one compiled-component cache between the tests of this build.
-    cmd.env(
-        "EDGESTORE_HOST_CACHE_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("edgestore-cli-cache"),
-    );
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().expect("run edgestore")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{edgestore, run, start_serve, terminate, text, ENGINES};
 
 #[test]
 fn health_is_ok_on_a_fresh_data_directory_and_fails_when_the_spool_cannot_be_written() {
     for engine in ENGINES {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
+        // Health only reads: a data directory nobody created is unhealthy, not created.
+        let out = run(edgestore(&data, engine).arg("health"));
+        assert_eq!(out.status.code(), Some(1), "{engine}");
+        assert!(
+            text(&out.stdout).contains("no data directory"),
+            "{engine}: {}",
+            text(&out.stdout)
+        );
+        assert!(!data.exists());
+        // A spool with no database yet is healthy (a spool-only owner has none).
+        let out = run(edgestore(&data, engine).args(["spool", "flush"]));
+        assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
         let out = run(edgestore(&data, engine).arg("health"));
         assert!(
             out.status.success(),
@@ -82,7 +74,7 @@ fn health_fails_on_a_read_only_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = tmp.path().join("data");
-    let out = run(edgestore(&data, "native").arg("health"));
+    let out = run(edgestore(&data, "native").args(["spool", "flush"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
     std::fs::set_permissions(data.join("metrics"), std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -123,6 +115,9 @@ fn diag_and_metrics_report_on_both_engines() {
     for engine in ENGINES {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
+        // diag and metrics only read: something must have made the data directory.
+        let out = run(edgestore(&data, engine).args(["spool", "flush"]));
+        assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
         let out = run(edgestore(&data, engine).args(["diag", "--json"]));
         assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
         let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -196,57 +191,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         })
         .unwrap_or_default();
     (status, content_type, body.to_owned())
-}
-
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_serve(data: &Path, engine: &str, extra: &[&str]) -> Serving {
-    let mut child = edgestore(data, engine)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start serve");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("first line names the address: {first:?}"));
-    Serving { child, addr }
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) only sends a signal; `pid` is our own live child (not yet waited for).
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -10,16 +10,20 @@ use std::io::Write;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand};
 use edgestore::model::ResourceTagsKey;
+use edgestore::model::{to_key, to_row};
 use edgestore::present::{self, ModelView};
+use edgestore::Schema;
 use edgestore::{
-    ColumnType, Condition, Creator, Model, Query, ResourceTags, SystemClock, Timestamp, Value,
+    ColumnType, Condition, Creator, ErrorCode, Model, Query, ResourceTags, SystemClock, Timestamp,
+    Value,
 };
+use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::{AsyncStorage, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::input::Lines;
-use super::Ctx;
+use super::{Ctx, Mutation};
 
 /// Rows per transaction of `db put`.
 const BATCH: usize = 1_000;
@@ -133,8 +137,24 @@ macro_rules! registry {
         async fn dispatch(ctx: &Ctx, store: &Store, name: &str, cmd: DbCommand) -> anyhow::Result<()> {
             $(
                 if name == <$model as CliModel>::NAME {
-                    let storage = store.storage::<$model, <$model as CliModel>::Id>().await?;
-                    return command::<$model>(ctx, &storage, cmd).await;
+                    return match store.storage::<$model, <$model as CliModel>::Id>().await {
+                        Ok(storage) => command::<$model>(ctx, &Target::Local(&storage), cmd).await,
+                        // Read-only, a table nobody created yet holds no rows.
+                        Err(e) if store.is_inspector() && e.code() == ErrorCode::TableMissing => {
+                            no_table::<$model>(ctx, cmd)
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                }
+            )*
+            Err(anyhow!("unknown model {name:?}"))
+        }
+
+        async fn dispatch_remote(ctx: &Ctx, client: &AdminClient, name: &str, cmd: DbCommand) -> anyhow::Result<()> {
+            $(
+                if name == <$model as CliModel>::NAME {
+                    let target = Target::<$model>::Remote(client, <$model as Model>::schema());
+                    return command::<$model>(ctx, &target, cmd).await;
                 }
             )*
             Err(anyhow!("unknown model {name:?}"))
@@ -169,27 +189,133 @@ pub async fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
         let known: Vec<String> = models().into_iter().map(|m| m.name).collect();
         bail!("unknown model {name:?} (known: {})", known.join(", "));
     }
-    let store = ctx.store().await?;
+    let store = match cmd {
+        // Reads: read-only, beside a running owner.
+        DbCommand::Get { .. } | DbCommand::Find(_) | DbCommand::Count { .. } => {
+            ctx.inspect().await?.store
+        }
+        DbCommand::Put { .. } | DbCommand::Delete { .. } => {
+            let verb = if matches!(cmd, DbCommand::Put { .. }) {
+                "put"
+            } else {
+                "delete"
+            };
+            match ctx.mutate(&format!("db {verb}")).await? {
+                Mutation::Own(store) => store,
+                Mutation::Forward(client, owner) => {
+                    eprintln!("note: forwarded to the owner, {}", owner.describe());
+                    return dispatch_remote(ctx, &client, &name, cmd).await;
+                }
+            }
+        }
+        DbCommand::Models => return out(&present::models(&models(), ctx.json)),
+    };
     let result = dispatch(ctx, &store, &name, cmd).await;
     let closed = store.close().await;
     result?;
     Ok(closed?)
 }
 
+/// A read command on a table that does not exist yet: no rows.
+fn no_table<M: CliModel>(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
+    match cmd {
+        DbCommand::Count { .. } => out(&present::count(M::NAME, 0, ctx.json)),
+        DbCommand::Find(_) => Ok(()),
+        DbCommand::Get { keys, .. } => {
+            bail!(
+                "{} {}: not found (no {} table yet)",
+                M::NAME,
+                keys.join(" "),
+                M::NAME
+            )
+        }
+        _ => bail!("{}: no such table yet", M::NAME),
+    }
+}
+
+/// Where a `db` command's operations go.
+enum Target<'a, M: CliModel> {
+    /// This process's store (read-only for reads; the owner for writes).
+    Local(&'a AsyncStorage<M, M::Id>),
+    /// The running owner, through its admin socket (writes only).
+    Remote(&'a AdminClient, Schema),
+}
+
+impl<M: CliModel> Target<'_, M> {
+    fn local(&self) -> anyhow::Result<&AsyncStorage<M, M::Id>> {
+        match self {
+            Target::Local(s) => Ok(s),
+            Target::Remote(..) => bail!("reads are not forwarded to the owner"),
+        }
+    }
+
+    fn schema(&self) -> &Schema {
+        match self {
+            Target::Local(s) => s.schema(),
+            Target::Remote(_, schema) => schema,
+        }
+    }
+
+    /// Upsert a batch in one transaction.
+    async fn upsert_batch(&self, items: Vec<M>) -> anyhow::Result<()> {
+        match self {
+            Target::Local(storage) => {
+                storage
+                    .tx(move |tx| {
+                        for item in &items {
+                            tx.upsert(item)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+            }
+            Target::Remote(client, schema) => {
+                let rows = items
+                    .iter()
+                    .map(|m| to_row(schema, m))
+                    .collect::<edgestore::Result<Vec<_>>>()?;
+                let req = admin::UpsertRequest {
+                    schema: schema.clone(),
+                    rows,
+                };
+                client
+                    .call::<_, admin::UpsertReply>("/v1/db/upsert", &req)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &M::Id) -> anyhow::Result<bool> {
+        match self {
+            Target::Local(storage) => Ok(storage.delete(id).await?),
+            Target::Remote(client, schema) => {
+                let req = admin::DeleteRequest {
+                    schema: schema.clone(),
+                    keys: vec![to_key(schema, id)?],
+                };
+                let reply: admin::DeleteReply = client.call("/v1/db/delete", &req).await?;
+                Ok(reply.deleted.first().copied().unwrap_or(false))
+            }
+        }
+    }
+}
+
 async fn command<M: CliModel>(
     ctx: &Ctx,
-    storage: &AsyncStorage<M, M::Id>,
+    target: &Target<'_, M>,
     cmd: DbCommand,
 ) -> anyhow::Result<()> {
     let json = ctx.json;
     match cmd {
         DbCommand::Models => out(&present::models(&models(), json)),
-        DbCommand::Put { .. } => put(storage, json).await,
+        DbCommand::Put { .. } => put(target, json).await,
         DbCommand::Get { keys, .. } => {
             let ids = keys
                 .iter()
                 .map(|k| M::parse_key(k))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let storage = target.local()?;
             let mut text = String::new();
             for (id, key) in ids.iter().zip(&keys) {
                 let row = storage
@@ -202,7 +328,8 @@ async fn command<M: CliModel>(
             out(&text)
         }
         DbCommand::Find(args) => {
-            let schema = storage.schema();
+            let storage = target.local()?;
+            let schema = target.schema();
             let mut query = Query::all();
             for c in &args.conditions {
                 query = query.filter(condition(schema, c)?);
@@ -217,7 +344,11 @@ async fn command<M: CliModel>(
             }
             out(&text)
         }
-        DbCommand::Count { .. } => out(&present::count(M::NAME, storage.count().await?, json)),
+        DbCommand::Count { .. } => out(&present::count(
+            M::NAME,
+            target.local()?.count().await?,
+            json,
+        )),
         DbCommand::Delete { keys, .. } => {
             let ids = keys
                 .iter()
@@ -225,7 +356,7 @@ async fn command<M: CliModel>(
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut deleted = 0;
             for (id, key) in ids.iter().zip(&keys) {
-                if !storage.delete(id).await? {
+                if !target.delete(id).await? {
                     out(&present::count("deleted", deleted, json))?;
                     bail!("{} {key}: not found", M::NAME);
                 }
@@ -279,7 +410,7 @@ fn condition(schema: &edgestore::Schema, text: &str) -> anyhow::Result<Condition
     Ok(Condition::eq(col, v))
 }
 
-async fn put<M: CliModel>(storage: &AsyncStorage<M, M::Id>, json: bool) -> anyhow::Result<()> {
+async fn put<M: CliModel>(target: &Target<'_, M>, json: bool) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     let mut lines = Lines::new(stdin.lock());
     let mut total = 0u64;
@@ -300,14 +431,7 @@ async fn put<M: CliModel>(storage: &AsyncStorage<M, M::Id>, json: bool) -> anyho
         });
         let n = items.len() as u64;
         if n > 0 {
-            storage
-                .tx(move |tx| {
-                    for item in &items {
-                        tx.upsert(item)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+            target.upsert_batch(items).await?;
             total += n;
         }
         if let Some(e) = batch.error {

@@ -56,7 +56,7 @@ const TAG_CHUNK: usize = 500;
 
 /// Run the demo.
 pub async fn run(ctx: &Ctx, args: &DemoArgs) -> anyhow::Result<()> {
-    let store = ctx.store().await?;
+    let store = ctx.own("demo").await?;
     println!(
         "edgestore demo in {} (engine: {})",
         ctx.config.host.data_dir.display(),

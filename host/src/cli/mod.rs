@@ -11,10 +11,15 @@ pub mod spool;
 
 use std::path::PathBuf;
 
+use anyhow::bail;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use edgestore::owner::OwnerRecord;
+use edgestore_host::admin::AdminClient;
 use edgestore_host::config::{Config, EngineKind, Flags};
-use edgestore_host::Store;
+use edgestore_host::grants::DEFAULT_LABEL;
+use edgestore_host::owner::{self, Ownership};
+use edgestore_host::{DbTarget, Labels, Store};
 
 /// Local persistence for edge and telemetry agents: a typed SQLite repository and a
 /// crash-safe, Brotli-compressed metrics spool, run in a sandboxed WebAssembly component
@@ -106,16 +111,111 @@ pub struct Ctx {
     pub json: bool,
 }
 
+/// A read-only view of a data directory, beside its owner if one runs.
+pub struct Inspection {
+    /// A store that only reads (no lock, no recovery, SQLite read-only).
+    pub store: Store,
+    /// Who owns the directory now.
+    pub ownership: Ownership,
+}
+
+/// Where a mutating command runs.
+pub enum Mutation {
+    /// This process owns the data directory for the command's duration.
+    Own(Store),
+    /// The owner serves an admin socket: the command's operations are sent there.
+    Forward(AdminClient, Box<OwnerRecord>),
+}
+
+/// The data directory is owned by another process that takes no forwarded commands: the
+/// command was refused with nothing touched (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 impl Ctx {
-    /// Open the store the configuration describes (creating the data directory).
-    pub async fn store(&self) -> anyhow::Result<Store> {
+    /// Open the store as the owner of the data directory (creating it) for `command`
+    /// (`edgestore <command>` in the lock file). Another owner is [`Refused`].
+    pub async fn own(&self, command: &str) -> anyhow::Result<Store> {
         let dir = &self.config.host.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("create data directory {}", dir.display()))?;
-        let config = self.config.store_config()?;
-        Store::open(config)
+        let mut config = self.config.store_config()?;
+        config.command = format!("edgestore {command}");
+        match Store::open(config).await {
+            Ok(store) => Ok(store),
+            Err(e @ edgestore_host::Error::Owned { .. }) => Err(Refused(e.to_string()).into()),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("open the store in {}", dir.display())))
+            }
+        }
+    }
+
+    /// Open the data directory for reading only, whoever owns it.
+    pub async fn inspect(&self) -> anyhow::Result<Inspection> {
+        let dir = &self.config.host.data_dir;
+        if !dir.is_dir() {
+            bail!("no data directory at {} yet", dir.display());
+        }
+        let ownership = owner::probe(dir)?;
+        let mut config = self.config.store_config()?;
+        config.read_only = true;
+        // No database file yet reads as an empty database (a read-only open cannot create
+        // one): a spool-only owner is not unhealthy for lack of a database.
+        if let Some(DbTarget::File(name)) = config.labels.configured.get(DEFAULT_LABEL) {
+            if !dir.join(name).exists() {
+                config.labels = Labels::new().grant(DEFAULT_LABEL, DbTarget::Memory);
+            }
+        }
+        let store = Store::open(config)
             .await
-            .with_context(|| format!("open the store in {}", dir.display()))
+            .with_context(|| format!("open the store in {} read-only", dir.display()))?;
+        Ok(Inspection { store, ownership })
+    }
+
+    /// For a mutating command: forward it to the owner when one runs and serves an admin
+    /// socket; refuse ([`Refused`]) when one runs without; otherwise own the directory.
+    pub async fn mutate(&self, command: &str) -> anyhow::Result<Mutation> {
+        let dir = &self.config.host.data_dir;
+        if dir.is_dir() {
+            if let Ownership::Owned(record) = owner::probe(dir)? {
+                return match record {
+                    Some(r) if r.admin.is_some() => {
+                        let path = r.admin.clone().unwrap_or_default();
+                        Ok(Mutation::Forward(AdminClient::new(path), Box::new(r)))
+                    }
+                    other => Err(Refused(
+                        edgestore_host::Error::Owned {
+                            data_dir: dir.clone(),
+                            owner: other,
+                        }
+                        .to_string(),
+                    )
+                    .into()),
+                };
+            }
+        }
+        Ok(Mutation::Own(self.own(command).await?))
+    }
+}
+
+/// One line on stderr about who owns the directory and what its journals hold: inspection
+/// shows finished segments only, so say what is not in them yet.
+pub fn ownership_note(ctx: &Ctx, ownership: &Ownership, journal_rows: Option<u64>) {
+    let dir = ctx.config.host.data_dir.display();
+    let rows = journal_rows.unwrap_or(0);
+    match ownership.owner() {
+        Some(r) => eprintln!(
+            "note: data directory {dir} is owned by {}; its journals hold {rows} rows not yet in segments",
+            r.describe()
+        ),
+        None if ownership.is_owned() => eprintln!(
+            "note: data directory {dir} is owned by another edgestore process; its journals hold {rows} rows not yet in segments"
+        ),
+        None if rows > 0 => eprintln!(
+            "note: no owner is running; journals in {dir} hold {rows} rows, finished into segments by the next owner (e.g. edgestore spool flush)"
+        ),
+        None => {}
     }
 }
 

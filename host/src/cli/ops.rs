@@ -10,14 +10,14 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use edgestore::model::ResourceTagsKey;
 use edgestore::present::{self, Diagnostics};
-use edgestore::{ResourceTags, TimeRange};
+use edgestore::{ErrorCode, ResourceTags, TimeRange};
 use edgestore_host::config::Flags;
 use edgestore_host::health::{check, HealthConfig, HealthReport, HealthTarget};
 use edgestore_host::serve::{self, ServeOptions, Source};
 use edgestore_host::{AsyncSpool, Store};
 
 use super::spool::DEFAULT_IDENTIFIER;
-use super::Ctx;
+use super::{Ctx, Refused};
 
 /// `edgestore health`.
 #[derive(Debug, Args)]
@@ -60,10 +60,11 @@ fn health_config(ctx: &Ctx) -> HealthConfig {
     }
 }
 
-/// The store and its spool, for commands that report on them: failures to open are returned
-/// as reasons, not errors, so `health` and `diag` can still say what is wrong.
+/// The store (read-only, beside a running owner) and its spool, for commands that report on
+/// them: failures to open are returned as reasons, not errors, so `health` and `diag` can
+/// still say what is wrong.
 async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> {
-    let store = ctx.store().await.map_err(|e| format!("{e:#}"))?;
+    let store = ctx.inspect().await.map_err(|e| format!("{e:#}"))?.store;
     let spool = match ctx.config.spool_path() {
         Ok(path) => store
             .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
@@ -127,6 +128,8 @@ pub async fn diag(ctx: &Ctx, _args: &DiagArgs) -> anyhow::Result<()> {
     };
     let count = match store.storage::<ResourceTags, ResourceTagsKey>().await {
         Ok(tags) => tags.count().await.map_err(|e| e.to_string()),
+        // Read-only, a table nobody created yet holds no rows.
+        Err(e) if e.code() == ErrorCode::TableMissing => Ok(0),
         Err(e) => Err(e.to_string()),
     };
     d.record_counts.push(("resource_tags".to_owned(), count));
@@ -164,13 +167,20 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("create data directory {}", dir.display()))?;
     let mut config = ctx.config.store_config()?;
+    config.command = "edgestore serve".to_owned();
     // The host's timer: often enough that a segment rotates close to `storage.maxInterval`.
     let interval = ctx.config.storage.max_interval;
     config.flush_interval =
         Some((interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
-    let store = Store::open(config)
-        .await
-        .with_context(|| format!("open the store in {}", dir.display()))?;
+    let store = match Store::open(config).await {
+        Ok(store) => store,
+        Err(e @ edgestore_host::Error::Owned { .. }) => return Err(Refused(e.to_string()).into()),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("open the store in {}", dir.display()))
+            )
+        }
+    };
     let path = ctx.config.spool_path()?;
     let spool = store
         .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
@@ -190,6 +200,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         data_dir: dir.clone(),
         spool_dir: path,
         health: health_config(ctx),
+        admin: ctx.config.serve.admin,
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
         println!("listening on {addr}");
@@ -197,7 +208,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     eprintln!(
-        "edgestore serve: stopped; {} rows put and flushed, {} bad input lines skipped",
+        "edgestore serve: stopped; {} rows from its input put and flushed, {} bad input lines skipped",
         summary.rows, summary.bad_lines
     );
     drop(spool);

@@ -14,11 +14,13 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use edgestore::model::Timestamp;
 use edgestore::{present, Metric, TimeRange};
+use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::config::Flags;
-use edgestore_host::AsyncSpool;
+use edgestore_host::owner::Ownership;
+use edgestore_host::{AsyncSpool, Store};
 
 use super::input::Lines;
-use super::Ctx;
+use super::{ownership_note, Ctx, Inspection, Mutation, Refused};
 
 /// Segment names start with this unless `--identifier` says otherwise.
 pub const DEFAULT_IDENTIFIER: &str = "agent";
@@ -145,33 +147,87 @@ impl SpoolCommand {
     }
 }
 
-/// Run a `spool` command.
+/// Run a `spool` command: listings and reads inspect the data directory read-only (beside
+/// a running owner); mutations run as the owner, or are forwarded to the running one.
 pub async fn run(ctx: &Ctx, cmd: SpoolCommand) -> anyhow::Result<()> {
-    let identifier = match &cmd {
-        SpoolCommand::Put(a) => a.identifier.clone(),
-        _ => DEFAULT_IDENTIFIER.to_owned(),
-    };
-    let store = ctx.store().await?;
     let path = ctx.config.spool_path()?;
-    let spool = store
-        .spool(&path, ctx.config.spool_config(&identifier))
-        .await
-        .with_context(|| format!("open the spool {path}"))?;
-    let result = command(ctx, &spool, cmd).await;
-    drop(spool);
-    let closed = store.close().await;
-    result?;
-    Ok(closed?)
+    match cmd {
+        SpoolCommand::List(_) | SpoolCommand::Cat { .. } | SpoolCommand::Usage => {
+            let Inspection { store, ownership } = ctx.inspect().await?;
+            let result = inspect(ctx, &store, &ownership, &path, cmd).await;
+            let closed = store.close().await;
+            result?;
+            Ok(closed?)
+        }
+        SpoolCommand::Verify => verify(ctx, &path).await,
+        _ => {
+            let identifier = match &cmd {
+                SpoolCommand::Put(a) => a.identifier.clone(),
+                _ => DEFAULT_IDENTIFIER.to_owned(),
+            };
+            match ctx.mutate(&format!("spool {}", cmd.name())).await? {
+                Mutation::Own(store) => {
+                    let result = async {
+                        let spool = store
+                            .spool(&path, ctx.config.spool_config(&identifier))
+                            .await
+                            .with_context(|| format!("open the spool {path}"))?;
+                        command(ctx, &Target::Local(spool), cmd).await
+                    }
+                    .await;
+                    let closed = store.close().await;
+                    result?;
+                    Ok(closed?)
+                }
+                Mutation::Forward(client, owner) => {
+                    if let SpoolCommand::Put(a) = &cmd {
+                        if a.level.is_some() || a.max_records.is_some() {
+                            bail!(
+                                "--level and --max-records apply only when this command owns the data directory; {} writes with its own storage settings",
+                                owner.describe()
+                            );
+                        }
+                    }
+                    eprintln!("note: forwarded to the owner, {}", owner.describe());
+                    let target = Target::Remote { client, identifier };
+                    command(ctx, &target, cmd).await
+                }
+            }
+        }
+    }
 }
 
-async fn command(ctx: &Ctx, spool: &AsyncSpool, cmd: SpoolCommand) -> anyhow::Result<()> {
+impl SpoolCommand {
+    fn name(&self) -> &'static str {
+        match self {
+            SpoolCommand::Put(_) => "put",
+            SpoolCommand::Flush => "flush",
+            SpoolCommand::List(_) => "list",
+            SpoolCommand::Cat { .. } => "cat",
+            SpoolCommand::Verify => "verify",
+            SpoolCommand::Ack { .. } => "ack",
+            SpoolCommand::Purge(_) => "purge",
+            SpoolCommand::Usage => "usage",
+        }
+    }
+}
+
+/// `list`, `cat`, `usage`: read-only, without recovery; the owner (if any) and its journal's
+/// rows are named on stderr.
+async fn inspect(
+    ctx: &Ctx,
+    store: &Store,
+    ownership: &Ownership,
+    path: &str,
+    cmd: SpoolCommand,
+) -> anyhow::Result<()> {
+    let spool = store
+        .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+        .await
+        .with_context(|| format!("open the spool {path}"))?;
+    ownership_note(ctx, ownership, spool.journal_rows().await.ok());
     let json = ctx.json;
     match cmd {
-        SpoolCommand::Put(args) => put(spool, &args, json).await,
-        SpoolCommand::Flush => {
-            spool.flush().await?;
-            out(&present::written("flush", 0, "segment", json))
-        }
         SpoolCommand::List(args) => {
             let range = TimeRange {
                 from_ms: args.since,
@@ -199,14 +255,194 @@ async fn command(ctx: &Ctx, spool: &AsyncSpool, cmd: SpoolCommand) -> anyhow::Re
             }
             Ok(w.flush()?)
         }
+        SpoolCommand::Usage => out(&present::usage(&spool.usage().await?, json)),
+        _ => bail!("spool {} is not a read-only command", cmd.name()),
+    }
+}
+
+/// `verify`: as owner (or through the owner) bad segments are quarantined; beside an owner
+/// that takes no forwarded commands, the segments are checked read-only and bad ones are
+/// reported, left for the owner.
+async fn verify(ctx: &Ctx, path: &str) -> anyhow::Result<()> {
+    match ctx.mutate("spool verify").await {
+        Ok(Mutation::Own(store)) => {
+            let result = async {
+                let spool = store
+                    .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+                    .await
+                    .with_context(|| format!("open the spool {path}"))?;
+                command(ctx, &Target::Local(spool), SpoolCommand::Verify).await
+            }
+            .await;
+            let closed = store.close().await;
+            result?;
+            Ok(closed?)
+        }
+        Ok(Mutation::Forward(client, owner)) => {
+            eprintln!("note: forwarded to the owner, {}", owner.describe());
+            let target = Target::Remote {
+                client,
+                identifier: DEFAULT_IDENTIFIER.to_owned(),
+            };
+            command(ctx, &target, SpoolCommand::Verify).await
+        }
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            let Inspection { store, ownership } = ctx.inspect().await?;
+            let result = async {
+                let spool = store
+                    .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+                    .await
+                    .with_context(|| format!("open the spool {path}"))?;
+                ownership_note(ctx, &ownership, spool.journal_rows().await.ok());
+                let report = spool.verify().await?;
+                out(&present::verify(&report, ctx.json))?;
+                if !report.left_in_place.is_empty() {
+                    bail!(
+                        "{} bad segment(s), left for the owner to quarantine: {}",
+                        report.left_in_place.len(),
+                        report.left_in_place.join(", ")
+                    );
+                }
+                Ok(())
+            }
+            .await;
+            let closed = store.close().await;
+            result?;
+            Ok(closed?)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Where a mutating spool command's operations go.
+enum Target {
+    /// This process owns the data directory.
+    Local(AsyncSpool),
+    /// The running owner, through its admin socket.
+    Remote {
+        client: AdminClient,
+        identifier: String,
+    },
+}
+
+impl Target {
+    async fn put(&self, rows: Vec<Metric>) -> anyhow::Result<()> {
+        match self {
+            Target::Local(s) => Ok(s.put(rows).await?),
+            Target::Remote { client, identifier } => {
+                let req = admin::PutRequest {
+                    identifier: identifier.clone(),
+                    rows,
+                };
+                client
+                    .call::<_, serde_json::Value>("/v1/spool/put", &req)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn put_documents(&self, docs: Vec<String>) -> anyhow::Result<()> {
+        match self {
+            Target::Local(s) => Ok(s.put_documents(docs).await?),
+            Target::Remote { client, identifier } => {
+                let req = admin::PutDocumentsRequest {
+                    identifier: identifier.clone(),
+                    docs,
+                };
+                client
+                    .call::<_, serde_json::Value>("/v1/spool/put-documents", &req)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&self) -> anyhow::Result<()> {
+        match self {
+            Target::Local(s) => Ok(s.flush().await?),
+            Target::Remote { client, .. } => {
+                client
+                    .call::<_, serde_json::Value>("/v1/spool/flush", &serde_json::json!({}))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn sync(&self) -> anyhow::Result<()> {
+        match self {
+            Target::Local(s) => Ok(s.sync().await?),
+            Target::Remote { client, .. } => {
+                client
+                    .call::<_, serde_json::Value>("/v1/spool/sync", &serde_json::json!({}))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn ack(&self, names: Vec<String>) -> anyhow::Result<u64> {
+        match self {
+            Target::Local(s) => {
+                let known: Vec<String> = s
+                    .segments(TimeRange::all())
+                    .await?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
+                    bail!("no such segment: {missing}");
+                }
+                Ok(s.mark_uploaded(names).await?)
+            }
+            Target::Remote { client, .. } => {
+                let reply: admin::AckReply = client
+                    .call("/v1/spool/ack", &admin::AckRequest { names })
+                    .await?;
+                Ok(reply.moved)
+            }
+        }
+    }
+
+    /// The rendered report and the segments found bad.
+    async fn report(&self, verify: bool, json: bool) -> anyhow::Result<(String, Vec<String>)> {
+        match self {
+            Target::Local(s) if verify => {
+                let r = s.verify().await?;
+                Ok((present::verify(&r, json), r.quarantined))
+            }
+            Target::Local(s) => Ok((present::purge(&s.purge().await?, json), Vec::new())),
+            Target::Remote { client, .. } => {
+                let route = if verify {
+                    "/v1/spool/verify"
+                } else {
+                    "/v1/spool/purge"
+                };
+                let reply: admin::ReportReply =
+                    client.call(route, &admin::ReportRequest { json }).await?;
+                Ok((reply.output, reply.bad))
+            }
+        }
+    }
+}
+
+async fn command(ctx: &Ctx, spool: &Target, cmd: SpoolCommand) -> anyhow::Result<()> {
+    let json = ctx.json;
+    match cmd {
+        SpoolCommand::Put(args) => put(spool, &args, json).await,
+        SpoolCommand::Flush => {
+            spool.flush().await?;
+            out(&present::written("flush", 0, "segment", json))
+        }
         SpoolCommand::Verify => {
-            let report = spool.verify().await?;
-            out(&present::verify(&report, json))?;
-            if !report.quarantined.is_empty() {
+            let (text, bad) = spool.report(true, json).await?;
+            out(&text)?;
+            if !bad.is_empty() {
                 bail!(
                     "{} bad segment(s) quarantined: {}",
-                    report.quarantined.len(),
-                    report.quarantined.join(", ")
+                    bad.len(),
+                    bad.join(", ")
                 );
             }
             Ok(())
@@ -216,20 +452,13 @@ async fn command(ctx: &Ctx, spool: &AsyncSpool, cmd: SpoolCommand) -> anyhow::Re
             for s in &segments {
                 names.push(segment_name(ctx, s)?);
             }
-            let known: Vec<String> = spool
-                .segments(TimeRange::all())
-                .await?
-                .into_iter()
-                .map(|s| s.name)
-                .collect();
-            if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
-                bail!("no such segment: {missing}");
-            }
-            let moved = spool.mark_uploaded(names).await?;
+            let moved = spool.ack(names).await?;
             out(&present::count("marked uploaded", moved, json))
         }
-        SpoolCommand::Purge(_) => out(&present::purge(&spool.purge().await?, json)),
-        SpoolCommand::Usage => out(&present::usage(&spool.usage().await?, json)),
+        SpoolCommand::Purge(_) => out(&spool.report(false, json).await?.0),
+        SpoolCommand::List(_) | SpoolCommand::Cat { .. } | SpoolCommand::Usage => {
+            bail!("spool {} only reads", cmd.name())
+        }
     }
 }
 
@@ -240,7 +469,7 @@ fn out(text: &str) -> anyhow::Result<()> {
 }
 
 /// `spool put`: batches of lines into the spool; see the module doc for bad lines.
-async fn put(spool: &AsyncSpool, args: &PutArgs, json: bool) -> anyhow::Result<()> {
+async fn put(spool: &Target, args: &PutArgs, json: bool) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     let mut lines = Lines::new(stdin.lock());
     let mut total = 0u64;
