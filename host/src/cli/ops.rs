@@ -17,7 +17,7 @@ use edgestore_host::serve::{self, ServeOptions, Source};
 use edgestore_host::{AsyncSpool, Store};
 
 use super::spool::DEFAULT_IDENTIFIER;
-use super::{Ctx, Refused};
+use super::{ownership_note, Ctx, Inspection, Refused};
 
 /// `edgestore health`.
 #[derive(Debug, Args)]
@@ -64,7 +64,7 @@ fn health_config(ctx: &Ctx) -> HealthConfig {
 /// them: failures to open are returned as reasons, not errors, so `health` and `diag` can
 /// still say what is wrong.
 async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> {
-    let store = ctx.inspect().await.map_err(|e| format!("{e:#}"))?.store;
+    let Inspection { store, ownership } = ctx.inspect().await.map_err(|e| format!("{e:#}"))?;
     let spool = match ctx.config.spool_path() {
         Ok(path) => store
             .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
@@ -72,6 +72,11 @@ async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> 
             .map_err(|e| format!("open the spool {path}: {e}")),
         Err(e) => Err(e.to_string()),
     };
+    let journal_rows = match &spool {
+        Ok(s) => s.journal_rows().await.ok(),
+        Err(_) => None,
+    };
+    ownership_note(ctx, &ownership, journal_rows);
     Ok((store, spool))
 }
 
