@@ -246,9 +246,13 @@ pub fn owned_hint(owner: Option<&OwnerRecord>) -> String {
         Some(r) if r.lock == LockKind::File => format!(
             "stop it, or if it is no longer running remove its lock file {LOCK_FILE} in the data directory"
         ),
-        Some(r) if r.admin.is_some() => "the command is forwarded to it".to_owned(),
-        _ => "stop it, or run the command through it (edgestore serve forwards mutations \
-              from other processes through its admin socket)"
+        Some(r) if r.admin.is_some() => {
+            "stop it first; mutating commands (spool put|flush|ack|purge|verify, db put|delete) \
+             are forwarded to it through its admin socket"
+                .to_owned()
+        }
+        _ => "stop it, or run it with its admin socket on (serve.admin), through which \
+              mutating commands from other processes are forwarded to it"
             .to_owned(),
     }
 }
