@@ -6,6 +6,8 @@
 //! one group. Sizes are smaller than the report's full mode so a criterion run stays minutes:
 //! the report (`edgestore bench`) is where targets are judged.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};

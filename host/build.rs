@@ -6,6 +6,8 @@
 //! that the outer build sets for itself (flags, target, profile, clippy's wrapper) is stripped
 //! so the component is built the same way whatever command triggered this script.
 
+#![forbid(unsafe_code)]
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,6 +3,9 @@
 //! portable core, crate `edgestore`) and `host/` (crate `edgestore-host`).
 //!
 //! It re-exports the core so tests and benches can name one crate.
+
+#![forbid(unsafe_code)]
+
 pub use edgestore;
 
 /// README's Rust examples, compiled and run as doc tests so the README cannot rot.

@@ -1,8 +1,9 @@
 //! The standalone component under hosts that are not ours: jco (transpiled to JavaScript, on
 //! Node.js with preview2-shim; `tests/jco/run.mjs`) and, when it is on PATH, the `wasmtime`
 //! CLI. Each writes a data directory that the native core then reads, and the command entry
-//! point prints exactly what `edgestore::present` prints for the same data. Also: a writer
-//! killed mid-write leaves a database that passes `PRAGMA integrity_check`.
+//! point prints exactly what `edgestore::present` prints for the same data; on a directory in
+//! the `edgestore` CLI's layout it needs no flags to do so. Also: a writer killed mid-write
+//! leaves a database that passes `PRAGMA integrity_check`.
 
 mod common;
 
@@ -11,8 +12,14 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
+use edgestore::inspect::Filter;
+use edgestore::layout::{DEFAULT_DATABASE_FILE, DEFAULT_IDENTIFIER, DEFAULT_SPOOL_PATH};
+use edgestore::model::ResourceTagsKey;
 use edgestore::sql::Database;
-use edgestore::{inspect, present, Spool, SpoolConfig, SqliteDatabase, TimeRange};
+use edgestore::{
+    inspect, present, Creator, Metric, Model, Query, Reader, ResourceTags, Spool, SpoolConfig,
+    SqlStorage, SqliteDatabase, Store, TimeRange, Timestamp,
+};
 
 use common::standalone::node;
 
@@ -198,5 +205,198 @@ fn killed_writer_leaves_a_sound_database() {
     );
     std::fs::remove_dir(&lock).unwrap();
     let count = run_ok(node(data.path(), &["command", "db", "count", "item"]));
-    assert_eq!(count, format!("{rows}\n"));
+    assert_eq!(count, present::count("item", rows, false));
+}
+
+/// A data directory in the `edgestore` CLI's layout (spool in `metrics/` written as `agent`,
+/// the database `edgestore.sqlite` with resource_tags), written through the core as the CLI
+/// writes it: the standalone command under jco, with no flags at all, prints exactly what
+/// `edgestore::present` prints for it, which is what the CLI prints.
+#[test]
+fn standalone_reads_the_cli_layout_with_no_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let segments = {
+        let spool: Spool<Metric> = Spool::open_path(
+            data.path().join(DEFAULT_SPOOL_PATH),
+            SpoolConfig::new(DEFAULT_IDENTIFIER),
+        )
+        .unwrap();
+        let mut metrics = edgestore::sample::MetricGenerator::new(7, 1_700_000_000_000);
+        spool.put(&metrics.batch(40)).unwrap();
+        spool.flush().unwrap();
+        spool.put(&metrics.batch(40)).unwrap();
+        spool.flush().unwrap();
+        spool.segments(TimeRange::all()).unwrap()
+    };
+    assert_eq!(segments.len(), 2);
+    assert!(segments.iter().all(|s| s.name.starts_with("agent_")));
+
+    let file = data.path().join(DEFAULT_DATABASE_FILE);
+    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(file.to_str().unwrap()).unwrap());
+    Store::new(db.clone())
+        .register(ResourceTags::schema())
+        .unwrap();
+    let tags: SqlStorage<ResourceTags, ResourceTagsKey> = SqlStorage::open(db.clone()).unwrap();
+    let now = Timestamp(1_700_000_000_000);
+    let mut web = ResourceTags::new("pod", "web-0", Some("prod"), now);
+    web.labels.insert("app".into(), "web".into());
+    web.metric_labels.insert("team".into(), "edge".into());
+    tags.create(&web).unwrap();
+    tags.create(&ResourceTags::new("pod", "web-1", Some("prod"), now))
+        .unwrap();
+    let mut sent = ResourceTags::new("node", "worker-1", None, now);
+    sent.sent_at = Some(Timestamp(1_700_000_000_500));
+    tags.create(&sent).unwrap();
+    // What the CLI prints: `present` over the typed layer's reads.
+    let count = present::count(ResourceTags::TABLE, 3, false);
+    let line = |key: &ResourceTagsKey| {
+        format!("{}\n", present::json_line(&tags.get(key).unwrap()).unwrap())
+    };
+    let web_line = line(&web.key());
+    let node_line = line(&sent.key());
+    let schema = ResourceTags::schema();
+    let query = |conditions: &[&str]| {
+        let mut q = Query::all();
+        for c in conditions {
+            q = q.filter(Filter::parse(c).unwrap().condition(&schema).unwrap());
+        }
+        let mut out = String::new();
+        for row in tags.find_all(&q).unwrap() {
+            out.push_str(&present::json_line(&row).unwrap());
+            out.push('\n');
+        }
+        out
+    };
+    let unsent_prod = query(&["namespace=prod", "sent_at=null"]);
+    let sent_rows = query(&["sent_at=2023-11-14T22:13:20.500Z"]);
+    assert_eq!(unsent_prod.lines().count(), 2);
+    assert_eq!(sent_rows, node_line);
+    drop(tags);
+    drop(db);
+
+    let cmd = |args: &[&str]| {
+        let mut all = vec!["command"];
+        all.extend_from_slice(args);
+        run_ok(node(data.path(), &all))
+    };
+    assert_eq!(
+        cmd(&["spool", "list", "--json"]),
+        present::segments(&segments, true)
+    );
+    assert_eq!(cmd(&["spool", "list"]), present::segments(&segments, false));
+    // --since/--until: RFC3339 or UTC milliseconds, as in the CLI.
+    let second = &segments[1];
+    assert_eq!(
+        cmd(&["spool", "list", "--since", &second.start_ms.to_string()]),
+        present::segments(
+            &segments
+                .iter()
+                .filter(|s| s.stop_ms >= second.start_ms)
+                .cloned()
+                .collect::<Vec<_>>(),
+            false
+        )
+    );
+    assert_eq!(
+        cmd(&["spool", "list", "--since", "2999-01-01T00:00:00Z"]),
+        present::segments(&[], false)
+    );
+    assert_eq!(
+        cmd(&["spool", "list", "--until", "1970-01-01T00:00:01Z"]),
+        present::segments(&[], false)
+    );
+    assert_eq!(cmd(&["db", "count", "resource_tags"]), count);
+    assert_eq!(
+        cmd(&["db", "count", "resource_tags", "--json"]),
+        present::count(ResourceTags::TABLE, 3, true)
+    );
+    assert_eq!(
+        cmd(&["db", "get", "resource_tags", "pod/prod/web-0"]),
+        web_line
+    );
+    assert_eq!(
+        cmd(&[
+            "db",
+            "get",
+            "resource_tags",
+            "node/worker-1",
+            "pod/prod/web-0"
+        ]),
+        format!("{node_line}{web_line}")
+    );
+    assert_eq!(
+        cmd(&[
+            "db",
+            "find",
+            "resource_tags",
+            "--where",
+            "namespace=prod",
+            "--where",
+            "sent_at=null"
+        ]),
+        unsent_prod
+    );
+    assert_eq!(
+        cmd(&[
+            "db",
+            "find",
+            "resource_tags",
+            "--where",
+            "sent_at=2023-11-14T22:13:20.500Z"
+        ]),
+        sent_rows
+    );
+
+    // The data directory itself is no spool directory (the database and the lock file live
+    // there): refused, as by both engines of the host.
+    let root = node(data.path(), &["command", "spool", "list", "--path", ""])
+        .output()
+        .unwrap();
+    assert!(!root.status.success());
+    assert!(
+        String::from_utf8_lossy(&root.stderr).contains("invalid-input: spool path \"\""),
+        "{}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+
+    // A bad key is refused with the CLI's message.
+    let bad = node(
+        data.path(),
+        &["command", "db", "get", "resource_tags", "pod"],
+    )
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad resource_tags key \"pod\""),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // `spool ack` prints what the CLI prints, and an unknown name moves nothing.
+    let unknown = node(
+        data.path(),
+        &[
+            "command",
+            "spool",
+            "ack",
+            &segments[0].name,
+            "agent_1_2.json.br",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such segment: agent_1_2.json.br"));
+    assert_eq!(
+        cmd(&["spool", "ack", &segments[0].name]),
+        present::count("marked uploaded", 1, false)
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&cmd(&["spool", "list", "--json"])).unwrap();
+    for s in listed.as_array().unwrap() {
+        let acked = s["name"] == segments[0].name.as_str();
+        let want = if acked { "uploaded" } else { "pending" };
+        assert_eq!(s["state"], want, "{listed}");
+    }
 }

@@ -5,6 +5,8 @@
 //! ```
 //! The path defaults to `./edgestore-data/edgestore.sqlite`; its directory is created.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -7,6 +7,8 @@
 //! Generation is not timed: rows are generated in batches of `max_records` and only `put` and
 //! `flush` are measured. JSON bytes are the bytes of the segments' JSON arrays.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use edgestore::sample::MetricGenerator;

@@ -13,13 +13,23 @@
 //! | the SQL `Connection` trait, SQL text, busy retry, the rusqlite driver | [`sql`] |
 //! | repository traits, dynamic and typed repositories, transactions, migrations | [`repository`] |
 //! | the directory capability and fault seam | [`dir`] |
+//! | a data directory's names and rules: mount point, labels, database files, spool paths, defaults | [`layout`] |
 //! | the crash-safe Brotli spool | [`spool`] |
 //! | deterministic sample metrics | [`sample`] |
 //! | who owns a data directory: the lock file and its record | [`owner`] |
 //! | report and listing formats shared by every CLI | [`present`] |
 //! | schema-less reads of a repository database (tools: `db models`, `get`, `find`) | [`inspect`] |
 
+// The core needs no unsafe code. The component glue's generated bindings (wit-bindgen's export
+// and canonical-ABI code) are the one exception, allowed in that module only.
+#![cfg_attr(
+    not(all(feature = "component", target_family = "wasm")),
+    forbid(unsafe_code)
+)]
+#![cfg_attr(all(feature = "component", target_family = "wasm"), deny(unsafe_code))]
+
 #[cfg(all(feature = "component", target_family = "wasm"))]
+#[allow(unsafe_code)]
 mod component;
 
 pub mod admin;
@@ -27,6 +37,7 @@ pub mod clock;
 pub mod dir;
 pub mod error;
 pub mod inspect;
+pub mod layout;
 pub mod model;
 pub mod owner;
 pub mod present;

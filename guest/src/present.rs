@@ -233,19 +233,6 @@ pub fn purge(r: &PurgeReport, json: bool) -> String {
     out
 }
 
-#[derive(Serialize)]
-struct AckView {
-    acked: usize,
-}
-
-/// `spool ack`: how many segments were marked uploaded.
-pub fn acked(n: usize, json: bool) -> String {
-    if json {
-        return to_json(&AckView { acked: n });
-    }
-    format!("{n} segments marked uploaded\n")
-}
-
 /// `db models` of the standalone component: the models recorded in the database's schema
 /// table (it has no built-in model registry).
 pub fn recorded_models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
@@ -295,7 +282,7 @@ pub enum BenchStatus {
     Pass,
     /// The median missed the target.
     Miss,
-    /// Measured for context; the issue sets no target for it.
+    /// Measured for context; it has no target.
     Info,
     /// Not measured here (a tool it compares against is missing); `note` says why.
     Skip,

@@ -8,6 +8,8 @@
 //! the standalone component (SQLite inside; the tests build it into
 //! `target/standalone/edgestore-standalone.wasm`) as a third side.
 
+#![forbid(unsafe_code)]
+
 use edgestore_host::bench::stats::{median, secs};
 use edgestore_host::bench::{repo, spool, startup, Host, Side};
 

@@ -71,17 +71,17 @@ pub struct StoreConfig {
     /// SQLite labels: what backs them and which are granted. The typed repository uses
     /// [`crate::grants::DEFAULT_LABEL`].
     pub labels: Labels,
-    /// Cap on the instance's linear memory, bytes (component only).
+    /// Cap on the instance's linear memory, bytes (component only; config `host.memoryLimit`).
     pub memory_limit: usize,
-    /// Time bound of one call into the instance (component only).
+    /// Time bound of one call into the instance (component only; config `host.callTimeout`).
     pub call_timeout: Duration,
     /// Where compiled components are cached (component only); `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     /// How often the store calls `flush-due` on its spools; `None` never.
     pub flush_interval: Option<Duration>,
-    /// Retry of transient failures.
+    /// Retry of transient failures (config `resilience.retry`).
     pub retry: RetryConfig,
-    /// The circuit breaker in front of the engine.
+    /// The circuit breaker in front of the engine (config `resilience.breaker`).
     pub breaker: BreakerConfig,
     /// SQLite connections the native engine may hold: one writer plus readers (the config's
     /// `database.maxConnections`). The component's SQLite runs one connection per store.
@@ -92,8 +92,11 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults: the `default` label on `edgestore.sqlite`, read-write, 256 MiB, 10 s per call,
-    /// no artifact cache, `flush-due` every second.
+    /// Defaults, the same as the `edgestore` configuration's: the `default` label on
+    /// `edgestore.sqlite`, read-write, a queue of [`DEFAULT_QUEUE_CAPACITY`] calls,
+    /// [`DEFAULT_MEMORY_LIMIT`] (256 MiB), [`DEFAULT_CALL_TIMEOUT`] (30 s) per call,
+    /// [`DEFAULT_MAX_CONNECTIONS`] (4) SQLite connections, [`RetryConfig::default`] and
+    /// [`BreakerConfig::default`], no artifact cache, `flush-due` every second.
     pub fn new(engine: Engine, data_dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             engine,
@@ -103,20 +106,31 @@ impl StoreConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_wait: Duration::from_secs(10),
             labels: Labels::default(),
-            memory_limit: 256 << 20,
-            call_timeout: Duration::from_secs(10),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             cache_dir: None,
             flush_interval: Some(Duration::from_secs(1)),
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
-            max_connections: 10,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             finish_worker: false,
         }
     }
 }
 
-/// Default [`StoreConfig::queue_capacity`].
+/// Default [`StoreConfig::queue_capacity`] (config `host.maxQueuedCalls`).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// Default [`StoreConfig::memory_limit`] (config `host.memoryLimit`): 256 MiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+
+/// Default [`StoreConfig::call_timeout`] (config `host.callTimeout`): 30 s, room for a large
+/// batch or a flush at a high compression level before the instance is stopped as hung.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default [`StoreConfig::max_connections`] (config `database.maxConnections`): the writer
+/// and three readers.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 
 type Work = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 

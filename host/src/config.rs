@@ -10,6 +10,12 @@
 //! all fail with a [`ConfigError`] that names the dotted key (`storage.compressionLevel`), the
 //! bad value and where it came from.
 //!
+//! One set of defaults: the sections `resilience.retry`, `resilience.breaker` and `health` are
+//! the library's own [`RetryConfig`], [`BreakerConfig`] and [`HealthConfig`], and the other
+//! limits take their defaults from the same constants as [`StoreConfig::new`] and
+//! [`SpoolConfig::new`], so a store opened with no configuration behaves like the CLI with
+//! none.
+//!
 //! Paths: `database.dsn` and `storage.path` are relative to `host.dataDir` (absolute paths are
 //! accepted only when they point inside it); anything that would leave the data directory is an
 //! error naming the key. With no file and no variables, the embedded default is
@@ -24,8 +30,15 @@ use edgestore::SpoolConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::client::{ComponentSource, Engine, StoreConfig};
+use crate::client::{
+    ComponentSource, Engine, StoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_CAPACITY,
+};
 use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
+pub use crate::health::HealthConfig;
+pub use crate::resilience::{BreakerConfig, RetryConfig};
+
+pub(crate) mod duration;
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "EDGESTORE_";
@@ -114,9 +127,9 @@ pub struct Config {
     pub host: HostConfig,
     /// Spool retention.
     pub retention: RetentionConfig,
-    /// Retry and circuit breaker (used by the ops commands).
+    /// Retry and circuit breaker of every store the commands open.
     pub resilience: ResilienceConfig,
-    /// Health thresholds (used by `health`).
+    /// Health thresholds (`health` and `serve`'s `/healthz`), the library's own type.
     pub health: HealthConfig,
     /// The HTTP endpoint of `serve`.
     pub serve: ServeConfig,
@@ -150,7 +163,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             kind: DatabaseType::Sqlite,
             dsn: crate::grants::DEFAULT_DATABASE_FILE.to_owned(),
-            max_connections: 4,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -187,13 +200,15 @@ pub struct StorageConfig {
 }
 
 impl Default for StorageConfig {
+    /// The core's [`SpoolConfig::new`] values.
     fn default() -> Self {
+        let spool = SpoolConfig::new("");
         StorageConfig {
             kind: StorageType::Disk,
-            path: "metrics".to_owned(),
-            compression_level: 6,
-            max_records: 10_000,
-            max_interval: Duration::from_secs(30),
+            path: edgestore::layout::DEFAULT_SPOOL_PATH.to_owned(),
+            compression_level: spool.compression_level,
+            max_records: spool.max_records,
+            max_interval: spool.max_interval,
             finish_worker: false,
         }
     }
@@ -240,14 +255,15 @@ pub struct HostConfig {
 }
 
 impl Default for HostConfig {
+    /// The engine and data directory of the CLI; the limits are [`StoreConfig::new`]'s.
     fn default() -> Self {
         HostConfig {
             engine: EngineKind::Component,
-            memory_limit: 256 << 20,
-            call_timeout: Duration::from_secs(30),
+            memory_limit: u64::try_from(DEFAULT_MEMORY_LIMIT).unwrap_or(u64::MAX),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             data_dir: PathBuf::from("./edgestore-data"),
             cache_dir: None,
-            max_queued_calls: crate::client::DEFAULT_QUEUE_CAPACITY,
+            max_queued_calls: DEFAULT_QUEUE_CAPACITY,
         }
     }
 }
@@ -266,87 +282,26 @@ pub struct RetentionConfig {
 }
 
 impl Default for RetentionConfig {
+    /// The core's [`SpoolConfig::new`] values.
     fn default() -> Self {
+        let spool = SpoolConfig::new("");
         RetentionConfig {
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            max_bytes: None,
-            drop_pending: false,
+            max_age: spool.retention,
+            max_bytes: spool.max_bytes,
+            drop_pending: spool.drop_pending_over_cap,
         }
     }
 }
 
-/// `resilience`.
+/// `resilience`: the store's own runtime types, so the library and the configuration share
+/// one set of defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ResilienceConfig {
-    /// Retry of transient errors.
+    /// Retry of transient errors (`resilience.retry`).
     pub retry: RetryConfig,
-    /// The circuit breaker.
+    /// The circuit breaker (`resilience.breaker`).
     pub breaker: BreakerConfig,
-}
-
-/// `resilience.retry`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts in all, at least 1 (1 = no retry).
-    pub max_attempts: u32,
-    /// First backoff; doubles per attempt.
-    #[serde(with = "duration")]
-    pub initial_backoff: Duration,
-    /// Largest backoff.
-    #[serde(with = "duration")]
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_secs(1),
-        }
-    }
-}
-
-/// `resilience.breaker`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct BreakerConfig {
-    /// Consecutive failures that open the circuit, at least 1.
-    pub failure_threshold: u32,
-    /// How long the circuit stays open before a trial call.
-    #[serde(with = "duration")]
-    pub cool_down: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        BreakerConfig {
-            failure_threshold: 5,
-            cool_down: Duration::from_secs(30),
-        }
-    }
-}
-
-/// `health`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct HealthConfig {
-    /// Unhealthy above this share of the file system in use, 0..=100.
-    pub max_disk_used_percent: f64,
-    /// Unhealthy when a transaction has been open longer than this.
-    #[serde(with = "duration")]
-    pub max_transaction_age: Duration,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            max_disk_used_percent: 90.0,
-            max_transaction_age: Duration::from_secs(30),
-        }
-    }
 }
 
 /// `serve`.
@@ -367,24 +322,6 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             admin: true,
         }
-    }
-}
-
-/// Durations as humantime text (`30s`, `10m`, `1h 30m`).
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("expected a duration such as 30s or 10m: {e}"))
-        })
     }
 }
 
@@ -586,6 +523,9 @@ impl Config {
         if !(0.0..=100.0).contains(&pct) {
             return Err(bad("health.maxDiskUsedPercent", pct, "must be in 0..=100"));
         }
+        if self.health.answer_within.is_zero() {
+            return Err(bad("health.answerWithin", "0s", "must be positive"));
+        }
         self.database_target()?;
         self.spool_path()?;
         if let Some(cache) = &self.host.cache_dir {
@@ -622,7 +562,14 @@ impl Config {
 
     /// The spool directory, relative to the data directory (`/`-separated).
     pub fn spool_path(&self) -> Result<String, ConfigError> {
-        relative_inside(&self.host.data_dir, &self.storage.path, "storage.path")
+        let path = relative_inside(&self.host.data_dir, &self.storage.path, "storage.path")?;
+        // The core's rule (a spool is never the data directory itself), refused at load time.
+        edgestore::layout::check_spool_path(&path).map_err(|e| ConfigError::Invalid {
+            key: "storage.path".into(),
+            value: format!("{:?}", self.storage.path),
+            reason: e.message().to_owned(),
+        })?;
+        Ok(path)
     }
 
     /// The client's store configuration.
@@ -638,15 +585,8 @@ impl Config {
         // Checked by `validate`; saturate rather than fail if called on an unvalidated value.
         store.memory_limit = usize::try_from(self.host.memory_limit).unwrap_or(usize::MAX);
         store.call_timeout = self.host.call_timeout;
-        store.retry = crate::resilience::RetryConfig {
-            max_attempts: self.resilience.retry.max_attempts,
-            initial_backoff: self.resilience.retry.initial_backoff,
-            max_backoff: self.resilience.retry.max_backoff,
-        };
-        store.breaker = crate::resilience::BreakerConfig {
-            failure_threshold: self.resilience.breaker.failure_threshold,
-            cool_down: self.resilience.breaker.cool_down,
-        };
+        store.retry = self.resilience.retry;
+        store.breaker = self.resilience.breaker;
         store.cache_dir = self.host.cache_dir.clone().or_else(default_cache_dir);
         store.max_connections = self.database.max_connections;
         store.finish_worker = self.storage.finish_worker;
@@ -954,6 +894,117 @@ mod tests {
         assert_eq!(sc.max_connections, 2);
     }
 
+    /// One set of defaults: a store opened by the library with no configuration behaves like
+    /// the CLI with none.
+    #[test]
+    fn defaults_are_the_librarys() {
+        let c = Config::default();
+        let cli = c.store_config().unwrap();
+        let library = StoreConfig::new(Engine::Native, &c.host.data_dir);
+        assert_eq!(cli.retry, library.retry);
+        assert_eq!(cli.retry, RetryConfig::default());
+        assert_eq!(cli.breaker, library.breaker);
+        assert_eq!(cli.breaker, BreakerConfig::default());
+        assert_eq!(cli.call_timeout, library.call_timeout);
+        assert_eq!(cli.max_connections, library.max_connections);
+        assert_eq!(cli.queue_capacity, library.queue_capacity);
+        assert_eq!(cli.queue_wait, library.queue_wait);
+        assert_eq!(cli.memory_limit, library.memory_limit);
+        assert_eq!(cli.finish_worker, library.finish_worker);
+        assert_eq!(cli.flush_interval, library.flush_interval);
+        assert_eq!(cli.labels, library.labels);
+        assert_eq!(cli.read_only, library.read_only);
+        assert_eq!(c.health, HealthConfig::default());
+        assert_eq!(c.spool_config("agent"), SpoolConfig::new("agent"));
+        // The documented values (README's configuration block).
+        assert_eq!(
+            (
+                cli.retry.max_attempts,
+                cli.retry.initial_backoff,
+                cli.retry.max_backoff
+            ),
+            (5, Duration::from_millis(10), Duration::from_secs(1))
+        );
+        assert_eq!(
+            (cli.breaker.failure_threshold, cli.breaker.cool_down),
+            (5, Duration::from_secs(30))
+        );
+        assert_eq!(
+            (c.health.max_disk_used_percent, c.health.max_transaction_age),
+            (90.0, Duration::from_secs(30))
+        );
+        assert_eq!(c.health.answer_within, Duration::from_secs(5));
+        assert_eq!(
+            (cli.call_timeout, cli.max_connections, cli.queue_capacity),
+            (Duration::from_secs(30), 4, 1024)
+        );
+    }
+
+    #[test]
+    fn runtime_sections_keep_their_documented_keys() {
+        let keys = keys();
+        for k in [
+            "resilience.retry.maxAttempts",
+            "resilience.retry.initialBackoff",
+            "resilience.retry.maxBackoff",
+            "resilience.breaker.failureThreshold",
+            "resilience.breaker.coolDown",
+            "health.maxDiskUsedPercent",
+            "health.maxTransactionAge",
+            "health.answerWithin",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
+        }
+        // The defaults' tree, from which the environment names are derived, as documented.
+        let tree = to_tree(&Config::default());
+        for (section, yaml) in [
+            (
+                "resilience",
+                "{retry: {maxAttempts: 5, initialBackoff: 10ms, maxBackoff: 1s}, \
+                 breaker: {failureThreshold: 5, coolDown: 30s}}",
+            ),
+            (
+                "health",
+                "{maxDiskUsedPercent: 90.0, maxTransactionAge: 30s, answerWithin: 5s}",
+            ),
+        ] {
+            let documented: Value = serde_yaml_ng::from_str(yaml).unwrap();
+            assert_eq!(tree.get(section), Some(&documented), "{section}");
+        }
+        let c = load(
+            Some("health: {answerWithin: 750ms}\nresilience: {retry: {maxBackoff: 2s}}"),
+            &[
+                ("EDGESTORE_HEALTH_MAX_TRANSACTION_AGE", "2m"),
+                ("EDGESTORE_RESILIENCE_RETRY_INITIAL_BACKOFF", "50ms"),
+                ("EDGESTORE_RESILIENCE_BREAKER_FAILURE_THRESHOLD", "3"),
+            ],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.health.answer_within, Duration::from_millis(750));
+        assert_eq!(c.health.max_transaction_age, Duration::from_secs(120));
+        assert_eq!(c.health.max_disk_used_percent, 90.0);
+        let sc = c.store_config().unwrap();
+        assert_eq!(
+            sc.retry,
+            RetryConfig {
+                max_attempts: 5,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(sc.breaker.failure_threshold, 3);
+        let e = err(Some("health: {answerWithin: 0s}"), &[]);
+        assert!(e.contains("`health.answerWithin`"), "{e}");
+        let e = err(Some("resilience: {retry: {maxBackoff: soon}}"), &[]);
+        assert!(
+            e.contains("`resilience.retry.maxBackoff`") && e.contains("soon"),
+            "{e}"
+        );
+        let e = err(Some("health: {answer: 1s}"), &[]);
+        assert!(e.contains("`health.answer`"), "{e}");
+    }
+
     #[test]
     fn unknown_key_is_named_with_its_path() {
         let e = err(Some("storage: {compresionLevel: 3}\n"), &[]);
@@ -1021,6 +1072,9 @@ mod tests {
             e.contains("`storage.path`") && e.contains("../elsewhere"),
             "{e}"
         );
+        // A spool is never the data directory itself.
+        let e = err(Some("storage: {path: .}"), &[]);
+        assert!(e.contains("`storage.path`"), "{e}");
         let e = err(Some("database: {dsn: /etc/passwd}"), &[]);
         assert!(e.contains("`database.dsn`") && e.contains("outside"), "{e}");
         let e = err(Some("database: {dsn: sub/x.sqlite}"), &[]);

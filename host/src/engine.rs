@@ -128,6 +128,7 @@ impl ComponentEngine {
         //   error (never undefined behaviour) on a mismatch.
         // Whoever can write the cache directory can already replace this host's binary, so the
         // cache is no new trust boundary. Any failure falls back to compiling.
+        #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.engine, &compiled) };
         component.ok()
     }

@@ -5,25 +5,25 @@
 //! The rule that maps labels to files is the embedder's, never the guest's: a label names a
 //! [`DbTarget`] chosen at configuration time, and a file target is a single plain file name
 //! (letters, digits, `-`, `_`, `.`; no separators, no `..`, not hidden) resolved inside the
-//! data directory. The guest only ever passes a label. Everything is validated when the store
-//! opens: every granted label is configured, every name is safe.
+//! data directory ([`Grants::database_path`]). The guest only ever passes a label. Everything
+//! is validated when the store opens: every granted label is configured, every name is safe.
+//! The label and file-name rules are the core's ([`edgestore::layout`]), shared with the
+//! standalone component; here a bad one is a configuration mistake ([`Error::Config`]), while
+//! failing to create, open or resolve the data directory is an I/O error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+use edgestore::layout;
+use edgestore::ErrorCode;
 
 use crate::error::{Error, Result};
 
-/// Longest label accepted.
-pub const MAX_LABEL_LEN: usize = 64;
-/// Longest database file name accepted.
-pub const MAX_FILE_NAME_LEN: usize = 128;
-/// The label the typed client's repository uses.
-pub const DEFAULT_LABEL: &str = "default";
-/// The file that backs [`DEFAULT_LABEL`] unless configured otherwise.
-pub const DEFAULT_DATABASE_FILE: &str = "edgestore.sqlite";
+pub use edgestore::layout::{
+    DEFAULT_DATABASE_FILE, DEFAULT_LABEL, MAX_FILE_NAME_LEN, MAX_LABEL_LEN,
+};
 
 /// What backs a label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,42 +97,16 @@ pub struct Grants {
     labels: Labels,
 }
 
-/// Check a label: `[a-z0-9][a-z0-9_-]*`, at most [`MAX_LABEL_LEN`] bytes.
+/// Check a label by the core's rule ([`layout::check_label`]); a bad one is a configuration
+/// mistake.
 pub fn check_label(label: &str) -> Result<()> {
-    let ok = !label.is_empty()
-        && label.len() <= MAX_LABEL_LEN
-        && label
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "label {label:?} must be 1-{MAX_LABEL_LEN} of a-z, 0-9, '_', '-', starting with a letter or digit"
-        )))
-    }
+    layout::check_label(label).map_err(|e| Error::Config(e.message().to_owned()))
 }
 
-/// Check a database file name: one plain path component inside the data directory.
+/// Check a database file name by the core's rule ([`layout::check_database_file`]: one plain
+/// path component inside the data directory); a bad one is a configuration mistake.
 pub fn check_file_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_FILE_NAME_LEN
-        && !name.starts_with('.')
-        && !name.contains("..")
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "database file {name:?} must be one plain file name (a-z, A-Z, 0-9, '_', '-', '.'; not hidden, no '..')"
-        )))
-    }
+    layout::check_database_file(name).map_err(|e| Error::Config(e.message().to_owned()))
 }
 
 impl Grants {
@@ -152,20 +126,20 @@ impl Grants {
                 )));
             }
         }
-        if !read_only {
-            std::fs::create_dir_all(data_dir).map_err(|e| {
-                Error::Config(format!("create data directory {}: {e}", data_dir.display()))
-            })?;
-        }
-        let dir = Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| {
-            Error::Config(format!("open data directory {}: {e}", data_dir.display()))
-        })?;
-        let data_dir = data_dir.canonicalize().map_err(|e| {
-            Error::Config(format!(
-                "resolve data directory {}: {e}",
-                data_dir.display()
+        // The directory itself failing is the disk's or the system's doing, not the
+        // configuration's: an I/O error (classified by its kind), as the breaker counts it.
+        let io = |what: &str, e: std::io::Error| {
+            Error::Store(edgestore::Error::io(
+                format!("{what} data directory {}", data_dir.display()),
+                e,
             ))
-        })?;
+        };
+        if !read_only {
+            std::fs::create_dir_all(data_dir).map_err(|e| io("create", e))?;
+        }
+        let dir =
+            Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| io("open", e))?;
+        let data_dir = data_dir.canonicalize().map_err(|e| io("resolve", e))?;
         Ok(Grants {
             data_dir,
             dir,
@@ -192,6 +166,28 @@ impl Grants {
     /// The labels.
     pub fn labels(&self) -> &Labels {
         &self.labels
+    }
+
+    /// The path of the database file `name` (a [`DbTarget::File`]) inside the data directory,
+    /// once checked through the directory's capability: neither the file nor its
+    /// `-wal`/`-shm`/`-journal` companions may be a symlink or anything but a regular file
+    /// (`permission-denied`). Both engines open database files through this.
+    pub fn database_path(&self, name: &str) -> edgestore::Result<PathBuf> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = format!("{name}{suffix}");
+            match self.dir.symlink_metadata(&file) {
+                Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => {
+                    return Err(edgestore::Error::new(
+                        ErrorCode::PermissionDenied,
+                        format!("database file {file:?} is not a regular file inside the grant"),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(edgestore::Error::io(format!("inspect {file}"), e)),
+            }
+        }
+        Ok(self.data_dir.join(name))
     }
 
     /// What opening `label` may do: access-denied is decided before no-such-database, so a
@@ -232,6 +228,30 @@ mod tests {
         assert_eq!(g.access("other"), LabelAccess::Denied);
         assert_eq!(g.access("nope"), LabelAccess::Unknown);
         let bad = Labels::new().grant("x", DbTarget::File("../x".into()));
-        assert!(Grants::new(dir.path(), false, bad).is_err());
+        assert!(matches!(
+            Grants::new(dir.path(), false, bad),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn data_directory_failures_are_io_not_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        match Grants::new(&missing, true, Labels::default()) {
+            Err(Error::Store(e)) => {
+                assert_eq!(e.code(), edgestore::ErrorCode::NotFound, "{e}");
+                assert!(e.message().contains("open data directory"), "{e}");
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        match Grants::new(&file.join("sub"), false, Labels::default()) {
+            Err(Error::Store(e)) => {
+                assert!(e.message().contains("create data directory"), "{e}")
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
     }
 }

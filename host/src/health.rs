@@ -19,28 +19,34 @@ use std::time::Duration;
 use edgestore::dir::CapDir;
 use edgestore::present::used_percent;
 use edgestore::Directory;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{AsyncSpool, Store};
 use crate::error::Error;
 use crate::resilience::BreakerState;
 
-/// Thresholds of the health checks (config section `health`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Thresholds of the health checks (config section `health`: `maxDiskUsedPercent`,
+/// `maxTransactionAge`, `answerWithin`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Unhealthy above this share of the file system in use, percent.
+    /// Unhealthy above this share of the file system in use, percent (0..=100).
     pub max_disk_used_percent: f64,
     /// Unhealthy when a transaction has been open longer than this.
+    #[serde(with = "crate::config::duration")]
     pub max_transaction_age: Duration,
-    /// How long the engine may take to answer the health call.
+    /// How long the engine may take to answer the health call (`SELECT 1`, spool usage); a
+    /// long call or transaction holding the store makes it miss this.
+    #[serde(with = "crate::config::duration")]
     pub answer_within: Duration,
 }
 
 impl Default for HealthConfig {
-    /// 90 %, 60 s, 5 s.
+    /// 90 %, 30 s, 5 s.
     fn default() -> Self {
         HealthConfig {
             max_disk_used_percent: 90.0,
-            max_transaction_age: Duration::from_secs(60),
+            max_transaction_age: Duration::from_secs(30),
             answer_within: Duration::from_secs(5),
         }
     }
@@ -81,7 +87,8 @@ pub struct HealthTarget<'a> {
     pub spool: Option<&'a AsyncSpool>,
 }
 
-/// Run every check.
+/// Run every check. The file-system checks (statvfs, the write probes) block, so they run on
+/// tokio's blocking pool while the engine is asked.
 pub async fn check(
     store: &Store,
     target: &HealthTarget<'_>,
@@ -89,6 +96,13 @@ pub async fn check(
 ) -> HealthReport {
     let mut report = HealthReport::default();
     let now = now_ms();
+
+    let data_dir = target.data_dir.to_path_buf();
+    let spool_dir = target.spool_dir.map(|spool| target.data_dir.join(spool));
+    let max_disk_used_percent = config.max_disk_used_percent;
+    let disk = tokio::task::spawn_blocking(move || {
+        disk_reasons(&data_dir, spool_dir, max_disk_used_percent)
+    });
 
     if let Some(since) = store.transaction_open_since_ms() {
         let age = Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0));
@@ -117,23 +131,9 @@ pub async fn check(
         report.fail(format!("circuit open; last failure: {last}"));
     }
 
-    match disk_used_percent(target.data_dir) {
-        Ok(Some(used)) if used > config.max_disk_used_percent => report.fail(format!(
-            "disk {used:.1}% used (limit {:.1}%)",
-            config.max_disk_used_percent
-        )),
-        Ok(_) => {}
-        Err(e) => report.fail(format!("disk usage unknown: {e}")),
-    }
-
-    let mut probe_dirs = vec![target.data_dir.to_path_buf()];
-    if let Some(spool) = target.spool_dir {
-        probe_dirs.push(target.data_dir.join(spool));
-    }
-    for dir in probe_dirs {
-        if let Err(e) = write_probe(&dir) {
-            report.fail(format!("{} is not writable: {e}", dir.display()));
-        }
+    match disk.await {
+        Ok(reasons) => report.reasons.extend(reasons),
+        Err(e) => report.fail(format!("disk checks did not finish: {e}")),
     }
 
     if let Some(spool) = target.spool {
@@ -144,6 +144,26 @@ pub async fn check(
         }
     }
     report
+}
+
+/// The blocking file-system checks: usage of the data directory's file system against
+/// `max_used_percent`, then a write probe in the data directory and in the spool directory.
+fn disk_reasons(data_dir: &Path, spool_dir: Option<PathBuf>, max_used_percent: f64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match disk_used_percent(data_dir) {
+        Ok(Some(used)) if used > max_used_percent => reasons.push(format!(
+            "disk {used:.1}% used (limit {max_used_percent:.1}%)"
+        )),
+        Ok(_) => {}
+        Err(e) => reasons.push(format!("disk usage unknown: {e}")),
+    }
+    let probe_dirs = std::iter::once(data_dir.to_path_buf()).chain(spool_dir);
+    for dir in probe_dirs {
+        if let Err(e) = write_probe(&dir) {
+            reasons.push(format!("{} is not writable: {e}", dir.display()));
+        }
+    }
+    reasons
 }
 
 fn now_ms() -> i64 {

@@ -25,8 +25,9 @@ use crate::grants::{Grants, DEFAULT_LABEL};
 use crate::ops::{Backend, DynOps, DynSpool, ReadFrom};
 use crate::sqlite::{MemoryAnchors, OpenError, SqliteHandle};
 
-/// Where the data directory appears inside the guest.
-pub const GUEST_DATA_DIR: &str = "/data";
+/// Where the data directory appears inside the guest (the core's mount point, which the
+/// component's glue and the standalone command assume).
+pub const GUEST_DATA_DIR: &str = edgestore::layout::DATA_MOUNT;
 
 /// Caps linear memory and tables; remembers whether it refused something.
 pub struct Limits {

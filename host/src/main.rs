@@ -2,6 +2,8 @@
 //! as one line on stderr (`edgestore: error: ...`, its causes joined by `: `) and exit
 //! status 1.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use clap::Parser;

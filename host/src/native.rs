@@ -3,14 +3,16 @@
 //! the very core types the component's glue uses (the multi-table `Store`, `OpenTransaction`,
 //! `Spool`), so both engines share one implementation of every rule.
 //!
-//! The grants hold here too: the database is the label's file inside the data directory, and a
-//! spool's path is checked by the same rule the guest applies (relative, no `..`, no symlink on
-//! the way), then opened through the data directory's capability.
+//! The grants hold here too: the database is the label's file inside the data directory
+//! ([`Grants::database_path`], as for the component's `sqlite` import), and a spool's path is
+//! checked by the core's rule the guest applies too ([`check_spool_path`]: relative, not empty,
+//! no `..`), then opened through the data directory's capability (no symlink out).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use edgestore::dir::CapDir;
+use edgestore::layout::check_spool_path;
 use edgestore::model::{Key, Query, Row};
 use edgestore::repository::{OpenTransaction, Store as CoreStore};
 use edgestore::spool::{
@@ -105,8 +107,7 @@ impl NativeBackend {
         }
         let dsn = match self.grants.access(DEFAULT_LABEL) {
             LabelAccess::Granted(DbTarget::File(name)) => {
-                crate::sqlite::check_not_symlink(&self.grants, name)?;
-                self.grants.data_dir().join(name).display().to_string()
+                self.grants.database_path(name)?.display().to_string()
             }
             LabelAccess::Granted(DbTarget::Memory) => ":memory:".to_owned(),
             LabelAccess::Denied => {
@@ -139,26 +140,6 @@ impl NativeBackend {
         let id = self.next_id;
         self.next_id += 1;
         id
-    }
-}
-
-/// The rule for a spool path inside the data directory: relative, `/`-separated, no `.`/`..`
-/// components, no empty components, each component a plain name.
-pub(crate) fn check_spool_path(path: &str) -> edgestore::Result<()> {
-    let bad = path.is_empty()
-        || path.starts_with('/')
-        || path.contains('\\')
-        || path.contains('\0')
-        || path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
-    if bad {
-        Err(edgestore::Error::new(
-            ErrorCode::InvalidInput,
-            format!("spool path {path:?} must be relative to the data directory, without '..'"),
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -307,6 +288,7 @@ impl Backend for NativeBackend {
     }
 
     fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
+        // The core's spool-path rule, as the component's glue applies it.
         check_spool_path(path)?;
         // Every component resolved through the data directory's capability: cap-std refuses
         // `..`, absolute paths and symlinks that lead outside.

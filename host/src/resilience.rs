@@ -12,28 +12,34 @@ use std::time::Duration;
 
 use edgestore::sql::RetryPolicy;
 use edgestore::{Clock, ErrorClass, ErrorCode};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// When and how often a transient failure is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When and how often a transient failure is retried (config section `resilience.retry`:
+/// `maxAttempts`, `initialBackoff`, `maxBackoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts in all, the first one included (1 = never retry).
     pub max_attempts: u32,
-    /// Delay before the first retry.
+    /// Delay before the first retry; doubles per retry.
+    #[serde(with = "crate::config::duration")]
     pub initial_backoff: Duration,
     /// Cap of one delay.
+    #[serde(with = "crate::config::duration")]
     pub max_backoff: Duration,
 }
 
 impl Default for RetryConfig {
-    /// 3 attempts, 50 ms doubling up to 2 s: the core's SQLite driver already retries `busy`
-    /// for up to 5 s inside one call, so this outer layer only needs a few wide-spaced tries.
+    /// 5 attempts, 10 ms doubling up to 1 s. The core's SQLite driver already retries `busy`
+    /// for up to 5 s inside one call; this outer layer re-sends what outlasts that (or found
+    /// the store's queue full) a few times soon after.
     fn default() -> Self {
         RetryConfig {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -87,12 +93,15 @@ where
     }
 }
 
-/// When the breaker opens and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When the breaker opens and for how long (config section `resilience.breaker`:
+/// `failureThreshold`, `coolDown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures (of the kinds [`counts_as_failure`] accepts) that open it.
     pub failure_threshold: u32,
     /// How long it stays open before one probe call is let through.
+    #[serde(with = "crate::config::duration")]
     pub cool_down: Duration,
 }
 

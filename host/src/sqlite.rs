@@ -6,8 +6,9 @@
 //! follows the grants: a configured label that is not granted is `access-denied` (checked
 //! first), an unknown label `no-such-database`. The guest never names a file: a label maps to a
 //! file inside the data directory chosen by the embedder ([`crate::grants`]). Database files
-//! are opened with `SQLITE_OPEN_NOFOLLOW` after a cap-std check that neither they nor their
-//! `-wal`/`-shm`/`-journal` companions are symlinks; `ATTACH` (and so `VACUUM INTO`) is
+//! are opened with `SQLITE_OPEN_NOFOLLOW` after the grants' cap-std check that neither they nor
+//! their `-wal`/`-shm`/`-journal` companions are symlinks ([`Grants::database_path`], which
+//! the native engine uses too); `ATTACH` (and so `VACUUM INTO`) is
 //! refused by a zero attach limit and an authorizer, as are pragmas that would change where or
 //! how files are written.
 
@@ -19,7 +20,7 @@ use edgestore::sql::sqlite::rusqlite::limits::Limit;
 use edgestore::sql::sqlite::rusqlite::{self, OpenFlags};
 use edgestore::sql::sqlite::{translate, SqliteConnection};
 use edgestore::sql::{Connection, RetryPolicy};
-use edgestore::{ErrorCode, Value};
+use edgestore::Value;
 
 use crate::grants::{DbTarget, Grants, LabelAccess};
 
@@ -148,25 +149,6 @@ pub enum OpenError {
     Store(edgestore::Error),
 }
 
-/// Refuse a companion or database file that is a symlink or not a regular file.
-pub(crate) fn check_not_symlink(grants: &Grants, name: &str) -> edgestore::Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let file = format!("{name}{suffix}");
-        match grants.dir().symlink_metadata(&file) {
-            Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => {
-                return Err(edgestore::Error::new(
-                    ErrorCode::PermissionDenied,
-                    format!("database file {file:?} is not a regular file inside the grant"),
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(edgestore::Error::io(format!("inspect {file}"), e)),
-        }
-    }
-    Ok(())
-}
-
 fn authorize(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
@@ -218,8 +200,7 @@ fn open_target(
                 .map_err(translate)?
         }
         DbTarget::File(name) => {
-            check_not_symlink(grants, name)?;
-            let path = grants.data_dir().join(name);
+            let path = grants.database_path(name)?;
             let flags = if grants.read_only() {
                 OpenFlags::SQLITE_OPEN_READ_ONLY
             } else {
@@ -265,6 +246,7 @@ impl SqliteHandle {
 mod tests {
     use super::*;
     use crate::grants::Labels;
+    use edgestore::ErrorCode;
 
     #[test]
     fn attach_vacuum_into_and_pragmas_are_refused() {

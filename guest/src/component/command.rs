@@ -1,11 +1,17 @@
 //! The standalone component's command entry point (`wasi:cli/run`): the `edgestore` CLI's
-//! spool and db commands that make sense without a host, run on the same core and printed by
-//! [`crate::present`], so `wasmtime run --dir ./data::/data edgestore-standalone.wasm spool list`
-//! prints exactly what `edgestore spool list` prints for that directory.
+//! spool and db commands that make sense without a host, with the CLI's arguments and defaults,
+//! run on the same core and printed by [`crate::present`], so
+//! `wasmtime run --dir ./data::/data edgestore-standalone.wasm spool list` prints exactly what
+//! `edgestore spool list` prints for that directory.
+//!
+//! Shared with the `edgestore` CLI, from the core: the layout's defaults ([`crate::layout`]:
+//! spool `metrics`, identifier `agent`, `default` = `edgestore.sqlite`), times
+//! ([`Timestamp::parse_arg`]: `--since`/`--until` in RFC3339 or UTC ms), `resource_tags` keys
+//! ([`crate::ResourceTags::parse_key`]) and `--where` typing ([`inspect::Filter`]).
 //!
 //! Paths are the guest's: the data directory is the preopened `/data` (`EDGESTORE_DATA`
-//! overrides it), spools are relative directories inside it (`--path`), databases are labels
-//! (`--label`, `default` = `edgestore.sqlite`).
+//! overrides it), spools are relative directories inside it (`--path`, the CLI's config
+//! `storage.path`), databases are labels (`--label`).
 //!
 //! One owner writes a data directory ([`crate::owner`]); the commands respect it:
 //! * inspection (`spool list|cat|usage`, `db models|count|get|find`) never writes: the spool is
@@ -26,11 +32,13 @@ use std::io::{Read as _, Write};
 use clap::{Args, Parser, Subcommand};
 
 use super::exports::wasi::cli::run::Guest as Run;
-use super::spool::{inspect_spool, open_spool};
+use super::spool::{inspect_spool, open_spool, spool_root};
 use super::{data_root, driver, Component};
 use crate::clock::{Clock as _, SystemClock};
 use crate::error::{Error, Result};
 use crate::inspect::{self, Filter};
+use crate::layout::{DEFAULT_IDENTIFIER, DEFAULT_LABEL, DEFAULT_SPOOL_PATH};
+use crate::model::Timestamp;
 use crate::owner::{self, LockKind, OwnerRecord, LOCK_FILE};
 use crate::present;
 use crate::spool::{Document, Spool, SpoolConfig, TimeRange};
@@ -59,22 +67,39 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct SpoolArgs {
-    /// Spool directory, relative to the data directory ("" = the data directory itself).
-    #[arg(long, default_value = "")]
+    /// Spool directory, relative to the data directory (config `storage.path` in the edgestore
+    /// CLI).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_SPOOL_PATH)]
     path: String,
-    /// Spool identifier (names segments written by `flush`).
-    #[arg(long, default_value = "edgestore")]
+    /// First component of segment names written by `flush`.
+    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
     identifier: String,
 }
 
 #[derive(Debug, Args)]
 struct RangeArgs {
-    /// Only segments overlapping [from, to), UTC milliseconds.
-    #[arg(long, default_value_t = i64::MIN)]
-    from: i64,
-    /// End of the range, UTC milliseconds (exclusive).
-    #[arg(long, default_value_t = i64::MAX)]
-    to: i64,
+    /// Only segments ending at or after T (RFC3339, or UTC milliseconds).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only segments starting before T (RFC3339, or UTC milliseconds).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    until: Option<i64>,
+}
+
+impl RangeArgs {
+    fn range(&self) -> TimeRange {
+        TimeRange {
+            from_ms: self.since,
+            to_ms: self.until,
+        }
+    }
+}
+
+/// `--since`/`--until`: the core's command-line time ([`Timestamp::parse_arg`]).
+fn parse_time(text: &str) -> std::result::Result<i64, String> {
+    Timestamp::parse_arg(text)
+        .map(|t| t.0)
+        .map_err(|e| e.message().to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,7 +111,8 @@ enum SpoolCommand {
         #[command(flatten)]
         range: RangeArgs,
     },
-    /// Print rows as JSON lines: of one segment, or of every segment in a time range.
+    /// Print rows as JSON lines, exactly as stored: of one segment, or of every segment in a
+    /// time range.
     Cat {
         #[command(flatten)]
         spool: SpoolArgs,
@@ -106,7 +132,7 @@ enum SpoolCommand {
         #[command(flatten)]
         spool: SpoolArgs,
     },
-    /// Mark segments uploaded.
+    /// Mark segments uploaded (moves them to `uploaded/`, where retention deletes them).
     Ack {
         #[command(flatten)]
         spool: SpoolArgs,
@@ -128,8 +154,9 @@ enum SpoolCommand {
 
 #[derive(Debug, Args)]
 struct DbArgs {
-    /// Database label (`default` is `edgestore.sqlite`, others `LABEL.sqlite`).
-    #[arg(long, default_value = "default")]
+    /// Database label (`default` is `edgestore.sqlite`, the edgestore CLI's database; others
+    /// `LABEL.sqlite`).
+    #[arg(long, default_value = DEFAULT_LABEL)]
     label: String,
 }
 
@@ -147,27 +174,31 @@ enum DbCommand {
         /// Table name.
         table: String,
     },
-    /// One row by primary key (one value per key column, in key order), as a JSON line.
+    /// Print rows by key as JSON lines. resource_tags keys: TYPE/NAMESPACE/NAME, or
+    /// TYPE/NAME for a cluster-scoped resource (e.g. pod/prod/web-0, node/worker-1); other
+    /// tables: one key, one value per key column in key order.
     Get {
         #[command(flatten)]
         db: DbArgs,
         /// Table name.
         table: String,
-        /// Key values.
+        /// Keys (resource_tags), or the key's column values (other tables).
         #[arg(required = true)]
-        key: Vec<String>,
+        keys: Vec<String>,
     },
-    /// Rows matching every `--where COLUMN=VALUE`, as JSON lines, in key order.
+    /// Print rows matching every --where as JSON lines, in key order.
     Find {
         #[command(flatten)]
         db: DbArgs,
         /// Table name.
         table: String,
-        /// `COLUMN=VALUE` filter (repeatable; all must match).
-        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer and
+        /// real columns take numbers, bool columns true/false/1/0, timestamp columns RFC3339 or
+        /// UTC milliseconds, JSON columns a JSON document.
+        #[arg(long = "where", value_name = "COL=VALUE")]
         filters: Vec<String>,
-        /// At most this many rows.
-        #[arg(long)]
+        /// At most N rows.
+        #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
 }
@@ -415,15 +446,6 @@ fn note(data: &str, holder: &Holder, journals: Option<(&str, Result<u64>)>) {
     eprintln!("{line}");
 }
 
-/// The guest path of the spool directory `path` (for messages).
-fn spool_root(data: &str, path: &str) -> String {
-    if path.is_empty() {
-        data.to_owned()
-    } else {
-        format!("{data}/{path}")
-    }
-}
-
 fn spool_config(args: &SpoolArgs) -> SpoolConfig {
     SpoolConfig::new(args.identifier.clone())
 }
@@ -447,7 +469,7 @@ fn inspect(args: &SpoolArgs) -> Result<Spool<Document>> {
     let data = data_root();
     let holder = Holder::read(&data);
     let s = inspect_spool(&args.path, spool_config(args))?;
-    let root = spool_root(&data, &args.path);
+    let root = spool_root(&args.path)?;
     note(&data, &holder, Some((&root, s.journal_rows())));
     Ok(s)
 }
@@ -457,7 +479,7 @@ fn spool(cmd: &SpoolCommand, json: bool) -> std::result::Result<String, Failed> 
     Ok(match cmd {
         SpoolCommand::List { spool, range } => {
             let s = inspect(spool)?;
-            present::segments(&s.segments(TimeRange::between(range.from, range.to))?, json)
+            present::segments(&s.segments(range.range())?, json)
         }
         SpoolCommand::Cat {
             spool,
@@ -484,7 +506,7 @@ fn spool(cmd: &SpoolCommand, json: bool) -> std::result::Result<String, Failed> 
                     }
                 }
                 None => {
-                    let mut r = s.read_range(TimeRange::between(range.from, range.to))?;
+                    let mut r = s.read_range(range.range())?;
                     loop {
                         let docs = r.next(1024)?;
                         if docs.is_empty() {
@@ -500,8 +522,21 @@ fn spool(cmd: &SpoolCommand, json: bool) -> std::result::Result<String, Failed> 
         SpoolCommand::Verify { spool } => return verify(&data, spool, json),
         SpoolCommand::Ack { spool, segments } => {
             let _lock = OwnerLock::take_or_refuse(&data, &command_name("ack"))?;
-            let n = open_spool(&spool.path, spool_config(spool))?.mark_uploaded(segments)?;
-            present::acked(n, json)
+            let s = open_spool(&spool.path, spool_config(spool))?;
+            // As the edgestore CLI: every name must be a finished segment, or nothing moves.
+            let known = s.segments(TimeRange::all())?;
+            if let Some(missing) = segments
+                .iter()
+                .find(|n| !known.iter().any(|k| &k.name == *n))
+            {
+                return Err(Error::not_found(format!("no such segment: {missing}")).into());
+            }
+            let n = s.mark_uploaded(segments)?;
+            present::count(
+                "marked uploaded",
+                u64::try_from(n).unwrap_or(u64::MAX),
+                json,
+            )
         }
         SpoolCommand::Purge { spool } => {
             let _lock = OwnerLock::take_or_refuse(&data, &command_name("purge"))?;
@@ -530,7 +565,7 @@ fn verify(data: &str, args: &SpoolArgs, json: bool) -> std::result::Result<Strin
         )),
         Taken::Held(holder) => {
             let s = inspect_spool(&args.path, spool_config(args))?;
-            let root = spool_root(data, &args.path);
+            let root = spool_root(&args.path)?;
             note(data, &holder, Some((&root, s.journal_rows())));
             let report = s.verify()?;
             let output = present::verify(&report, json);
@@ -561,12 +596,16 @@ fn db(cmd: &DbCommand, json: bool) -> Result<String> {
     Ok(match cmd {
         DbCommand::Models { db } => present::recorded_models(&on_db(db, inspect::models)?, json),
         DbCommand::Count { db, table } => {
-            let n = on_db(db, |c| inspect::count(c, table))?;
-            format!("{n}\n")
+            present::count(table, on_db(db, |c| inspect::count(c, table))?, json)
         }
-        DbCommand::Get { db, table, key } => {
-            let row = on_db(db, |c| inspect::get(c, table, key))?;
-            format!("{}\n", present::json_line(&row)?)
+        DbCommand::Get { db, table, keys } => {
+            let rows = on_db(db, |c| inspect::get(c, table, keys))?;
+            let mut out = String::new();
+            for row in &rows {
+                out.push_str(&present::json_line(row)?);
+                out.push('\n');
+            }
+            out
         }
         DbCommand::Find {
             db,

@@ -3,9 +3,9 @@
 //! capacity (WASI 0.2 cannot tell a file system's size). The plugin world's counterpart, with the
 //! same `open` and `capacity`, is `sqlite.rs` (`open_read_only` serves the command entry point).
 //!
-//! A label names a file directly inside the data directory, by the same rule as the host's
-//! default grants: `default` is `edgestore.sqlite` (the host's `DEFAULT_DATABASE_FILE`), any
-//! other label `LABEL.sqlite`. So a data directory written natively, through the plugin or
+//! A label names a file directly inside the data directory by the core's rule
+//! ([`crate::layout::label_file`]): `default` is `edgestore.sqlite` (the host's default grant),
+//! any other label `LABEL.sqlite`. So a data directory written natively, through the plugin or
 //! through this component is the same directory.
 //!
 //! Locking inside WASI: SQLite's WASI build has no shared memory and locks with a dot-file, so
@@ -24,17 +24,11 @@ use std::io;
 
 use crate::dir::Capacity;
 use crate::error::{Error, ErrorCode, Result};
+use crate::layout::label_file;
 use crate::model::Value;
 use crate::sql::sqlite::rusqlite::{self, OpenFlags};
 use crate::sql::sqlite::{translate, SqliteConnection};
 use crate::sql::{Connection, RetryPolicy};
-
-/// The label the typed repository uses; backed by [`DEFAULT_DATABASE_FILE`].
-pub const DEFAULT_LABEL: &str = "default";
-/// The file behind [`DEFAULT_LABEL`], as in the host's default grants.
-pub const DEFAULT_DATABASE_FILE: &str = "edgestore.sqlite";
-/// Longest label accepted (the host's limit).
-const MAX_LABEL_LEN: usize = 64;
 
 /// The journal mode the component sets after exclusive locking: `WAL` unless
 /// `EDGESTORE_JOURNAL` names another (`DELETE`, `TRUNCATE`, `PERSIST`), which is how the
@@ -54,34 +48,15 @@ fn journal_mode() -> Result<String> {
     }
 }
 
-/// The database file behind `label`, checked by the host's label rule
-/// (`[a-z0-9][a-z0-9_-]*`, at most 64 bytes), so it can never name a path.
-pub fn database_file(label: &str) -> Result<String> {
-    let ok = !label.is_empty()
-        && label.len() <= MAX_LABEL_LEN
-        && label
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !ok {
-        return Err(Error::invalid_input(format!(
-            "label {label:?} must be 1-{MAX_LABEL_LEN} of a-z, 0-9, '_', '-', starting with a letter or digit"
-        )));
-    }
-    Ok(if label == DEFAULT_LABEL {
-        DEFAULT_DATABASE_FILE.to_owned()
-    } else {
-        format!("{label}.sqlite")
-    })
+/// The guest path of the database behind `label` ([`label_file`], which checks the label).
+fn database_path(label: &str) -> Result<String> {
+    Ok(format!("{}/{}", super::data_root(), label_file(label)?))
 }
 
 /// Open the database behind `label` in the data directory (created if missing), exclusively
 /// locked, in WAL (see the module note).
 pub fn open(label: &str) -> Result<SqliteConnection> {
-    let path = format!("{}/{}", super::data_root(), database_file(label)?);
+    let path = database_path(label)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -133,7 +108,7 @@ pub fn open(label: &str) -> Result<SqliteConnection> {
 /// checkpoint and restart its WAL during that read, this one command may fail or read pages of
 /// two versions; the writer and its data are never affected.
 pub fn open_read_only(label: &str) -> Result<SqliteConnection> {
-    let path = format!("{}/{}", super::data_root(), database_file(label)?);
+    let path = database_path(label)?;
     match std::fs::metadata(&path) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

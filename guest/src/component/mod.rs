@@ -43,13 +43,14 @@ mod driver;
 #[path = "sqlite.rs"]
 mod driver;
 
-/// The guest path of the data directory: `/data` (what hosts preopen), or `EDGESTORE_DATA`
-/// when the host sets it (`wasmtime run --env EDGESTORE_DATA=/elsewhere`).
+/// The guest path of the data directory: [`crate::layout::DATA_MOUNT`] (`/data`, what hosts
+/// preopen), or `EDGESTORE_DATA` when the host sets it
+/// (`wasmtime run --env EDGESTORE_DATA=/elsewhere`).
 pub(crate) fn data_root() -> String {
     std::env::var("EDGESTORE_DATA")
         .ok()
         .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "/data".to_owned())
+        .unwrap_or_else(|| crate::layout::DATA_MOUNT.to_owned())
 }
 
 use self::edgestore::storage::types;

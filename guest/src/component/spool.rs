@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use super::exports::edgestore::storage::spool as s;
 use super::{admin, data_root, driver, track, types, Component};
-use crate::dir::{check_dir_name, PathDir, WithCapacity};
+use crate::dir::{PathDir, WithCapacity};
 use crate::error::{Error, Result};
+use crate::layout::check_spool_path;
 use crate::spool::{
     document_metric, documents, metric_document, Counts, Document, PurgeReport, RangeReader,
     SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SyncPolicy, TimeRange, Usage,
@@ -156,16 +157,12 @@ fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The spool directory `path` under the data directory, checked: relative, no `..`, no empty
-/// or `.` components, so it cannot leave the data directory.
-fn spool_root(path: &str) -> Result<String> {
-    check_dir_name(path).map_err(|e| Error::invalid_input(format!("spool path {path:?}: {e}")))?;
-    let data = data_root();
-    Ok(if path.is_empty() {
-        data
-    } else {
-        format!("{data}/{path}")
-    })
+/// The spool directory `path` under the data directory, checked by the core's spool-path rule
+/// ([`check_spool_path`]: relative, not empty, no `..`, no empty or `.` components), so it is
+/// always a directory strictly inside the data directory.
+pub(super) fn spool_root(path: &str) -> Result<String> {
+    check_spool_path(path)?;
+    Ok(format!("{}/{path}", data_root()))
 }
 
 /// Open the spool in `path` (relative to the data directory) on the world's capacity source.

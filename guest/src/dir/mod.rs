@@ -52,6 +52,7 @@ impl WriteFile for std::fs::File {
     }
 }
 
+/// A file opened for reading through a [`Directory`].
 pub type ReadFile = Box<dyn Read + Send>;
 
 /// One entry of a directory listing.
@@ -119,7 +120,9 @@ pub fn check_name(name: &str) -> io::Result<()> {
     }
 }
 
-/// Like [`check_name`] but also accepts `""` (the root).
+/// Like [`check_name`] but also accepts `""` (the root), for the [`Directory`] methods that
+/// take a directory. Where a spool may live is another rule,
+/// [`crate::layout::check_spool_path`] (never the data directory itself).
 pub fn check_dir_name(name: &str) -> io::Result<()> {
     if name.is_empty() {
         Ok(())

@@ -31,4 +31,4 @@ pub use query::{Condition, Order, Query};
 pub use resource_tags::{Labels, ResourceTags, ResourceTagsKey};
 pub use schema::{Column, ColumnType, CreateMode, Expr, ForeignKey, Index, OnDelete, Schema};
 pub use timestamp::Timestamp;
-pub use value::{Key, Row, Value};
+pub use value::{key_text, Key, Row, Value};

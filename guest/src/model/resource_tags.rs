@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Column, ColumnType, CreateMode, Expr, Model, Schema, Timestamp};
+use crate::error::{Error, Result};
 
 /// Labels and annotations as the agent keeps them.
 pub type Labels = BTreeMap<String, String>;
@@ -71,6 +72,35 @@ impl ResourceTags {
     pub fn key(&self) -> ResourceTagsKey {
         (self.kind.clone(), self.name.clone(), self.namespace.clone())
     }
+
+    /// The table (and the name command lines use).
+    pub const TABLE: &'static str = "resource_tags";
+
+    /// The textual key syntax of command lines ([`ResourceTags::parse_key`]).
+    pub const KEY_SYNTAX: &'static str = "TYPE/NAMESPACE/NAME | TYPE/NAME";
+
+    /// Parse a key as command lines write it: `TYPE/NAMESPACE/NAME` (`pod/prod/web-0`) or
+    /// `TYPE/NAME` for a cluster-scoped resource (`node/worker-1`); no part may be empty.
+    /// `invalid-input` otherwise.
+    pub fn parse_key(text: &str) -> Result<ResourceTagsKey> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let ok = |s: &&str| !s.is_empty();
+        match parts.as_slice() {
+            [kind, name] if ok(kind) && ok(name) => {
+                Ok(((*kind).to_owned(), (*name).to_owned(), None))
+            }
+            [kind, ns, name] if ok(kind) && ok(ns) && ok(name) => Ok((
+                (*kind).to_owned(),
+                (*name).to_owned(),
+                Some((*ns).to_owned()),
+            )),
+            _ => Err(Error::invalid_input(format!(
+                "bad {} key {text:?}: expected {}",
+                Self::TABLE,
+                Self::KEY_SYNTAX
+            ))),
+        }
+    }
 }
 
 /// `(type, name, namespace)`.
@@ -78,7 +108,7 @@ pub type ResourceTagsKey = (String, String, Option<String>);
 
 impl Model for ResourceTags {
     fn schema() -> Schema {
-        Schema::new("resource_tags")
+        Schema::new(Self::TABLE)
             .column(Column::new("id", ColumnType::Uuid).unique().immutable())
             .column(Column::new("type", ColumnType::Text))
             .column(Column::new("name", ColumnType::Text))
@@ -121,5 +151,22 @@ mod tests {
         let back: ResourceTags = from_row(&s, row).unwrap();
         assert_eq!(back, t);
         assert_eq!(to_key(&s, &t.key()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn keys_parse_from_text() {
+        assert_eq!(
+            ResourceTags::parse_key("pod/prod/web-0").unwrap(),
+            ("pod".into(), "web-0".into(), Some("prod".into()))
+        );
+        assert_eq!(
+            ResourceTags::parse_key("node/worker-1").unwrap(),
+            ("node".into(), "worker-1".into(), None)
+        );
+        for bad in ["pod", "pod//x", "a/b/c/d", "/x", "x/", ""] {
+            let e = ResourceTags::parse_key(bad).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::InvalidInput, "{bad}");
+            assert!(e.message().contains("TYPE/NAMESPACE/NAME"), "{bad}: {e}");
+        }
     }
 }

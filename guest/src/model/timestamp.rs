@@ -48,6 +48,21 @@ impl Timestamp {
             .map_err(|_| Error::invalid_input(format!("timestamp out of range: {text:?}")))
     }
 
+    /// Parse a time given on a command line: UTC milliseconds (`1714564800123`) or RFC3339
+    /// (`2024-05-01T12:00:00Z`, truncated to the millisecond). Every CLI's `--since`/`--until`
+    /// and `--where` on a timestamp column take this.
+    pub fn parse_arg(text: &str) -> Result<Self> {
+        if let Ok(ms) = text.parse::<i64>() {
+            return Ok(Timestamp(ms));
+        }
+        Timestamp::parse_rfc3339(text).map_err(|e| {
+            Error::invalid_input(format!(
+                "expected RFC3339 or UTC milliseconds: {}",
+                e.message()
+            ))
+        })
+    }
+
     /// Format as RFC3339 with millisecond precision in UTC, for humans and logs.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
@@ -133,6 +148,23 @@ mod tests {
         assert_eq!(before_epoch.as_millis(), -1);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
         assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00.123Z");
+    }
+
+    #[test]
+    fn command_line_times_are_ms_or_rfc3339() {
+        assert_eq!(Timestamp::parse_arg("1000").unwrap(), Timestamp(1000));
+        assert_eq!(Timestamp::parse_arg("-5").unwrap(), Timestamp(-5));
+        assert_eq!(
+            Timestamp::parse_arg("2024-05-01T12:00:00.123Z").unwrap(),
+            Timestamp(1_714_564_800_123)
+        );
+        let e = Timestamp::parse_arg("yesterday").unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidInput);
+        assert!(
+            e.message()
+                .starts_with("expected RFC3339 or UTC milliseconds"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -111,6 +111,33 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
+/// A key as a person reads it, for messages: its values in key order joined by `/`, text as
+/// is, NULL as nothing, numbers as numbers, bytes as hex (`x'0a1b'`). A ResourceTags key
+/// (type, name, namespace) reads `pod/api-0/payments`; a cluster-scoped one `node/worker-1/`.
+pub fn key_text(key: &[Value]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (i, value) in key.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let _ = match value {
+            Value::Null => Ok(()),
+            Value::Integer(n) => write!(out, "{n}"),
+            Value::Real(x) => write!(out, "{x}"),
+            Value::Text(t) => out.write_str(t),
+            Value::Blob(b) => {
+                out.push_str("x'");
+                for byte in b {
+                    let _ = write!(out, "{byte:02x}");
+                }
+                out.write_str("'")
+            }
+        };
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +151,24 @@ mod tests {
         assert_eq!(json, r#"{"kind":"integer","value":3}"#);
         let back: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back, Value::Integer(3));
+    }
+
+    #[test]
+    fn keys_read_as_values_joined_by_slashes() {
+        let tags = [
+            Value::from("pod"),
+            Value::from("api-0"),
+            Value::from("payments"),
+        ];
+        assert_eq!(key_text(&tags), "pod/api-0/payments");
+        let cluster_scoped = [Value::from("node"), Value::from("worker-1"), Value::Null];
+        assert_eq!(key_text(&cluster_scoped), "node/worker-1/");
+        let mixed = [
+            Value::Integer(-7),
+            Value::Real(1.5),
+            Value::Blob(vec![0x0a, 0xff]),
+        ];
+        assert_eq!(key_text(&mixed), "-7/1.5/x'0aff'");
+        assert_eq!(key_text(&[]), "");
     }
 }

@@ -1,4 +1,4 @@
-//! Repositories: the seed's traits, the dynamic SQL repository, transactions, migrations, the
+//! Repositories: the repository traits, the dynamic SQL repository, transactions, migrations, the
 //! read cache, and the typed `SqlStorage<M, Id>` on top.
 //!
 //! | concept | file |

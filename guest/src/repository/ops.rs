@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::cache::ReadCache;
 use crate::error::{Error, Result};
-use crate::model::{normalize, CreateMode, Key, Query, Row, Schema, Value};
+use crate::model::{key_text, normalize, CreateMode, Key, Query, Row, Schema, Value};
 use crate::sql::dml::{self, Statements};
 use crate::sql::{Connection, Database};
 
@@ -168,11 +168,7 @@ pub(crate) fn update<E: Exec>(e: &E, row: &Row) -> Result<()> {
     if changed {
         Ok(())
     } else {
-        Err(Error::not_found(format!(
-            "no {} row with key {}",
-            core.schema.table,
-            show(&key)
-        )))
+        Err(not_found(&core.schema, &key))
     }
 }
 
@@ -193,13 +189,7 @@ pub(crate) fn get<E: Exec>(e: &E, key: &Key) -> Result<Row> {
     }
     let generation = cache.map(ReadCache::generation);
     let mut rows = e.read(|c| c.query(&core.sql.get, &key))?;
-    let row = rows.pop().ok_or_else(|| {
-        Error::not_found(format!(
-            "no {} row with key {}",
-            core.schema.table,
-            show(&key)
-        ))
-    })?;
+    let row = rows.pop().ok_or_else(|| not_found(&core.schema, &key))?;
     if let (Some(cache), Some(g)) = (cache, generation) {
         cache.insert(g, &key, row.clone());
     }
@@ -234,6 +224,46 @@ pub(crate) fn delete_all<E: Exec>(e: &E) -> Result<u64> {
     Ok(n)
 }
 
-fn show(key: &Key) -> String {
-    serde_json::to_string(key).unwrap_or_else(|_| "?".to_owned())
+/// `resource_tags key type/name/namespace = pod/api-0/payments not found`: the key's columns
+/// name the order of its values.
+fn not_found(schema: &Schema, key: &Key) -> Error {
+    Error::not_found(format!(
+        "{} key {} = {} not found",
+        schema.table,
+        schema.key.join("/"),
+        key_text(key)
+    ))
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::model::{ResourceTags, ResourceTagsKey, Timestamp};
+    use crate::sql::Database;
+    use crate::{ErrorCode, Reader, SqlStorage, SqliteDatabase, Updater};
+
+    #[test]
+    fn not_found_names_the_key_readably() {
+        let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(":memory:").unwrap());
+        let tags = SqlStorage::<ResourceTags, ResourceTagsKey>::open(db).unwrap();
+        let missing =
+            ResourceTags::new("pod", "api-0", Some("payments"), Timestamp::from_millis(0));
+        for err in [
+            tags.get(&missing.key()).unwrap_err(),
+            tags.update(&missing).unwrap_err(),
+        ] {
+            assert_eq!(err.code(), ErrorCode::NotFound);
+            assert_eq!(
+                err.message(),
+                "resource_tags key type/name/namespace = pod/api-0/payments not found"
+            );
+        }
+        let node = ResourceTags::new("node", "worker-1", None, Timestamp::from_millis(0));
+        let err = tags.get(&node.key()).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "resource_tags key type/name/namespace = node/worker-1/ not found"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! The repository traits: the seed's `Creator`, `Reader`, `Updater`, `Deleter`, `StorageCommon`,
+//! The repository traits: `Creator`, `Reader`, `Updater`, `Deleter`, `StorageCommon`,
 //! and `Storage<M, Id>` combining them.
 //!
 //! Both layers implement them: the dynamic layer with `M = Row`, `Id = Key` (what WIT exposes),

@@ -28,7 +28,7 @@ pub struct SpoolConfig {
     /// First component of every segment name: ASCII letters, digits, `-`, `_`, `.`; starts
     /// with a letter or digit; no `..`; at most 128 bytes.
     pub identifier: String,
-    /// Brotli quality, 0 (fastest) to 11 (smallest). Seed default 6.
+    /// Brotli quality, 0 (fastest) to 11 (smallest). Default 6.
     pub compression_level: u32,
     /// Rows per segment; a segment is finished exactly at this count.
     pub max_records: u64,
@@ -49,7 +49,7 @@ pub struct SpoolConfig {
 pub const MAX_IDENTIFIER_LEN: usize = 128;
 
 impl SpoolConfig {
-    /// The seed defaults: level 6, 10 000 rows, 30 s, sync on flush, 7 days retention, no cap.
+    /// The defaults: level 6, 10 000 rows, 30 s, sync on flush, 7 days retention, no cap.
     pub fn new(identifier: impl Into<String>) -> Self {
         SpoolConfig {
             identifier: identifier.into(),

@@ -4,7 +4,8 @@
 //! elapsed time (or per-call latencies). `cargo bench` (benches/edgestore.rs) feeds them to
 //! criterion through `iter_custom`; [`run`] repeats them with subject and baseline
 //! *interleaved* (subject, baseline, subject, baseline, ...) so machine noise hits both
-//! alike, takes medians, and turns them into the figures of issue 7 with their targets.
+//! alike, takes medians, and turns them into the performance figures with their targets
+//! (`docs/benchmarks.md`).
 //!
 //! | concept | module |
 //! |---|---|
@@ -33,9 +34,9 @@ use stats::{median, percentile, secs};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Small sizes, one or few reps: proves the machinery in seconds. Its numbers are not the
-    /// issue's figures (the memory figures say which row count they used).
+    /// figures the targets are set for (the memory figures say which row count they used).
     Quick,
-    /// The issue's sizes.
+    /// The sizes the targets are set for.
     Full,
 }
 

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use super::error::{BenchError, Result};
 use super::fixture::{tempdir, Host, Side};
 
-/// Rows per segment and per `put` batch (the seed default `max_records`).
+/// Rows per segment and per `put` batch (the default `max_records`).
 pub const BATCH: usize = 10_000;
 
 /// Generated metrics and the spool configuration they are ingested with.
@@ -77,7 +77,7 @@ impl IngestWorkload {
         }
     }
 
-    /// The spool configuration: seed defaults at this workload's level.
+    /// The spool configuration: the defaults at this workload's level.
     pub fn config(&self) -> SpoolConfig {
         let mut config = SpoolConfig::new("bench");
         config.compression_level = self.level;

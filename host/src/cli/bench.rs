@@ -1,6 +1,6 @@
-//! `edgestore bench`: measure every figure of issue 7 and print one table (figure, median,
-//! target, PASS/MISS), writing the same to a JSON report. The measuring itself lives in
-//! `edgestore_host::bench`, shared with the criterion benches.
+//! `edgestore bench`: measure every performance figure against its target and print one table
+//! (figure, median, target, PASS/MISS), writing the same to a JSON report. The measuring itself
+//! lives in `edgestore_host::bench`, shared with the criterion benches.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use edgestore_host::bench::{self, Mode};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Small sizes and single reps: proves the machinery in seconds; its numbers are not the
-    /// issue's figures.
+    /// figures the targets are set for.
     #[arg(long)]
     quick: bool,
     /// Where to write the JSON report (default: `bench-report.json` in `$CARGO_TARGET_DIR`,

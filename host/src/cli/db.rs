@@ -9,14 +9,12 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Args, Subcommand};
+use edgestore::inspect::Filter;
 use edgestore::model::ResourceTagsKey;
 use edgestore::model::{to_key, to_row};
 use edgestore::present::{self, ModelView};
 use edgestore::Schema;
-use edgestore::{
-    ColumnType, Condition, Creator, ErrorCode, Model, Query, ResourceTags, SystemClock, Timestamp,
-    Value,
-};
+use edgestore::{Creator, ErrorCode, Model, Query, ResourceTags, SystemClock, Timestamp};
 use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::{AsyncStorage, Store};
 use serde::de::DeserializeOwned;
@@ -70,8 +68,9 @@ pub enum DbCommand {
 pub struct FindArgs {
     /// Model name.
     pub model: String,
-    /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer, bool
-    /// and timestamp columns take numbers, true/false, RFC3339.
+    /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer and real
+    /// columns take numbers, bool columns true/false/1/0, timestamp columns RFC3339 or UTC
+    /// milliseconds, JSON columns a JSON document.
     #[arg(long = "where", value_name = "COL=VALUE")]
     pub conditions: Vec<String>,
     /// At most N rows.
@@ -93,28 +92,14 @@ pub trait CliModel: Model + Serialize + DeserializeOwned + Send + Sync + 'static
     fn fill(object: &mut serde_json::Map<String, serde_json::Value>, now: Timestamp);
 }
 
+// The key syntax and its parser are the core's, shared with the standalone component.
 impl CliModel for ResourceTags {
     type Id = ResourceTagsKey;
-    const NAME: &'static str = "resource_tags";
-    const KEY_SYNTAX: &'static str = "TYPE/NAMESPACE/NAME | TYPE/NAME";
+    const NAME: &'static str = ResourceTags::TABLE;
+    const KEY_SYNTAX: &'static str = ResourceTags::KEY_SYNTAX;
 
     fn parse_key(text: &str) -> anyhow::Result<ResourceTagsKey> {
-        let parts: Vec<&str> = text.split('/').collect();
-        let ok = |s: &&str| !s.is_empty();
-        match parts.as_slice() {
-            [kind, name] if ok(kind) && ok(name) => {
-                Ok(((*kind).to_owned(), (*name).to_owned(), None))
-            }
-            [kind, ns, name] if ok(kind) && ok(ns) && ok(name) => Ok((
-                (*kind).to_owned(),
-                (*name).to_owned(),
-                Some((*ns).to_owned()),
-            )),
-            _ => bail!(
-                "bad resource_tags key {text:?}: expected {}",
-                Self::KEY_SYNTAX
-            ),
-        }
+        Ok(ResourceTags::parse_key(text)?)
     }
 
     fn fill(object: &mut serde_json::Map<String, serde_json::Value>, now: Timestamp) {
@@ -332,7 +317,7 @@ async fn command<M: CliModel>(
             let schema = target.schema();
             let mut query = Query::all();
             for c in &args.conditions {
-                query = query.filter(condition(schema, c)?);
+                query = query.filter(Filter::parse(c)?.condition(schema)?);
             }
             if let Some(n) = args.limit {
                 query = query.limit(n);
@@ -365,49 +350,6 @@ async fn command<M: CliModel>(
             out(&present::count("deleted", deleted, json))
         }
     }
-}
-
-/// `col=value` as a condition, typed by the column.
-fn condition(schema: &edgestore::Schema, text: &str) -> anyhow::Result<Condition> {
-    let (col, value) = text
-        .split_once('=')
-        .ok_or_else(|| anyhow!("bad --where {text:?}: expected COLUMN=VALUE"))?;
-    let column = schema
-        .columns
-        .iter()
-        .find(|c| c.name == col)
-        .ok_or_else(|| {
-            anyhow!(
-                "bad --where {text:?}: {} has no column {col:?}",
-                schema.table
-            )
-        })?;
-    if value == "null" {
-        return Ok(Condition::is_null(col));
-    }
-    let v = match column.ty {
-        ColumnType::Integer => Value::Integer(
-            value
-                .parse()
-                .map_err(|_| anyhow!("bad --where {text:?}: {col} is an integer"))?,
-        ),
-        ColumnType::Real => Value::Real(
-            value
-                .parse()
-                .map_err(|_| anyhow!("bad --where {text:?}: {col} is a number"))?,
-        ),
-        ColumnType::Bool => match value {
-            "true" | "1" => Value::Integer(1),
-            "false" | "0" => Value::Integer(0),
-            _ => bail!("bad --where {text:?}: {col} is true or false"),
-        },
-        ColumnType::Timestamp => match value.parse::<i64>() {
-            Ok(ms) => Value::Integer(ms),
-            Err(_) => Value::Text(value.to_owned()),
-        },
-        _ => Value::Text(value.to_owned()),
-    };
-    Ok(Condition::eq(col, v))
 }
 
 async fn put<M: CliModel>(target: &Target<'_, M>, json: bool) -> anyhow::Result<()> {
@@ -455,19 +397,23 @@ fn out(text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgestore::Condition;
 
     #[test]
     fn resource_tags_keys() {
         assert_eq!(
-            ResourceTags::parse_key("pod/prod/web-0").unwrap(),
+            <ResourceTags as CliModel>::parse_key("pod/prod/web-0").unwrap(),
             ("pod".into(), "web-0".into(), Some("prod".into()))
         );
         assert_eq!(
-            ResourceTags::parse_key("node/worker-1").unwrap(),
+            <ResourceTags as CliModel>::parse_key("node/worker-1").unwrap(),
             ("node".into(), "worker-1".into(), None)
         );
         for bad in ["pod", "pod//x", "a/b/c/d", "/x", ""] {
-            let e = ResourceTags::parse_key(bad).unwrap_err().to_string();
+            let e = <ResourceTags as CliModel>::parse_key(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("bad resource_tags key"), "{bad}: {e}");
             assert!(e.contains("TYPE/NAMESPACE/NAME"), "{bad}: {e}");
         }
     }
@@ -475,19 +421,26 @@ mod tests {
     #[test]
     fn where_conditions_follow_column_types() {
         let schema = ResourceTags::schema();
+        let condition = |text: &str| -> edgestore::Result<Condition> {
+            Filter::parse(text)?.condition(&schema)
+        };
         assert_eq!(
-            condition(&schema, "namespace=prod").unwrap(),
+            condition("namespace=prod").unwrap(),
             Condition::eq("namespace", "prod")
         );
         assert_eq!(
-            condition(&schema, "sent_at=null").unwrap(),
+            condition("sent_at=null").unwrap(),
             Condition::is_null("sent_at")
         );
-        assert!(condition(&schema, "nosuch=1")
+        assert_eq!(
+            condition("sent_at=2024-05-01T12:00:00.123Z").unwrap(),
+            Condition::eq("sent_at", 1_714_564_800_123i64)
+        );
+        assert!(condition("nosuch=1")
             .unwrap_err()
             .to_string()
             .contains("nosuch"));
-        assert!(condition(&schema, "namespace").is_err());
+        assert!(condition("namespace").is_err());
     }
 
     #[test]

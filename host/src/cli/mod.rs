@@ -73,9 +73,9 @@ pub enum Command {
     /// Long-running ingest (JSON lines on stdin, or --generate RATE) serving GET /metrics and
     /// GET /healthz; rotates on storage.maxInterval; flushes and exits 0 on SIGTERM/SIGINT.
     Serve(ops::ServeArgs),
-    /// Measure throughput, latency, memory and start-up against the targets of issue 7 and
-    /// print one table (figure, median, target, PASS/MISS); also written as JSON. Runs on its
-    /// own temporary stores, never on the data directory.
+    /// Measure throughput, latency, memory and start-up against edgestore's performance
+    /// targets and print one table (figure, median, target, PASS/MISS); also written as JSON.
+    /// Runs on its own temporary stores, never on the data directory.
     Bench(bench::BenchArgs),
 }
 

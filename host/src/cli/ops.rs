@@ -12,7 +12,7 @@ use edgestore::model::ResourceTagsKey;
 use edgestore::present::{self, Diagnostics};
 use edgestore::{ErrorCode, ResourceTags, TimeRange};
 use edgestore_host::config::Flags;
-use edgestore_host::health::{check, HealthConfig, HealthReport, HealthTarget};
+use edgestore_host::health::{check, HealthReport, HealthTarget};
 use edgestore_host::serve::{self, ServeOptions, Source};
 use edgestore_host::{AsyncSpool, Store};
 
@@ -49,14 +49,6 @@ impl ServeArgs {
         if let Some(listen) = self.listen {
             flags.set("serve.listen", "--listen", listen.to_string());
         }
-    }
-}
-
-fn health_config(ctx: &Ctx) -> HealthConfig {
-    HealthConfig {
-        max_disk_used_percent: ctx.config.health.max_disk_used_percent,
-        max_transaction_age: ctx.config.health.max_transaction_age,
-        ..HealthConfig::default()
     }
 }
 
@@ -100,7 +92,7 @@ pub async fn health(ctx: &Ctx, _args: &HealthArgs) -> anyhow::Result<()> {
                 spool_dir: spool_dir.as_deref(),
                 spool: spool.as_ref().ok(),
             };
-            let checked = check(&store, &target, &health_config(ctx)).await;
+            let checked = check(&store, &target, &ctx.config.health).await;
             report.reasons.extend(checked.reasons);
             // Closing is best effort here: the report is what matters.
             let _ = close(store, spool).await;
@@ -204,7 +196,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         listen: ctx.config.serve.listen,
         data_dir: dir.clone(),
         spool_dir: path,
-        health: health_config(ctx),
+        health: ctx.config.health,
         admin: ctx.config.serve.admin,
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {

@@ -23,7 +23,7 @@ use super::input::Lines;
 use super::{ownership_note, Ctx, Inspection, Mutation, Refused};
 
 /// Segment names start with this unless `--identifier` says otherwise.
-pub const DEFAULT_IDENTIFIER: &str = "agent";
+pub use edgestore::layout::DEFAULT_IDENTIFIER;
 /// Rows per call into the engine.
 const BATCH: usize = 1_000;
 
@@ -105,13 +105,12 @@ pub struct PurgeArgs {
     pub drop_pending: bool,
 }
 
+/// `--since`/`--until`: the core's command-line time ([`Timestamp::parse_arg`]), as the
+/// standalone component takes them.
 fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    Timestamp::parse_rfc3339(text)
+    Timestamp::parse_arg(text)
         .map(|t| t.0)
-        .map_err(|e| format!("expected RFC3339 or UTC milliseconds: {e}"))
+        .map_err(|e| e.message().to_owned())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Every test: installs what the tests need, then runs `cargo test --workspace`.
+#
+#   ./test.sh                       # every test of the workspace
+#   ./test.sh -p edgestore --lib    # arguments go to `cargo test` (with -p, only that package)
+#   ./test.sh --install-only        # install what the tests need, run nothing (.ci/run's first step)
+#
+# What the tests need besides Rust: the wasm32-wasip2 target (host/build.rs builds the plugin
+# component), the `brotli` and `jq` tools (segments decoded by an independent reader), clang, lld
+# and wasi-libc (the standalone component compiles the bundled SQLite for WASI), and Node.js with
+# npm (jco runs the standalone component; the tests run `npm ci --prefix tests/jco` themselves).
+# As root the missing packages are installed with apt-get (Debian/Ubuntu); otherwise the script
+# names them and stops.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DEBIAN_FRONTEND=noninteractive
+
+install_only=false
+if [ "${1:-}" = "--install-only" ]; then
+  install_only=true
+  shift
+fi
+
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    echo "test.sh: the tests need Rust's wasm32-wasip2 target: install Rust with rustup (https://rustup.rs), then run: rustup target add wasm32-wasip2" >&2
+    exit 1
+  fi
+  rustup target add wasm32-wasip2
+fi
+
+need_apt=()
+command -v brotli >/dev/null 2>&1 || need_apt+=(brotli)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+# The standalone component compiles the bundled SQLite (C) for wasm32-wasip2.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
+[ -f /usr/include/wasm32-wasi/stdio.h ] || [ -n "${EDGESTORE_WASI_SYSROOT:-}" ] || need_apt+=(wasi-libc)
+# jco (tests/jco) runs the standalone component on Node.js: the host that is not ours.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: the tests need ${need_apt[*]}: install them first, e.g. sudo apt-get install ${need_apt[*]} (Node.js 20+)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ "$install_only" = true ]; then
+  exit 0
+fi
+
+# `--workspace` would override a package selection (cargo ignores -p beside it), so it is only
+# added when the arguments select no package themselves.
+selects_packages=false
+for arg in "$@"; do
+  case "$arg" in
+    --) break ;;
+    -p* | --package | --package=* | --workspace | --all | --manifest-path | --manifest-path=*)
+      selects_packages=true
+      ;;
+  esac
+done
+if [ "$selects_packages" = true ]; then
+  exec cargo test "$@"
+fi
+exec cargo test --workspace "$@"
