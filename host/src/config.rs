@@ -35,8 +35,8 @@ use crate::client::{
     DEFAULT_MEMORY_LIMIT, DEFAULT_QUEUE_CAPACITY,
 };
 use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
-pub use crate::health::HealthConfig;
-pub use crate::resilience::{BreakerConfig, RetryConfig};
+pub use crate::ops::health::HealthConfig;
+pub use crate::ops::resilience::{BreakerConfig, RetryConfig};
 
 pub(crate) mod duration;
 
@@ -576,9 +576,9 @@ impl Config {
     pub fn store_config(&self) -> Result<StoreConfig, ConfigError> {
         let engine = match self.host.engine {
             EngineKind::Native => Engine::Native,
-            EngineKind::Component => {
-                Engine::Component(ComponentSource::Bytes(crate::artifacts::plugin_component()))
-            }
+            EngineKind::Component => Engine::Component(ComponentSource::Bytes(
+                crate::component::artifacts::plugin_component(),
+            )),
         };
         let mut store = StoreConfig::new(engine, &self.host.data_dir);
         store.labels = Labels::new().grant(DEFAULT_LABEL, self.database_target()?);

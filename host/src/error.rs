@@ -51,7 +51,7 @@ pub enum Error {
     Closed,
     /// Another store, in this process or another, owns the data directory (holds its lock):
     /// this one may only read it. Class `transient`: it ends when the owner stops.
-    #[error("data directory {} is owned by {}; {}", .data_dir.display(), owner_name(.owner.as_ref()), crate::owner::owned_hint(.owner.as_ref()))]
+    #[error("data directory {} is owned by {}; {}", .data_dir.display(), owner_name(.owner.as_ref()), crate::client::owner::owned_hint(.owner.as_ref()))]
     Owned {
         /// The data directory.
         data_dir: std::path::PathBuf,

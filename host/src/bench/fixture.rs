@@ -37,7 +37,7 @@ pub const STANDALONE_ENV: &str = "EDGESTORE_STANDALONE_WASM";
 
 /// The embedded plugin component.
 pub fn component_source() -> ComponentSource {
-    ComponentSource::Bytes(crate::artifacts::plugin_component())
+    ComponentSource::Bytes(crate::component::artifacts::plugin_component())
 }
 
 /// A runtime plus a warm compiled-component cache.

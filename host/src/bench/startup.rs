@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::Result;
 use super::fixture::{tempdir, Host, Side};
-use crate::engine::{CacheOutcome, ComponentEngine};
+use crate::component::engine::{CacheOutcome, ComponentEngine};
 
 /// Compile the embedded component with a fresh engine; with `cache`, the result is stored
 /// there (so a cold measurement also warms a cache).
@@ -14,7 +14,8 @@ pub fn cold_compile(cache: Option<&Path>) -> Result<Duration> {
     let t = Instant::now();
     let engine = ComponentEngine::new(cache.map(Path::to_path_buf))?;
     // A buffer of its own: a cold compile also pays for hashing the component's bytes.
-    let bytes: std::sync::Arc<[u8]> = std::sync::Arc::from(crate::artifacts::PLUGIN_COMPONENT);
+    let bytes: std::sync::Arc<[u8]> =
+        std::sync::Arc::from(crate::component::artifacts::PLUGIN_COMPONENT);
     let (component, outcome) = engine.load(&bytes)?;
     let elapsed = t.elapsed();
     std::hint::black_box(component);

@@ -1,6 +1,6 @@
 //! `edgestore db ...`: the repository's built-in models through the typed client (either
 //! engine). A model joins the CLI by implementing [`CliModel`] and being named once in
-//! [`registry!`]'s invocation.
+//! `registry!`'s invocation.
 //!
 //! `db put` upserts JSON lines, one transaction per batch; on a bad line N the good lines
 //! before it are committed, the error names line N, the exit status is non-zero.

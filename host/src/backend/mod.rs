@@ -2,12 +2,18 @@
 //! on one table, the same for the native core and the component, run on the store's owning
 //! thread. [`DynOps::nest`] opens a transaction on a table and a savepoint inside one, so one
 //! trait covers both the table and its transactions.
+//!
+//! The engines behind it: [`native::NativeBackend`] here (the core linked into the process) and
+//! `ComponentBackend` in `crate::component` (its adapters over the guest's exports are in
+//! `component/exports.rs`).
 
 use edgestore::model::{Key, Query, Row};
 use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
 use edgestore::{Metric, Schema, SpoolConfig, TimeRange, TxMode};
 
 use crate::error::Result;
+
+pub(crate) mod native;
 
 /// Row-level operations on one table (or one transaction on it).
 pub(crate) trait DynOps {

@@ -14,7 +14,7 @@ use prometheus::{
 };
 
 use crate::error::{Error, Result};
-use crate::resilience::BreakerState;
+use crate::ops::resilience::BreakerState;
 
 /// The content type of [`Metrics::gather_text`] (Prometheus text exposition 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -17,11 +17,11 @@ use edgestore::sample::MetricGenerator;
 use edgestore::Metric;
 use tokio::sync::mpsc;
 
-use crate::admin::AdminServer;
 use crate::client::{AsyncSpool, Store};
 use crate::error::{Error, Result};
-use crate::health::{check, HealthConfig, HealthTarget};
-use crate::metrics::CONTENT_TYPE;
+use crate::ops::admin::AdminServer;
+use crate::ops::health::{check, HealthConfig, HealthTarget};
+use crate::ops::metrics::CONTENT_TYPE;
 
 /// Largest batch handed to one `put`.
 const MAX_BATCH: usize = 1000;

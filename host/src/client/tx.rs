@@ -9,7 +9,7 @@ use edgestore::model::{from_row, to_key, to_row};
 use edgestore::{Creator, Deleter, Model, Query, Reader, Schema, StorageCommon, TxMode, Updater};
 use serde::Serialize;
 
-use crate::ops::DynOps;
+use crate::backend::DynOps;
 
 /// Ties a typed handle to its model and id types without owning either (always `Send`/`Sync`).
 pub(crate) type Marker<M, Id> = fn() -> (M, Box<Id>);
@@ -18,7 +18,7 @@ pub(crate) type Marker<M, Id> = fn() -> (M, Box<Id>);
 pub struct TxStorage<'t, M, Id: ?Sized> {
     ops: &'t dyn DynOps,
     schema: &'t Schema,
-    _model: PhantomData<crate::tx::Marker<M, Id>>,
+    _model: PhantomData<crate::client::tx::Marker<M, Id>>,
 }
 
 impl<'t, M, Id: ?Sized> TxStorage<'t, M, Id> {

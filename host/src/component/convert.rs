@@ -9,7 +9,7 @@ use edgestore::{
     Column, ColumnType, ErrorCode, Metric, Schema, SyncPolicy, TimeRange, TxMode, Value,
 };
 
-use crate::bindings::{wit_repo as r, wit_spool as s, wit_types as t};
+use crate::component::bindings::{wit_repo as r, wit_spool as s, wit_types as t};
 
 /// Core value -> WIT value.
 pub fn value_to_wit(v: Value) -> t::Value {

@@ -25,9 +25,9 @@ use edgestore::{
     TimeRange, TxMode,
 };
 
+use crate::backend::{Backend, DynOps, DynSpool, ReadFrom};
 use crate::error::{Error, Result};
 use crate::grants::{DbTarget, Grants, LabelAccess, DEFAULT_LABEL};
-use crate::ops::{Backend, DynOps, DynSpool, ReadFrom};
 
 enum NativeReader {
     Segment(SegmentReader<Document>),

@@ -22,6 +22,12 @@ use edgestore::sql::sqlite::{translate, SqliteConnection};
 use edgestore::sql::{Connection, RetryPolicy};
 use edgestore::Value;
 
+use edgestore::model::Row;
+use wasmtime::component::{Resource, ResourceTable};
+
+use crate::component::bindings::{self, wit_types as t};
+use crate::component::convert::{error_to_wit, row_from_wit, row_to_wit, wit_error};
+use crate::component::instance::HostState;
 use crate::grants::{DbTarget, Grants, LabelAccess};
 
 /// Pragmas a guest may run (reads of schema and state, and the connection settings the core
@@ -239,6 +245,80 @@ impl SqliteHandle {
     /// Run one statement per parameter set.
     pub fn execute_many(&self, sql: &str, sets: &[Vec<Value>]) -> edgestore::Result<u64> {
         self.conn.execute_many(sql, sets)
+    }
+}
+
+// The import itself: `connection` resources are `SqliteHandle`s in the instance's table.
+impl bindings::edgestore::storage::sqlite::Host for HostState {}
+
+fn handle<'a>(
+    table: &'a ResourceTable,
+    r: &Resource<SqliteHandle>,
+) -> wasmtime::Result<&'a SqliteHandle> {
+    Ok(table.get(r)?)
+}
+
+type WitResult<T> = wasmtime::Result<std::result::Result<T, t::Error>>;
+
+impl bindings::edgestore::storage::sqlite::HostConnection for HostState {
+    fn open(&mut self, label: String) -> WitResult<Resource<SqliteHandle>> {
+        match open(&self.grants, &self.anchors, &label) {
+            Ok(h) => Ok(Ok(self
+                .table
+                .push(h.counted_in(self.open_connections.clone()))?)),
+            Err(OpenError::AccessDenied(m)) => Ok(Err(wit_error(t::ErrorCode::AccessDenied, m))),
+            Err(OpenError::NoSuchDatabase(m)) => {
+                Ok(Err(wit_error(t::ErrorCode::NoSuchDatabase, m)))
+            }
+            Err(OpenError::Store(e)) => Ok(Err(error_to_wit(&e))),
+        }
+    }
+
+    fn execute(
+        &mut self,
+        this: Resource<SqliteHandle>,
+        sql: String,
+        params: Vec<t::Value>,
+    ) -> WitResult<u64> {
+        let h = handle(&self.table, &this)?;
+        Ok(h.execute(&sql, &row_from_wit(params))
+            .map_err(|e| error_to_wit(&e)))
+    }
+
+    fn query(
+        &mut self,
+        this: Resource<SqliteHandle>,
+        sql: String,
+        params: Vec<t::Value>,
+    ) -> WitResult<Vec<Vec<t::Value>>> {
+        let h = handle(&self.table, &this)?;
+        Ok(h.query(&sql, &row_from_wit(params))
+            .map(|rows| rows.into_iter().map(row_to_wit).collect())
+            .map_err(|e| error_to_wit(&e)))
+    }
+
+    fn execute_many(
+        &mut self,
+        this: Resource<SqliteHandle>,
+        sql: String,
+        param_sets: Vec<Vec<t::Value>>,
+    ) -> WitResult<u64> {
+        let h = handle(&self.table, &this)?;
+        let sets: Vec<Row> = param_sets.into_iter().map(row_from_wit).collect();
+        Ok(h.execute_many(&sql, &sets).map_err(|e| error_to_wit(&e)))
+    }
+
+    fn last_insert_rowid(&mut self, this: Resource<SqliteHandle>) -> wasmtime::Result<i64> {
+        Ok(handle(&self.table, &this)?.conn.raw().last_insert_rowid())
+    }
+
+    fn changes(&mut self, this: Resource<SqliteHandle>) -> wasmtime::Result<u64> {
+        Ok(handle(&self.table, &this)?.conn.raw().changes())
+    }
+
+    fn drop(&mut self, this: Resource<SqliteHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
     }
 }
 

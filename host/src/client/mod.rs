@@ -4,134 +4,41 @@
 //! cheap to clone and safe to use from many tasks. The same task's timer calls `flush-due` on
 //! every open spool.
 //!
-//! Every operation goes through one dispatch ([`Store::call`]): it is timed and counted in the
+//! Every operation goes through one dispatch (`Store::call`): it is timed and counted in the
 //! store's [`Metrics`], guarded by its [`CircuitBreaker`], and retried with backoff when it
 //! fails transiently ([`crate::resilience`]).
 
 use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgestore::model::{from_row, to_key, to_row, Key, Row};
-use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
-use edgestore::{Metric, Model, Query, Schema, SpoolConfig, TimeRange, TxMode};
+use edgestore::model::{Key, Row};
+use edgestore::{Model, Schema, SpoolConfig, TxMode};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use self::owner::DirLock;
+use crate::backend::native::NativeBackend;
+use crate::backend::{on_table, Backend};
 use crate::error::{Error, Result};
-use crate::grants::{Grants, Labels};
-use crate::metrics::Metrics;
-use crate::native::NativeBackend;
-use crate::ops::{on_spool, on_table, Backend, ReadFrom};
-use crate::owner::DirLock;
-use crate::resilience::{retry, BreakerConfig, BreakerState, CircuitBreaker, RetryConfig};
-use crate::tx::TxStorage;
+use crate::grants::Grants;
+use crate::ops::metrics::Metrics;
+use crate::ops::resilience::{retry, BreakerState, CircuitBreaker, RetryConfig};
 
-/// Which engine runs the core.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Engine {
-    /// The core linked into this process.
-    Native,
-    /// The core as a WebAssembly component in Wasmtime, sandboxed to the grants.
-    Component(ComponentSource),
-}
+mod config;
+pub mod owner;
+mod spool;
+mod storage;
+pub mod tx;
 
-/// Where the component comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComponentSource {
-    /// A `.wasm` component file.
-    File(PathBuf),
-    /// The component's bytes.
-    Bytes(Arc<[u8]>),
-}
-
-/// Everything a store needs. [`StoreConfig::new`] has the defaults.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// Native or component.
-    pub engine: Engine,
-    /// The one directory the store may touch.
-    pub data_dir: PathBuf,
-    /// Open the data directory for inspection only: no ownership taken, spools opened without
-    /// recovery (nothing written; mutations are `permission-denied`), databases read-only (a
-    /// WAL reader beside the owner). Without it the store *owns* the data directory: it takes
-    /// the directory's lock ([`crate::owner`]) for its whole life, and opening fails with
-    /// [`Error::Owned`] while another store owns it.
-    pub read_only: bool,
-    /// Who this store is, for the owner record in the lock file (e.g. `edgestore serve`).
-    pub command: String,
-    /// Calls that may wait in the store's queue; more callers wait for room (up to
-    /// `queue_wait`), so a burst of callers never turns into unbounded memory.
-    pub queue_capacity: usize,
-    /// How long a caller waits for room in a full queue before the call fails with `busy`
-    /// (transient: the dispatch retries it).
-    pub queue_wait: Duration,
-    /// SQLite labels: what backs them and which are granted. The typed repository uses
-    /// [`crate::grants::DEFAULT_LABEL`].
-    pub labels: Labels,
-    /// Cap on the instance's linear memory, bytes (component only; config `host.memoryLimit`).
-    pub memory_limit: usize,
-    /// Time bound of one call into the instance (component only; config `host.callTimeout`).
-    pub call_timeout: Duration,
-    /// Where compiled components are cached (component only); `None` compiles every time.
-    pub cache_dir: Option<PathBuf>,
-    /// How often the store calls `flush-due` on its spools; `None` never.
-    pub flush_interval: Option<Duration>,
-    /// Retry of transient failures (config `resilience.retry`).
-    pub retry: RetryConfig,
-    /// The circuit breaker in front of the engine (config `resilience.breaker`).
-    pub breaker: BreakerConfig,
-    /// SQLite connections the native engine may hold: one writer plus readers (the config's
-    /// `database.maxConnections`). The component's SQLite runs one connection per store.
-    pub max_connections: u32,
-    /// Native engine: a second thread per spool compresses rotated segments (config
-    /// `storage.finishWorker`; off by default). The component has no threads and ignores it.
-    pub finish_worker: bool,
-}
-
-impl StoreConfig {
-    /// Defaults, the same as the `edgestore` configuration's: the `default` label on
-    /// `edgestore.sqlite`, read-write, a queue of [`DEFAULT_QUEUE_CAPACITY`] calls,
-    /// [`DEFAULT_MEMORY_LIMIT`] (256 MiB), [`DEFAULT_CALL_TIMEOUT`] (30 s) per call,
-    /// [`DEFAULT_MAX_CONNECTIONS`] (4) SQLite connections, [`RetryConfig::default`] and
-    /// [`BreakerConfig::default`], no artifact cache, `flush-due` every second.
-    pub fn new(engine: Engine, data_dir: impl Into<PathBuf>) -> Self {
-        StoreConfig {
-            engine,
-            data_dir: data_dir.into(),
-            read_only: false,
-            command: "edgestore".to_owned(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            queue_wait: Duration::from_secs(10),
-            labels: Labels::default(),
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-            cache_dir: None,
-            flush_interval: Some(Duration::from_secs(1)),
-            retry: RetryConfig::default(),
-            breaker: BreakerConfig::default(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            finish_worker: false,
-        }
-    }
-}
-
-/// Default [`StoreConfig::queue_capacity`] (config `host.maxQueuedCalls`).
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
-
-/// Default [`StoreConfig::memory_limit`] (config `host.memoryLimit`): 256 MiB.
-pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
-
-/// Default [`StoreConfig::call_timeout`] (config `host.callTimeout`): 30 s, room for a large
-/// batch or a flush at a high compression level before the instance is stopped as hung.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Default [`StoreConfig::max_connections`] (config `database.maxConnections`): the writer
-/// and three readers.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
-
+pub use self::config::{
+    Engine, StoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_QUEUE_CAPACITY,
+};
+pub use self::spool::{AsyncReader, AsyncSpool};
+pub use self::storage::AsyncStorage;
+pub use crate::component::ComponentSource;
 type Work = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
 enum Job {
@@ -285,10 +192,12 @@ impl Store {
                     cfg.max_connections,
                     cfg.finish_worker,
                 ))),
-                Engine::Component(source) => {
-                    crate::instance::ComponentBackend::new(grants, &cfg, &source)
-                        .map(|b| Box::new(b) as Box<dyn Backend>)
-                }
+                Engine::Component(source) => crate::component::instance::ComponentBackend::new(
+                    grants,
+                    &cfg.component_limits(),
+                    &source,
+                )
+                .map(|b| Box::new(b) as Box<dyn Backend>),
             };
             let mut backend = match built {
                 Ok(b) => {
@@ -609,367 +518,5 @@ impl Store {
     /// calls `admin.ping`): the per-call overhead.
     pub async fn ping(&self) -> Result<()> {
         self.call("ping", |b| b.ping()).await
-    }
-}
-
-/// Typed, async storage of model `M` keyed by `Id`: the core's `Storage<M, Id>` operations.
-pub struct AsyncStorage<M, Id: ?Sized> {
-    store: Store,
-    schema: Arc<Schema>,
-    _model: PhantomData<crate::tx::Marker<M, Id>>,
-}
-
-impl<M, Id: ?Sized> std::fmt::Debug for AsyncStorage<M, Id> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncStorage")
-            .field("table", &self.schema.table)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<M, Id: ?Sized> Clone for AsyncStorage<M, Id> {
-    fn clone(&self) -> Self {
-        AsyncStorage {
-            store: self.store.clone(),
-            schema: self.schema.clone(),
-            _model: PhantomData,
-        }
-    }
-}
-
-impl<M, Id> AsyncStorage<M, Id>
-where
-    M: Model + Send + Sync + 'static,
-    Id: Serialize + ?Sized,
-{
-    async fn table<R: Send + 'static>(
-        &self,
-        op: &'static str,
-        f: impl Fn(&dyn crate::ops::DynOps, &Schema) -> edgestore::Result<R> + Send + Sync + 'static,
-    ) -> Result<R> {
-        let schema = self.schema.clone();
-        self.store
-            .call(op, move |b| {
-                on_table(b, &schema.table, |ops| f(ops, &schema))
-            })
-            .await
-    }
-
-    /// The model's schema.
-    pub fn schema(&self) -> &Schema {
-        &self.schema
-    }
-
-    /// Insert one item (per the schema's create mode); `false` when ignored.
-    pub async fn create(&self, item: &M) -> Result<bool> {
-        let row = to_row(&self.schema, item)?;
-        self.table("create", move |ops, _| ops.create(&row)).await
-    }
-
-    /// Insert many items atomically in one call; returns how many were inserted.
-    pub async fn create_many(&self, items: &[M]) -> Result<u64> {
-        let rows = items
-            .iter()
-            .map(|m| to_row(&self.schema, m))
-            .collect::<edgestore::Result<Vec<_>>>()?;
-        // The dispatch may retry a transient failure, so each attempt gets its own copy (the
-        // engine consumes the rows); a copy costs far less than the insert it feeds.
-        self.table("create_many", move |ops, _| ops.create_many(rows.clone()))
-            .await
-    }
-
-    /// Insert, or update the mutable columns of the row with the same key.
-    pub async fn upsert(&self, item: &M) -> Result<()> {
-        let row = to_row(&self.schema, item)?;
-        self.table("upsert", move |ops, _| ops.upsert(&row)).await
-    }
-
-    /// Insert unless the key exists; `true` when inserted.
-    pub async fn insert_or_ignore(&self, item: &M) -> Result<bool> {
-        let row = to_row(&self.schema, item)?;
-        self.table("insert_or_ignore", move |ops, _| ops.insert_or_ignore(&row))
-            .await
-    }
-
-    /// The item with this id; a missing row is `not-found`.
-    pub async fn get(&self, id: &Id) -> Result<M> {
-        let key = to_key(&self.schema, id)?;
-        self.table("get", move |ops, schema| from_row(schema, ops.get(&key)?))
-            .await
-    }
-
-    /// The first item matching the query.
-    pub async fn find_first(&self, query: &Query) -> Result<Option<M>> {
-        let q = query.clone().limit(1);
-        let mut all = self.find_all_query(q).await?;
-        Ok(if all.is_empty() {
-            None
-        } else {
-            Some(all.swap_remove(0))
-        })
-    }
-
-    /// Every item matching the query.
-    pub async fn find_all(&self, query: &Query) -> Result<Vec<M>> {
-        self.find_all_query(query.clone()).await
-    }
-
-    async fn find_all_query(&self, q: Query) -> Result<Vec<M>> {
-        self.table("find", move |ops, schema| {
-            ops.find(&q)?
-                .into_iter()
-                .map(|r| from_row(schema, r))
-                .collect()
-        })
-        .await
-    }
-
-    /// Overwrite the mutable columns of the row with the item's key; `not-found` if none.
-    pub async fn update(&self, item: &M) -> Result<()> {
-        let row = to_row(&self.schema, item)?;
-        self.table("update", move |ops, _| ops.update(&row)).await
-    }
-
-    /// Delete by id; `false` when there was nothing to delete.
-    pub async fn delete(&self, id: &Id) -> Result<bool> {
-        let key = to_key(&self.schema, id)?;
-        self.table("delete", move |ops, _| ops.delete(&key)).await
-    }
-
-    /// Delete every row; returns how many.
-    pub async fn delete_all(&self) -> Result<u64> {
-        self.table("delete_all", |ops, _| ops.delete_all()).await
-    }
-
-    /// Number of rows.
-    pub async fn count(&self) -> Result<u64> {
-        self.table("count", |ops, _| ops.count()).await
-    }
-
-    /// Run `f` in an immediate transaction on the owning thread. `f` gets a view implementing
-    /// the core's sync traits (`Creator`, `Reader`, `Updater`, `Deleter`, `StorageCommon`,
-    /// so `Storage<M, Id>`); `Ok` commits, `Err` rolls back, `tx.tx(..)` nests a savepoint.
-    pub async fn tx<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: for<'t> FnOnce(&TxStorage<'t, M, Id>) -> edgestore::Result<R> + Send + 'static,
-    {
-        self.tx_with(TxMode::Immediate, f).await
-    }
-
-    /// [`AsyncStorage::tx`] with a chosen mode.
-    pub async fn tx_with<R, F>(&self, mode: TxMode, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: for<'t> FnOnce(&TxStorage<'t, M, Id>) -> edgestore::Result<R> + Send + 'static,
-    {
-        let schema = self.schema.clone();
-        let activity = self.store.shared.activity.clone();
-        self.store
-            .call_once("tx", move |b| {
-                let _mark = TxMark::begin(&activity);
-                on_table(b, &schema.table, |ops| {
-                    let mut f = Some(f);
-                    let mut out = None;
-                    ops.nest(mode, &mut |tx| {
-                        let f = f.take().ok_or_else(|| {
-                            edgestore::Error::internal("transaction closure ran twice")
-                        })?;
-                        out = Some(f(&TxStorage::new(tx, &schema))?);
-                        Ok(())
-                    })?;
-                    out.ok_or_else(|| edgestore::Error::internal("transaction closure did not run"))
-                })
-            })
-            .await
-    }
-}
-
-/// An open spool of metrics and JSON documents.
-#[derive(Clone, Debug)]
-pub struct AsyncSpool {
-    store: Store,
-    id: u64,
-    max_records: u64,
-    identifier: String,
-}
-
-impl AsyncSpool {
-    async fn on<R: Send + 'static>(
-        &self,
-        op: &'static str,
-        f: impl Fn(&dyn crate::ops::DynSpool) -> edgestore::Result<R> + Send + Sync + 'static,
-    ) -> Result<R> {
-        let id = self.id;
-        self.store.call(op, move |b| on_spool(b, id, &f)).await
-    }
-
-    /// Segments finished while `finished_rows` rows left the pending count: rotation happens
-    /// at `max_records`, so this is exact unless an interval rotation split a segment early.
-    fn count_segments(&self, finished_rows: u64) {
-        self.store
-            .metrics()
-            .spool_segments(finished_rows.div_ceil(self.max_records));
-    }
-
-    /// The identifier that names this spool's segments.
-    pub fn identifier(&self) -> &str {
-        &self.identifier
-    }
-
-    /// Rows in the journals on disk, not yet in finished segments: for an inspecting store,
-    /// what the owner holds in its active journal (or a killed process left behind).
-    pub async fn journal_rows(&self) -> Result<u64> {
-        self.on("spool.journal_rows", |s| s.journal_rows()).await
-    }
-
-    /// Append metrics (one call for the whole batch).
-    pub async fn put(&self, rows: Vec<Metric>) -> Result<()> {
-        let n = rows.len() as u64;
-        let finished = self
-            .on("spool.put", move |s| {
-                let before = s.pending()?;
-                s.put(&rows)?;
-                Ok((before + n).saturating_sub(s.pending()?))
-            })
-            .await?;
-        self.store.metrics().spool_rows(n);
-        self.count_segments(finished);
-        Ok(())
-    }
-    /// Append JSON documents, each one JSON value as text, stored verbatim (a document that
-    /// spans lines is compacted). The first malformed one fails the whole batch
-    /// (`invalid-input` naming its position) and nothing of the batch is written.
-    pub async fn put_documents(&self, docs: Vec<String>) -> Result<()> {
-        let n = docs.len() as u64;
-        // Cloned per attempt: the dispatch may retry a transient failure.
-        self.on("spool.put_documents", move |s| {
-            s.put_documents(docs.clone())
-        })
-        .await?;
-        self.store.metrics().spool_rows(n);
-        Ok(())
-    }
-    /// Finish the active segment: every row put before is durable in a finished segment.
-    pub async fn flush(&self) -> Result<()> {
-        let finished = self
-            .on("spool.flush", |s| {
-                let before = s.pending()?;
-                s.flush()?;
-                Ok(before.saturating_sub(s.pending()?))
-            })
-            .await?;
-        self.count_segments(finished);
-        Ok(())
-    }
-    /// Finish the active segment if its interval has passed at `now_ms`.
-    pub async fn flush_due(&self, now_ms: i64) -> Result<u64> {
-        let n = self
-            .on("spool.flush_due", move |s| s.flush_due(now_ms))
-            .await?;
-        self.store.metrics().spool_segments(n);
-        Ok(n)
-    }
-    /// Make the active segment's rows durable without finishing it.
-    pub async fn sync(&self) -> Result<()> {
-        self.on("spool.sync", |s| s.sync()).await
-    }
-    /// Rows not yet in a finished segment.
-    pub async fn pending(&self) -> Result<u64> {
-        self.on("spool.pending", |s| s.pending()).await
-    }
-    /// Finished segments overlapping `range`.
-    pub async fn segments(&self, range: TimeRange) -> Result<Vec<SegmentInfo>> {
-        self.on("spool.segments", move |s| s.segments(range)).await
-    }
-    /// Move segments to `uploaded/`; returns how many moved.
-    pub async fn mark_uploaded(&self, names: Vec<String>) -> Result<u64> {
-        self.on("spool.mark_uploaded", move |s| s.mark_uploaded(&names))
-            .await
-    }
-    /// Apply retention and the byte cap.
-    pub async fn purge(&self) -> Result<PurgeReport> {
-        self.on("spool.purge", |s| s.purge()).await
-    }
-    /// Bytes and files by state.
-    pub async fn usage(&self) -> Result<Usage> {
-        self.on("spool.usage", |s| s.usage()).await
-    }
-    /// Verify every finished segment; quarantine the bad ones.
-    pub async fn verify(&self) -> Result<VerifyReport> {
-        self.on("spool.verify", |s| s.verify()).await
-    }
-    /// Stream every pending segment overlapping `range`, oldest first.
-    pub async fn read_range(&self, range: TimeRange) -> Result<AsyncReader> {
-        self.reader(ReadFrom::Range(range)).await
-    }
-    /// Stream one finished segment.
-    pub async fn read_segment(&self, name: &str) -> Result<AsyncReader> {
-        self.reader(ReadFrom::Segment(name.to_owned())).await
-    }
-    async fn reader(&self, from: ReadFrom) -> Result<AsyncReader> {
-        let spool = self.id;
-        let id = self
-            .store
-            .call("reader.open", move |b| b.open_reader(spool, from.clone()))
-            .await?;
-        Ok(AsyncReader {
-            store: self.store.clone(),
-            id,
-        })
-    }
-}
-
-/// A streaming reader of metrics; closed when dropped.
-#[derive(Debug)]
-pub struct AsyncReader {
-    store: Store,
-    id: u64,
-}
-
-impl AsyncReader {
-    /// Up to `max` next metrics; empty at the end.
-    pub async fn next(&mut self, max: u32) -> Result<Vec<Metric>> {
-        let id = self.id;
-        self.store
-            .call("reader.next", move |b| b.read(id, max))
-            .await
-    }
-
-    /// Up to `max` next rows as the JSON text stored (a metric's canonical serialisation, a
-    /// document's own bytes); empty at the end.
-    pub async fn next_documents(&mut self, max: u32) -> Result<Vec<String>> {
-        let id = self.id;
-        self.store
-            .call("reader.next_documents", move |b| b.read_documents(id, max))
-            .await
-    }
-
-    /// Every remaining metric.
-    pub async fn collect(mut self) -> Result<Vec<Metric>> {
-        let mut all = Vec::new();
-        loop {
-            let batch = self.next(10_000).await?;
-            if batch.is_empty() {
-                return Ok(all);
-            }
-            all.extend(batch);
-        }
-    }
-}
-
-impl Drop for AsyncReader {
-    fn drop(&mut self) {
-        let id = self.id;
-        let job = Job::Run(Box::new(move |b| b.close_reader(id)));
-        // A full queue: close it once there is room (a closed store dropped it already).
-        if let Err(mpsc::error::TrySendError::Full(job)) = self.store.jobs.try_send(job) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let jobs = self.store.jobs.clone();
-                rt.spawn(async move {
-                    let _ = jobs.send(job).await;
-                });
-            }
-        }
     }
 }

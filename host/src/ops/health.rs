@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{AsyncSpool, Store};
 use crate::error::Error;
-use crate::resilience::BreakerState;
+use crate::ops::resilience::BreakerState;
 
 /// Thresholds of the health checks (config section `health`: `maxDiskUsedPercent`,
 /// `maxTransactionAge`, `answerWithin`).

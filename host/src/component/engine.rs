@@ -197,7 +197,7 @@ mod tests {
     fn second_load_hits_the_cache_and_a_bad_entry_falls_back_to_compiling() {
         let cache = tempfile::tempdir().unwrap();
         let engine = ComponentEngine::new(Some(cache.path().to_path_buf())).unwrap();
-        let bytes = crate::artifacts::plugin_component();
+        let bytes = crate::component::artifacts::plugin_component();
         assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Compiled);
         assert_eq!(engine.load(&bytes).unwrap().1, CacheOutcome::Hit);
         // A damaged compiled file no longer matches its sidecar: compile again, rewrite.

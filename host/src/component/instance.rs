@@ -1,0 +1,344 @@
+//! The instance lifecycle: one component instance and its store data, a WASI context holding
+//! only the data directory's preopen (no environment, no arguments, no stdio, no network,
+//! nothing inherited), the resource table, the memory limiter, and the grants the `sqlite`
+//! import checks. [`ComponentBackend`] owns it and rebuilds it after a trap or a limit hit:
+//! whatever was acknowledged before lives in SQLite files and spool segments, not in the
+//! instance. The guest-facing imports are in [`super::imports`]; the client's jobs reach the
+//! guest's exports through the adapters in [`super::exports`].
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgestore::{ErrorCode, Schema, SpoolConfig};
+use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{ResourceLimiter, Store as WasmStore, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{wit_types as t, Plugin, PluginPre};
+use super::convert::*;
+use super::engine::{ComponentEngine, EPOCH_TICK};
+use super::imports::sqlite::MemoryAnchors;
+use super::{component_bytes, ComponentLimits, ComponentSource};
+use crate::error::{Error, LimitKind, Result};
+use crate::grants::{Grants, DEFAULT_LABEL};
+
+/// Where the data directory appears inside the guest (the core's mount point, which the
+/// component's glue and the standalone command assume).
+pub const GUEST_DATA_DIR: &str = edgestore::layout::DATA_MOUNT;
+
+/// Caps linear memory and tables; remembers whether it refused something.
+pub struct Limits {
+    memory: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one instance's wasmtime store.
+pub struct HostState {
+    wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    limits: Limits,
+    pub(super) grants: Arc<Grants>,
+    pub(super) anchors: Arc<MemoryAnchors>,
+    pub(super) open_connections: Arc<AtomicU64>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Compiled and linked once per store; instantiated again after every failure.
+pub(super) struct Prepared {
+    engine: ComponentEngine,
+    pre: PluginPre<HostState>,
+    grants: Arc<Grants>,
+    anchors: Arc<MemoryAnchors>,
+    pub(super) open_connections: Arc<AtomicU64>,
+    memory_limit: usize,
+    deadline_ticks: u64,
+}
+
+/// A live instance and the guest resources the client opened on it.
+pub(super) struct Live {
+    pub(super) store: WasmStore<HostState>,
+    plugin: Plugin,
+    repo: Option<ResourceAny>,
+    spools: HashMap<u64, ResourceAny>,
+    pub(super) readers: HashMap<u64, ResourceAny>,
+}
+
+/// The component engine behind the client.
+pub(crate) struct ComponentBackend {
+    pub(super) prepared: Prepared,
+    pub(super) live: Option<Live>,
+    pub(super) schemas: Vec<Schema>,
+    pub(super) spool_configs: HashMap<u64, (String, SpoolConfig)>,
+    pub(super) next_id: u64,
+    /// Instances built so far (1 after open; each failure adds one on the next call).
+    pub(crate) generation: u64,
+}
+
+impl ComponentBackend {
+    pub(crate) fn new(
+        grants: Arc<Grants>,
+        config: &ComponentLimits,
+        source: &ComponentSource,
+    ) -> Result<Self> {
+        let engine = ComponentEngine::new(config.cache_dir.clone())?;
+        let bytes = component_bytes(source)?;
+        let (component, _) = engine.load(&bytes)?;
+        let mut linker = Linker::<HostState>::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::runtime)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(Error::runtime)?;
+        let pre = linker.instantiate_pre(&component).map_err(Error::runtime)?;
+        let pre = PluginPre::new(pre).map_err(Error::runtime)?;
+        let anchors = Arc::new(MemoryAnchors::new(&grants)?);
+        let mut backend = ComponentBackend {
+            prepared: Prepared {
+                engine,
+                pre,
+                grants,
+                anchors,
+                open_connections: Arc::new(AtomicU64::new(0)),
+                memory_limit: config.memory_limit,
+                deadline_ticks: ticks_for(config.call_timeout),
+            },
+            live: None,
+            schemas: Vec::new(),
+            spool_configs: HashMap::new(),
+            next_id: 1,
+            generation: 0,
+        };
+        backend.live()?;
+        Ok(backend)
+    }
+
+    fn instantiate(&self) -> Result<Live> {
+        let p = &self.prepared;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let perms = if p.grants.read_only() {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(p.grants.data_dir(), GUEST_DATA_DIR, perms)
+            .map_err(Error::runtime)?;
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits: Limits {
+                memory: p.memory_limit,
+                hit: false,
+            },
+            grants: p.grants.clone(),
+            anchors: p.anchors.clone(),
+            open_connections: p.open_connections.clone(),
+        };
+        let mut store = WasmStore::new(p.engine.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(p.deadline_ticks);
+        let plugin = p.pre.instantiate(&mut store).map_err(Error::runtime)?;
+        Ok(Live {
+            store,
+            plugin,
+            repo: None,
+            spools: HashMap::new(),
+            readers: HashMap::new(),
+        })
+    }
+
+    /// The live instance, rebuilt (with tables re-registered and spools reopened lazily) after
+    /// a failure.
+    fn live(&mut self) -> Result<&mut Live> {
+        if self.live.is_none() {
+            let live = self.instantiate()?;
+            self.generation += 1;
+            self.live = Some(live);
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| Error::Runtime("no instance".into()))
+    }
+
+    /// Run `f` against the live instance; on a trap or limit, discard the instance and return
+    /// the typed failure.
+    pub(super) fn run<R>(
+        &mut self,
+        f: impl FnOnce(&mut Prepared, &mut Live) -> Result<R>,
+    ) -> Result<R> {
+        self.live()?;
+        let Some(live) = self.live.as_mut() else {
+            return Err(Error::Runtime("no instance".into()));
+        };
+        let out = f(&mut self.prepared, live);
+        if matches!(out, Err(Error::Trap(_)) | Err(Error::Limit { .. })) {
+            self.live = None;
+        }
+        out
+    }
+
+    pub(super) fn repo(&mut self) -> Result<ResourceAny> {
+        let schemas = self.schemas.clone();
+        self.run(|p, live| {
+            if let Some(r) = live.repo {
+                return Ok(r);
+            }
+            let ctx = Ctx::new(p, live);
+            let guest = ctx.plugin.edgestore_storage_repository().store();
+            let r = ctx.call(|st| guest.call_open(st, DEFAULT_LABEL))?;
+            for schema in &schemas {
+                let wit = schema_to_wit(schema);
+                ctx.call(|st| guest.call_register(st, r, &wit))?;
+            }
+            ctx.finish()?;
+            live.repo = Some(r);
+            Ok(r)
+        })
+    }
+
+    pub(super) fn spool(&mut self, id: u64) -> Result<ResourceAny> {
+        let (path, config) = self
+            .spool_configs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
+        self.run(|p, live| {
+            if let Some(s) = live.spools.get(&id) {
+                return Ok(*s);
+            }
+            let ctx = Ctx::new(p, live);
+            let guest = ctx.plugin.edgestore_storage_spool().spool();
+            let wit = spool_config_to_wit(&path, &config);
+            // Inspecting (a read-only grant): no recovery, nothing written.
+            let s = if p.grants.read_only() {
+                ctx.call(|st| guest.call_inspect(st, &wit))?
+            } else {
+                ctx.call(|st| guest.call_open(st, &wit))?
+            };
+            ctx.finish()?;
+            live.spools.insert(id, s);
+            Ok(s)
+        })
+    }
+}
+
+/// One job's access to the instance: the store behind a `RefCell` so the core's `&self`
+/// traits can drive it, and the first host-level failure (trap, limit) remembered so that it,
+/// not the guest-looking error handed to the closure, is what the caller gets.
+pub(super) struct Ctx<'a> {
+    store: std::cell::RefCell<&'a mut WasmStore<HostState>>,
+    pub(super) plugin: &'a Plugin,
+    deadline: u64,
+    failure: std::cell::RefCell<Option<Error>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(p: &Prepared, live: &'a mut Live) -> Self {
+        Ctx {
+            store: std::cell::RefCell::new(&mut live.store),
+            plugin: &live.plugin,
+            deadline: p.deadline_ticks,
+            failure: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// One export call under the time bound.
+    pub(super) fn call<T>(
+        &self,
+        f: impl FnOnce(&mut WasmStore<HostState>) -> wasmtime::Result<std::result::Result<T, t::Error>>,
+    ) -> edgestore::Result<T> {
+        if self.failure.borrow().is_some() {
+            return Err(edgestore::Error::new(
+                ErrorCode::Closed,
+                "the instance failed earlier in this call",
+            ));
+        }
+        let mut store = self.store.borrow_mut();
+        store.set_epoch_deadline(self.deadline);
+        store.data_mut().limits.hit = false;
+        match f(&mut store) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(error_from_wit(e)),
+            Err(trap) => {
+                let memory_hit = store.data().limits.hit;
+                let failure = classify_trap(&trap, memory_hit);
+                let message = failure.to_string();
+                *self.failure.borrow_mut() = Some(failure);
+                Err(edgestore::Error::internal(message))
+            }
+        }
+    }
+
+    /// A call that cannot fail in the WIT.
+    pub(super) fn call_plain<T>(
+        &self,
+        f: impl FnOnce(&mut WasmStore<HostState>) -> wasmtime::Result<T>,
+    ) -> edgestore::Result<T> {
+        self.call(|st| f(st).map(Ok))
+    }
+
+    /// The host failure, if any happened.
+    pub(super) fn finish(self) -> Result<()> {
+        match self.failure.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn classify_trap(err: &wasmtime::Error, memory_hit: bool) -> Error {
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Error::Limit {
+            kind: LimitKind::Time,
+            message: "the call ran past its deadline and was interrupted".into(),
+        };
+    }
+    if memory_hit {
+        return Error::Limit {
+            kind: LimitKind::Memory,
+            message: format!("the instance ran out of memory under its cap: {err:#}"),
+        };
+    }
+    Error::Trap(format!("{err:#}"))
+}
+
+/// How long a call may run, in epoch ticks, for `timeout`.
+pub fn ticks_for(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_nanos() / EPOCH_TICK.as_nanos().max(1))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
