@@ -6,13 +6,14 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::clock::ManualClock;
 use crate::dir::{Capacity, Directory, Entry, MemDir, ReadFile, WriteFile};
 use crate::spool::{SegmentState, Spool, SpoolConfig, SyncPolicy, TimeRange};
 use crate::ErrorCode;
+
+use crate::spool::tests::{cfg, read_all, values};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -72,17 +73,6 @@ impl Directory for NoWrites {
     }
 }
 
-fn cfg(max: u64) -> SpoolConfig {
-    let mut c = SpoolConfig::new("agent-1");
-    c.max_records = max;
-    c
-}
-
-fn values(n: std::ops::Range<u64>) -> Vec<Value> {
-    n.map(|i| json!({"i": i, "s": format!("row {i}")}))
-        .collect()
-}
-
 fn owner(dir: &MemDir, clock: &ManualClock, c: SpoolConfig) -> Spool<Value> {
     Spool::open(Arc::new(dir.clone()), c, Arc::new(clock.clone())).unwrap()
 }
@@ -100,18 +90,6 @@ fn snapshot(dir: &MemDir) -> BTreeMap<String, Option<Vec<u8>>> {
             (n, bytes)
         })
         .collect()
-}
-
-fn read_all<R: DeserializeOwned>(s: &Spool<R>) -> Vec<R> {
-    let mut r = s.read_range(TimeRange::all()).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let b = r.next(37).unwrap();
-        if b.is_empty() {
-            return out;
-        }
-        out.extend(b);
-    }
 }
 
 /// The `i` of every row, sorted; panics on a duplicate.

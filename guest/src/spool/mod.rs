@@ -99,6 +99,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared state of a spool on `dir` with a validated `config`.
+    fn new(
+        dir: Arc<dyn Directory>,
+        config: SpoolConfig,
+        clock: Arc<dyn Clock>,
+        read_only: bool,
+    ) -> Result<Arc<Shared>> {
+        config.validate()?;
+        Ok(Arc::new(Shared {
+            dir,
+            config,
+            clock,
+            read_only,
+            stats: Mutex::new(SpoolStats::default()),
+        }))
+    }
+
     pub(crate) fn note(&self, f: impl FnOnce(&mut SpoolStats)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -207,14 +224,7 @@ impl<R> Spool<R> {
         config: SpoolConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        config.validate()?;
-        let shared = Arc::new(Shared {
-            dir,
-            config,
-            clock,
-            read_only: false,
-            stats: Mutex::new(SpoolStats::default()),
-        });
+        let shared = Shared::new(dir, config, clock, false)?;
         let (sealed, last_stop) = recovery::recover(&shared)?;
         Ok(Spool::with_state(shared, sealed, last_stop))
     }
@@ -253,14 +263,7 @@ impl<R> Spool<R> {
         config: SpoolConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        config.validate()?;
-        let shared = Arc::new(Shared {
-            dir,
-            config,
-            clock,
-            read_only: true,
-            stats: Mutex::new(SpoolStats::default()),
-        });
+        let shared = Shared::new(dir, config, clock, true)?;
         Ok(Spool::with_state(shared, Vec::new(), 0))
     }
 

@@ -17,13 +17,13 @@ fn open<R>(dir: &MemDir, clock: &ManualClock, cfg: SpoolConfig) -> Spool<R> {
     Spool::open(Arc::new(dir.clone()), cfg, Arc::new(clock.clone())).unwrap()
 }
 
-fn cfg(max: u64) -> SpoolConfig {
+pub(super) fn cfg(max: u64) -> SpoolConfig {
     let mut c = SpoolConfig::new("agent-1");
     c.max_records = max;
     c
 }
 
-fn read_all<R: DeserializeOwned>(s: &Spool<R>) -> Vec<R> {
+pub(super) fn read_all<R: DeserializeOwned>(s: &Spool<R>) -> Vec<R> {
     let mut r = s.read_range(TimeRange::all()).unwrap();
     let mut out = Vec::new();
     loop {
@@ -35,7 +35,7 @@ fn read_all<R: DeserializeOwned>(s: &Spool<R>) -> Vec<R> {
     }
 }
 
-fn values(n: std::ops::Range<u64>) -> Vec<Value> {
+pub(super) fn values(n: std::ops::Range<u64>) -> Vec<Value> {
     n.map(|i| json!({"i": i, "s": format!("row {i}\nwith \"quotes\"")}))
         .collect()
 }
