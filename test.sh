@@ -9,6 +9,11 @@
 # component), the `brotli` and `jq` tools (segments decoded by an independent reader), clang, lld
 # and wasi-libc (the standalone component compiles the bundled SQLite for WASI), and Node.js with
 # npm (jco runs the standalone component; the tests run `npm ci --prefix tests/jco` themselves).
+# The ingest tests (host/tests/ingest.rs) feed `edgestore serve` from senders that are not ours:
+# Prometheus with its node exporter (`prometheus`, `prometheus-node-exporter`: scrapes, then
+# remote write), and the OpenTelemetry Python SDK's OTLP/HTTP exporter, pinned in a virtual
+# environment at target/otel-venv (python3 with venv; created only when missing or when the
+# pins change, so reruns are fast; the tests find it there, or at $EDGESTORE_OTEL_PYTHON).
 # As root the missing packages are installed with apt-get (Debian/Ubuntu); otherwise the script
 # names them and stops.
 set -euo pipefail
@@ -39,6 +44,15 @@ command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
 # jco (tests/jco) runs the standalone component on Node.js: the host that is not ours.
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Real senders for the ingest tests: Prometheus remote write, and the OpenTelemetry SDK (Python).
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+has_venv() { "$1" -c 'import ensurepip, venv' >/dev/null 2>&1; }
+if ! command -v python3 >/dev/null 2>&1; then
+  need_apt+=(python3 python3-venv)
+elif ! has_venv python3 && ! has_venv /usr/bin/python3; then
+  need_apt+=(python3-venv)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: the tests need ${need_apt[*]}: install them first, e.g. sudo apt-get install ${need_apt[*]} (Node.js 20+)" >&2
@@ -46,6 +60,19 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   fi
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The OpenTelemetry SDK's OTLP/HTTP exporter at exact versions, in a venv the ingest tests run.
+otel_pins="opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2"
+otel_venv=target/otel-venv
+if [ "$(cat "$otel_venv/.pins" 2>/dev/null)" != "$otel_pins" ]; then
+  python=python3
+  has_venv "$python" || python=/usr/bin/python3
+  rm -rf "$otel_venv"
+  "$python" -m venv "$otel_venv"
+  # shellcheck disable=SC2086 # the pins are words
+  "$otel_venv/bin/pip" install -q --disable-pip-version-check $otel_pins
+  echo "$otel_pins" > "$otel_venv/.pins"
 fi
 
 if [ "$install_only" = true ]; then

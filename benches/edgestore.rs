@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use edgestore_host::bench::{fixture::tempdir, memory, repo, spool, startup, Host, Side};
+use edgestore_host::bench::{
+    fixture::tempdir, ingest, memory, repo, spool, startup, stats, Host, Side,
+};
 
 /// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes, the component.
 fn ingest(c: &mut Criterion, host: &Host) {
@@ -144,6 +146,49 @@ fn boundary(c: &mut Criterion, host: &Host) {
     }
 }
 
+/// Prometheus remote write 1.0 (2,000-sample requests, level 6) through `serve`'s HTTP route
+/// in process against `spool put` of the same rows, on both engines; then, printed, the
+/// latency of 8 concurrent senders with group commit and the RSS growth of a flood refused at
+/// the spool's byte cap (`edgestore bench` judges those).
+fn remote_write(c: &mut Criterion, host: &Host) {
+    let w = ingest::RemoteWrite::new(20_000, ingest::LEVEL).expect("requests");
+    let mut g = c.benchmark_group("ingest_remote_write_l6");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(w.samples as u64));
+    g.bench_function("decode", |b| {
+        b.iter_custom(|n| (0..n).map(|_| w.decode().expect("decode")).sum())
+    });
+    for side in [Side::Native, Side::Component] {
+        g.bench_function(BenchmarkId::new("http", side.name()), |b| {
+            b.iter_custom(|n| (0..n).map(|_| w.http(host, side).expect("http")).sum())
+        });
+        g.bench_function(BenchmarkId::new("spool_put", side.name()), |b| {
+            b.iter_custom(|n| (0..n).map(|_| w.put(host, side).expect("put")).sum())
+        });
+    }
+    g.finish();
+    let senders = w
+        .concurrent(host, Side::Native, ingest::SENDERS, 25)
+        .expect("concurrent senders");
+    println!(
+        "ingest: {} senders, sync per request: p50 {:.1} ms, p99 {:.1} ms, {:.0} samples/s",
+        ingest::SENDERS,
+        stats::median(&senders.latencies) * 1e3,
+        stats::percentile(&senders.latencies, 0.99) * 1e3,
+        senders.samples as f64 / senders.elapsed.as_secs_f64()
+    );
+    let dir = tempdir().expect("dir");
+    let flood = ingest::flood_rss(Duration::from_secs(3), dir.path()).expect("flood");
+    println!(
+        "ingest: flood at the byte cap, {} senders: RSS growth {:.1} MiB, {} x 429, {} failed on \
+         the connection",
+        ingest::FLOOD_SENDERS,
+        flood.growth_bytes as f64 / 1048576.0,
+        flood.refused,
+        flood.failed
+    );
+}
+
 /// Cold compile and warm open of the component.
 fn start_up(c: &mut Criterion, host: &Host) {
     let mut g = c.benchmark_group("startup");
@@ -194,7 +239,7 @@ fn peak_memory(c: &mut Criterion) {
 }
 
 fn main() {
-    // The memory figures re-run this binary as a measuring child.
+    // The memory and flood figures re-run this binary as a measuring child.
     if let Some(code) = memory::child_main_if_requested() {
         std::process::exit(code);
     }
@@ -207,5 +252,6 @@ fn main() {
     boundary(&mut c, &host);
     start_up(&mut c, &host);
     peak_memory(&mut c);
+    remote_write(&mut c, &host);
     c.final_summary();
 }

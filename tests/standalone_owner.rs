@@ -258,13 +258,13 @@ fn mutations_are_refused_while_another_holds_the_lock() {
     }
 }
 
-/// (c) Without a lock file, `flush` takes ownership, recovers the journal into a segment, and
-/// removes the lock file when it ends; a refused `ack` of an unknown segment removes it too.
+/// (c) Without a lock file, `flush` takes ownership, recovers the journal into a segment (and
+/// prints that segment), and removes the lock file when it ends; a refused `ack` of an unknown segment removes it too.
 #[test]
 fn flush_owns_recovers_and_releases() {
     for host in Host::all() {
         let data = tempfile::tempdir().unwrap();
-        spool_with_journal(data.path());
+        let finished = spool_with_journal(data.path());
         let r = host.run(data.path(), &["spool", "flush", "--path", "metrics"]);
         assert!(r.ok, "{host:?}: {}", r.stderr);
         assert!(
@@ -278,7 +278,15 @@ fn flush_owns_recovers_and_releases() {
         let spool: Spool<serde_json::Value> =
             Spool::open_path(data.path().join("metrics"), SpoolConfig::new("native")).unwrap();
         let segments = spool.segments(TimeRange::all()).unwrap();
-        assert_eq!(r.stdout, present::segments(&segments, false), "{host:?}");
+        // It prints what it finished: the journal's segment.
+        let new: Vec<SegmentInfo> = segments
+            .iter()
+            .filter(|s| !finished.iter().any(|f| f.name == s.name))
+            .cloned()
+            .collect();
+        assert_eq!(new.len(), 1, "{host:?}");
+        assert_eq!(new[0].rows, Some(JOURNALED as u64), "{host:?}");
+        assert_eq!(r.stdout, present::segments(&new, false), "{host:?}");
         let rows: u64 = segments.iter().filter_map(|s| s.rows).sum();
         assert_eq!(rows, (FINISHED + JOURNALED) as u64, "{host:?}");
         drop(spool);

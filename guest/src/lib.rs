@@ -19,6 +19,7 @@
 //! | who owns a data directory: the lock file and its record | [`owner`] |
 //! | report and listing formats shared by every CLI | [`present`] |
 //! | schema-less reads of a repository database (tools: `db models`, `get`, `find`) | [`inspect`] |
+//! | the inspection and maintenance commands' command line, shared by every CLI (feature `cli`) | `command_line` |
 
 // The core needs no unsafe code. The component glue's generated bindings (wit-bindgen's export
 // and canonical-ABI code) are the one exception, allowed in that module only.
@@ -34,6 +35,8 @@ mod component;
 
 pub mod admin;
 pub mod clock;
+#[cfg(feature = "cli")]
+pub mod command_line;
 pub mod dir;
 pub mod error;
 pub mod inspect;

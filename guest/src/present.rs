@@ -4,6 +4,9 @@
 //! Contract: every listing or report has a human text form (aligned columns, one trailing
 //! newline) and a `--json` form (one JSON document, pretty-printed, one trailing newline).
 //! Rows themselves (`spool cat`, `db get`, `db find`) are always JSON lines, one row per line.
+//!
+//! Reports only the host prints (health, diagnostics, the benchmark report, what a put wrote)
+//! are rendered in the host, in the same form ([`to_json`] for their JSON).
 
 use serde::Serialize;
 
@@ -129,6 +132,22 @@ struct UsageView {
     capacity: Option<CapacityView>,
 }
 
+fn usage_view(u: &Usage) -> UsageView {
+    UsageView {
+        pending: u.pending.into(),
+        uploaded: u.uploaded.into(),
+        quarantined: u.quarantined.into(),
+        journals: u.journals.into(),
+        total_bytes: u.total_bytes(),
+        capacity: u.capacity.map(CapacityView::from),
+    }
+}
+
+/// `spool usage` as a JSON value, for reports that embed it (the host's `diag`).
+pub fn usage_value(u: &Usage) -> serde_json::Value {
+    serde_json::to_value(usage_view(u)).unwrap_or(serde_json::Value::Null)
+}
+
 /// `spool usage`.
 pub fn usage(u: &Usage, json: bool) -> String {
     if json {
@@ -233,258 +252,16 @@ pub fn purge(r: &PurgeReport, json: bool) -> String {
     out
 }
 
-/// `db models` of the standalone component: the models recorded in the database's schema
-/// table (it has no built-in model registry).
-pub fn recorded_models(list: &[crate::inspect::ModelInfo], json: bool) -> String {
+/// `edgestore bench`'s report, text or JSON. The report, its figures and its table belong to
+/// the host (`edgestore_host::bench::BenchReport`, whose `Display` is the table): the core knows
+/// nothing of them. This only forwards, for the CLI's call site, until that calls
+/// `BenchReport::render` itself; then it goes.
+pub fn bench<R: Serialize + std::fmt::Display + ?Sized>(report: &R, json: bool) -> String {
     if json {
-        return to_json(list);
-    }
-    let mut out = format!("{:<32} {:>8} {:>12}\n", "TABLE", "VERSION", "ROWS");
-    for m in list {
-        out.push_str(&format!(
-            "{:<32} {:>8} {:>12}\n",
-            m.table, m.version, m.rows
-        ));
-    }
-    out
-}
-
-#[derive(Serialize)]
-struct HealthView<'a> {
-    status: &'static str,
-    healthy: bool,
-    reasons: &'a [String],
-}
-
-/// `edgestore health` and `serve`'s `/healthz`: `healthy`, or `unhealthy` and one reason per
-/// line.
-pub fn health(healthy: bool, reasons: &[String], json: bool) -> String {
-    let status = if healthy { "healthy" } else { "unhealthy" };
-    if json {
-        return to_json(&HealthView {
-            status,
-            healthy,
-            reasons,
-        });
-    }
-    let mut out = format!("{status}\n");
-    for r in reasons {
-        out.push_str(&format!("reason: {r}\n"));
-    }
-    out
-}
-
-/// Whether a benchmark figure met its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum BenchStatus {
-    /// The median met the target.
-    Pass,
-    /// The median missed the target.
-    Miss,
-    /// Measured for context; it has no target.
-    Info,
-    /// Not measured here (a tool it compares against is missing); `note` says why.
-    Skip,
-}
-
-/// One figure of `edgestore bench`: a median (or a ratio of medians measured side by side).
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchFigure {
-    /// Stable dotted name, e.g. `spool.ingest.native.l6.vs_raw`.
-    pub figure: String,
-    /// The measured median; `None` only when `status` is `Skip`.
-    pub value: Option<f64>,
-    /// Unit of `value` (`x` for ratios).
-    pub unit: String,
-    /// The target as text (`>= 0.9`), empty when there is none.
-    pub target: String,
-    /// PASS, MISS, INFO or SKIP.
-    pub status: BenchStatus,
-    /// Sizes, baseline values, or why the figure was skipped.
-    pub note: String,
-}
-
-/// The whole `edgestore bench` report: where and when it ran, then every figure.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
-    /// `quick` or `full`.
-    pub mode: String,
-    /// Start time, RFC 3339 UTC.
-    pub date: String,
-    /// CPU model and core count.
-    pub machine: String,
-    /// `/proc/loadavg`'s 1-minute load at the start and at the end.
-    pub load: String,
-    /// Every figure, in measuring order.
-    pub figures: Vec<BenchFigure>,
-}
-
-/// `edgestore bench`: one table (figure, value, target, status, note) or the JSON document.
-pub fn bench(r: &BenchReport, json: bool) -> String {
-    if json {
-        return to_json(r);
-    }
-    let mut out = format!(
-        "edgestore bench ({}), {}, {}, load {}\n",
-        r.mode, r.date, r.machine, r.load
-    );
-    let width = r
-        .figures
-        .iter()
-        .map(|f| f.figure.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    out.push_str(&format!(
-        "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
-        "FIGURE", "VALUE", "UNIT", "TARGET", "STATUS", "NOTE"
-    ));
-    for f in &r.figures {
-        let value = f.value.map_or_else(|| "-".to_string(), bench_number);
-        let status = match f.status {
-            BenchStatus::Pass => "PASS",
-            BenchStatus::Miss => "MISS",
-            BenchStatus::Info => "INFO",
-            BenchStatus::Skip => "SKIP",
-        };
-        let target = if f.target.is_empty() { "-" } else { &f.target };
-        out.push_str(&format!(
-            "{:<width$} {:>14} {:<8} {:<12} {:<6} {}\n",
-            f.figure, value, f.unit, target, status, f.note
-        ));
-    }
-    out
-}
-
-/// What `edgestore diag` reports.
-#[derive(Debug, Clone, Default)]
-pub struct Diagnostics {
-    /// `native` or `component`.
-    pub engine: String,
-    /// Which SQL backend serves the repository.
-    pub backend: String,
-    /// `ok`, or what the database answered.
-    pub connection_status: String,
-    /// SQLite connections open.
-    pub open_connections: u64,
-    /// The circuit breaker: `closed`, `open`, `half-open`.
-    pub circuit: String,
-    /// The spool's usage (absent when the spool could not be opened).
-    pub usage: Option<Usage>,
-    /// Rows per model (table), or the error counting it.
-    pub record_counts: Vec<(String, std::result::Result<u64, String>)>,
-    /// When the last operation ended, UTC ms.
-    pub last_operation_ms: Option<i64>,
-    /// When the newest finished segment was finished, UTC ms.
-    pub last_segment_ms: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct DiagnosticsView<'a> {
-    engine: &'a str,
-    backend: &'a str,
-    connection_status: &'a str,
-    open_connections: u64,
-    circuit: &'a str,
-    disk_usage: Option<UsageView>,
-    record_counts: std::collections::BTreeMap<&'a str, serde_json::Value>,
-    last_operation_ms: Option<i64>,
-    last_segment_ms: Option<i64>,
-}
-
-fn usage_view(u: &Usage) -> UsageView {
-    UsageView {
-        pending: u.pending.into(),
-        uploaded: u.uploaded.into(),
-        quarantined: u.quarantined.into(),
-        journals: u.journals.into(),
-        total_bytes: u.total_bytes(),
-        capacity: u.capacity.map(CapacityView::from),
-    }
-}
-
-/// `edgestore diag`.
-pub fn diagnostics(d: &Diagnostics, json: bool) -> String {
-    if json {
-        return to_json(&DiagnosticsView {
-            engine: &d.engine,
-            backend: &d.backend,
-            connection_status: &d.connection_status,
-            open_connections: d.open_connections,
-            circuit: &d.circuit,
-            disk_usage: d.usage.as_ref().map(usage_view),
-            record_counts: d
-                .record_counts
-                .iter()
-                .map(|(m, c)| {
-                    let v = match c {
-                        Ok(n) => serde_json::Value::from(*n),
-                        Err(e) => serde_json::json!({ "error": e }),
-                    };
-                    (m.as_str(), v)
-                })
-                .collect(),
-            last_operation_ms: d.last_operation_ms,
-            last_segment_ms: d.last_segment_ms,
-        });
-    }
-    let ms = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |m| m.to_string());
-    let mut out = format!(
-        "engine: {}\nbackend: {}\nconnection: {}\nopen connections: {}\ncircuit: {}\n",
-        d.engine, d.backend, d.connection_status, d.open_connections, d.circuit
-    );
-    for (model, count) in &d.record_counts {
-        match count {
-            Ok(n) => out.push_str(&format!("records {model}: {n}\n")),
-            Err(e) => out.push_str(&format!("records {model}: error: {e}\n")),
-        }
-    }
-    out.push_str(&format!(
-        "last operation ms: {}\nlast segment ms: {}\n",
-        ms(d.last_operation_ms),
-        ms(d.last_segment_ms)
-    ));
-    match &d.usage {
-        Some(u) => out.push_str(&usage(u, false)),
-        None => out.push_str("disk usage: unavailable\n"),
-    }
-    out
-}
-
-/// Three significant digits at least, no exponent: 0.0123, 1.23, 123, 123456.
-fn bench_number(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 || a == 0.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
+        to_json(report)
     } else {
-        format!("{v:.4}")
+        report.to_string()
     }
-}
-
-#[derive(Serialize)]
-struct WrittenView<'a> {
-    what: &'a str,
-    rows: u64,
-    durable: &'a str,
-}
-
-/// `spool put`, `db put`: how many rows were taken and how durable they are now
-/// (`segment`: in finished segments; `journal`: synced, finished on the next open or flush;
-/// `committed`: in the database).
-pub fn written(what: &str, rows: u64, durable: &str, json: bool) -> String {
-    if json {
-        return to_json(&WrittenView {
-            what,
-            rows,
-            durable,
-        });
-    }
-    format!("{what}: {rows} rows written ({durable})\n")
 }
 
 #[derive(Serialize)]
@@ -541,8 +318,9 @@ pub fn json_line<T: Serialize + ?Sized>(row: &T) -> crate::Result<String> {
     serde_json::to_string(row).map_err(|e| crate::Error::internal(format!("encode row: {e}")))
 }
 
-/// A pretty JSON document with one trailing newline.
-fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+/// A pretty JSON document with one trailing newline: the `--json` form of every report, public
+/// so reports rendered outside the core (the host's) keep the same form.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     // Our views hold only strings and numbers: serialisation cannot fail, but never panic.
     let mut s =
         serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -553,44 +331,6 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bench_table_has_one_line_per_figure_and_json_keeps_fields() {
-        let r = BenchReport {
-            mode: "quick".into(),
-            date: "2026-01-01T00:00:00Z".into(),
-            machine: "cpu x 2".into(),
-            load: "0.5 -> 0.7".into(),
-            figures: vec![
-                BenchFigure {
-                    figure: "a.ratio".into(),
-                    value: Some(0.91234),
-                    unit: "x".into(),
-                    target: ">= 0.9".into(),
-                    status: BenchStatus::Pass,
-                    note: String::new(),
-                },
-                BenchFigure {
-                    figure: "b.cli".into(),
-                    value: None,
-                    unit: "x".into(),
-                    target: "<= 1".into(),
-                    status: BenchStatus::Skip,
-                    note: "no brotli".into(),
-                },
-            ],
-        };
-        let text = bench(&r, false);
-        assert_eq!(text.lines().count(), 4);
-        assert!(text.contains("0.9123"), "{text}");
-        assert!(text
-            .lines()
-            .nth(3)
-            .is_some_and(|l| l.contains("SKIP") && l.contains(" - ")));
-        let v: serde_json::Value = serde_json::from_str(&bench(&r, true)).unwrap();
-        assert_eq!(v["figures"][0]["status"], "PASS");
-        assert_eq!(v["figures"][1]["value"], serde_json::Value::Null);
-    }
 
     fn seg(name: &str, state: SegmentState, rows: Option<u64>) -> SegmentInfo {
         SegmentInfo {
@@ -618,31 +358,6 @@ mod tests {
         assert!(v[1]["rows"].is_null());
         let text = segments(&list, false);
         assert!(text.ends_with("2 segments, 3 rows, 20 bytes\n"), "{text}");
-    }
-
-    #[test]
-    fn health_and_diagnostics_in_both_forms() {
-        let reasons = vec!["disk 95.0% used".to_owned()];
-        assert_eq!(health(true, &[], false), "healthy\n");
-        assert_eq!(
-            health(false, &reasons, false),
-            "unhealthy\nreason: disk 95.0% used\n"
-        );
-        let v: serde_json::Value = serde_json::from_str(&health(false, &reasons, true)).unwrap();
-        assert_eq!(v["healthy"], false);
-        assert_eq!(v["reasons"][0], "disk 95.0% used");
-        let d = Diagnostics {
-            engine: "native".into(),
-            record_counts: vec![("t".into(), Ok(3)), ("u".into(), Err("busy".into()))],
-            usage: Some(Usage::default()),
-            ..Diagnostics::default()
-        };
-        let v: serde_json::Value = serde_json::from_str(&diagnostics(&d, true)).unwrap();
-        assert_eq!(v["record_counts"]["t"], 3);
-        assert_eq!(v["record_counts"]["u"]["error"], "busy");
-        assert_eq!(v["disk_usage"]["total_bytes"], 0);
-        let text = diagnostics(&d, false);
-        assert!(text.contains("records t: 3\n"), "{text}");
     }
 
     #[test]
@@ -682,16 +397,10 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_written_have_both_forms() {
+    fn counts_and_models_have_both_forms() {
         assert_eq!(count("deleted", 2, false), "deleted: 2\n");
         let v: serde_json::Value = serde_json::from_str(&count("deleted", 2, true)).unwrap();
         assert_eq!(v["count"], 2);
-        let v: serde_json::Value =
-            serde_json::from_str(&written("spool", 5, "segment", true)).unwrap();
-        assert_eq!(
-            (v["rows"].as_u64(), v["durable"].as_str()),
-            (Some(5), Some("segment"))
-        );
         let m = ModelView {
             name: "resource_tags".into(),
             table: "resource_tags".into(),

@@ -36,9 +36,11 @@ use crate::client::{
 };
 use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
 pub use crate::ops::health::HealthConfig;
-pub use crate::ops::resilience::{BreakerConfig, RetryConfig};
+pub use crate::ops::ingest::IngestConfig;
+pub use crate::ops::tls::TlsConfig;
+pub use crate::resilience::{BreakerConfig, RetryConfig};
 
-pub(crate) mod duration;
+use crate::duration;
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "EDGESTORE_";
@@ -133,6 +135,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// The HTTP endpoint of `serve`.
     pub serve: ServeConfig,
+    /// Prometheus remote write and OTLP received by `serve`, the library's own type.
+    pub ingest: IngestConfig,
 }
 
 /// `database.type`.
@@ -314,6 +318,8 @@ pub struct ServeConfig {
     /// which other processes' mutating commands (`spool put|flush|ack|purge|verify`,
     /// `db put|delete`) are forwarded to this owner. Off: they are refused while it runs.
     pub admin: bool,
+    /// HTTPS on the listener: `{certFile, keyFile}` (PEM); none serves plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -321,6 +327,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             admin: true,
+            tls: None,
         }
     }
 }
@@ -526,6 +533,9 @@ impl Config {
         if self.health.answer_within.is_zero() {
             return Err(bad("health.answerWithin", "0s", "must be positive"));
         }
+        self.ingest
+            .validate()
+            .map_err(|e| bad(e.key, e.value, e.reason))?;
         self.database_target()?;
         self.spool_path()?;
         if let Some(cache) = &self.host.cache_dir {
@@ -892,6 +902,50 @@ mod tests {
         assert_eq!(sc.memory_limit, 64 << 20);
         assert_eq!(sc.call_timeout, Duration::from_secs(5));
         assert_eq!(sc.max_connections, 2);
+    }
+
+    #[test]
+    fn the_ingest_section_parses_and_is_checked() {
+        let c = load(
+            Some(
+                "ingest: {sync: interval, syncInterval: 200ms, maxRequestBytes: 1048576, \
+                 maxLabelsPerSeries: 64, maxInFlight: 4, nodeLabel: host, clusterName: prod, \
+                 cloudAccountId: acct-1, bearerTokenFile: /run/secrets/token}\n",
+            ),
+            &[("EDGESTORE_INGEST_MAX_IN_FLIGHT", "8")],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.ingest.sync_mode(),
+            crate::ops::ingest::SyncMode::Interval(Duration::from_millis(200))
+        );
+        assert_eq!(
+            c.ingest.max_in_flight, 8,
+            "the environment wins over the file"
+        );
+        assert_eq!(c.ingest.limits().max_request_bytes, 1 << 20);
+        let m = c.ingest.mapping();
+        assert_eq!(
+            (
+                m.node_label.as_str(),
+                m.cluster_name.as_str(),
+                m.cloud_account_id.as_str()
+            ),
+            ("host", "prod", "acct-1")
+        );
+        assert_eq!(
+            c.ingest.bearer_token_file,
+            Some(PathBuf::from("/run/secrets/token"))
+        );
+        assert_eq!(
+            Config::default().ingest.sync_mode(),
+            crate::ops::ingest::SyncMode::Request
+        );
+        let e = err(Some("ingest: {maxInFlight: 0}\n"), &[]);
+        assert!(e.contains("`ingest.maxInFlight`"), "{e}");
+        let e = err(Some("ingest: {sync: sometimes}\n"), &[]);
+        assert!(e.contains("ingest.sync"), "{e}");
     }
 
     /// One set of defaults: a store opened by the library with no configuration behaves like

@@ -1,6 +1,7 @@
 //! The host's error type: the core's errors (with their code and class) kept as they are, and
 //! what only a host can see (a trap, a limit hit, a bad configuration) kept apart from them.
 
+use edgestore::owner::{LockKind, OwnerRecord, LOCK_FILE};
 use edgestore::{ErrorClass, ErrorCode};
 
 /// Which limit stopped a call.
@@ -51,12 +52,12 @@ pub enum Error {
     Closed,
     /// Another store, in this process or another, owns the data directory (holds its lock):
     /// this one may only read it. Class `transient`: it ends when the owner stops.
-    #[error("data directory {} is owned by {}; {}", .data_dir.display(), owner_name(.owner.as_ref()), crate::client::owner::owned_hint(.owner.as_ref()))]
+    #[error("data directory {} is owned by {}; {}", .data_dir.display(), owner_name(.owner.as_ref()), owned_hint(.owner.as_ref()))]
     Owned {
         /// The data directory.
         data_dir: std::path::PathBuf,
         /// What the lock file says about the owner, when readable.
-        owner: Option<edgestore::owner::OwnerRecord>,
+        owner: Option<OwnerRecord>,
     },
     /// The circuit breaker is open: the engine failed repeatedly, so calls fail fast until
     /// the cool-down passes ([`crate::resilience`]). Code and class are the last failure's, so
@@ -113,11 +114,28 @@ impl Error {
     }
 }
 
-fn owner_name(owner: Option<&edgestore::owner::OwnerRecord>) -> String {
+fn owner_name(owner: Option<&OwnerRecord>) -> String {
     owner.map_or_else(
         || "another edgestore process".to_owned(),
-        edgestore::owner::OwnerRecord::describe,
+        OwnerRecord::describe,
     )
+}
+
+/// The hint that ends an "owned" message: how to get the operation done anyway.
+pub fn owned_hint(owner: Option<&OwnerRecord>) -> String {
+    match owner {
+        Some(r) if r.lock == LockKind::File => format!(
+            "stop it, or if it is no longer running remove its lock file {LOCK_FILE} in the data directory"
+        ),
+        Some(r) if r.admin.is_some() => {
+            "stop it first; mutating commands (spool put|flush|ack|purge|verify, db put|delete) \
+             are forwarded to it through its admin socket"
+                .to_owned()
+        }
+        _ => "stop it, or run it with its admin socket on (serve.admin), through which \
+              mutating commands from other processes are forwarded to it"
+            .to_owned(),
+    }
 }
 
 /// The host library's result.

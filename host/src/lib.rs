@@ -2,14 +2,20 @@
 //!
 //! The source is laid out by concept, one directory each: `client/` (what callers use),
 //! `backend/` (the engine seam and the native engine), `component/` (the Wasmtime engine of
-//! the component and its adapter to the seam), `ops/` (the services around a store). The
-//! engine side runs one way, `client -> {backend, component}`, `component -> backend` (the
-//! component gets what it needs of a store's configuration as [`ComponentSource`] and
-//! `ComponentLimits`); the shared foundations (`error`, `grants`, `config/duration`) sit at the
-//! top. `ops/` is on both sides of the client: the dispatch uses `metrics` and `resilience`,
-//! while `health`, `serve` and `admin` are built on the client. The seam lives in `backend/`
-//! beside the native engine (the simpler of the two); the component's side of it stays in
-//! `component/`, next to the instance it drives.
+//! the component and its adapter to the seam), `ops/` (the services built on a store). The
+//! seam lives in `backend/` beside the native engine (the simpler of the two); the component's
+//! side of it stays in `component/`, next to the instance it drives.
+//!
+//! Modules are layered; each imports only from the layers below it:
+//!
+//! 1. foundations at the top of `src/`: `error`, `duration` (humantime serde), `grants`, and
+//!    what the client's dispatch reports and guards with, `resilience` and `metrics`;
+//! 2. the engines: `backend` (the seam, the native engine), then `component`, which gets what
+//!    it needs of a store's configuration as [`ComponentSource`] and `ComponentLimits`;
+//! 3. `client`: the store, its dispatch, the owner lock;
+//! 4. `ops`: services built on the client (`health`, `serve`, `admin`, `ingest`);
+//! 5. `config`: reads the runtime types below it (`StoreConfig`, `RetryConfig`,
+//!    `BreakerConfig`, `HealthConfig`), owned by the modules that use them; then `bench`.
 //!
 //! | concept | module |
 //! |---|---|
@@ -18,20 +24,26 @@
 //! | who owns a data directory: the lock an owning store holds, the probe inspectors use (`client/owner.rs`) | [`owner`] |
 //! | the seam between the client and the engines: `Backend`, `DynOps`, `DynSpool` (`backend/mod.rs`) | `backend` |
 //! | the native engine behind the same client (`backend/native.rs`) | `backend::native` |
+//! | what both engines share, independent of either: the table registry, spool and reader ids, open handles, nested transactions (`backend/state.rs`) | `backend::state` |
 //! | the component: [`ComponentSource`], the limits an instance is held to (`component/mod.rs`) | `component` |
 //! | the Wasmtime engine: epoch interruption, compiled-component cache (`component/engine.rs`) | [`engine`] |
 //! | the plugin component built by `build.rs`, embedded (`component/artifacts.rs`) | [`artifacts`] |
 //! | the generated bindings of world `plugin` (`component/bindings.rs`), core <-> WIT conversions (`component/convert.rs`) | [`bindings`] |
-//! | one instance's lifecycle: WASI context, resource table, limiter; rebuilt after a failure (`component/instance.rs`) | `component::instance` |
+//! | what one instance's wasmtime store carries: `HostState` (WASI context, resource table, memory limiter, grants) and `SqliteHandle`, the `sqlite` connection resource the bindings map to (`component/state.rs`) | `component::state` |
+//! | the `:memory:` databases that outlive instances: one anchor connection per label for the store's life (`component/memory_anchors.rs`) | `component::memory_anchors` |
+//! | one instance's lifecycle: built with only the data directory's preopen, a per-call time bound, rebuilt after a failure (`component/instance.rs`) | `component::instance` |
 //! | the guest's imports: `sqlite` on the core's rusqlite driver, `host-info` (`component/imports/`) | `component::imports` |
-//! | the adapters serving the seam through the guest's exports: `GuestOps`, `GuestSpool` (`component/exports.rs`) | `component::exports` |
+//! | the adapters serving the seam through the guest's exports: `GuestRepo`, `GuestTx`, `GuestSpool` (`component/exports.rs`) | `component::exports` |
 //! | the host's error type (store errors with code and class; traps and limits apart) | [`error`] |
 //! | what an instance may touch: the data directory and SQLite labels (both engines use it) | [`grants`] |
-//! | the YAML configuration, env overrides, mapping to [`StoreConfig`] (`config.rs`, `config/duration.rs`) | [`config`] |
-//! | Prometheus metrics of one store (`ops/metrics.rs`) | [`metrics`] |
-//! | retry with backoff, the circuit breaker (`ops/resilience.rs`) | [`resilience`] |
+//! | the YAML configuration, env overrides, mapping to [`StoreConfig`] (`config.rs`; durations as humantime text in `duration.rs`) | [`config`] |
+//! | Prometheus metrics of one store (`metrics.rs`) | [`metrics`] |
+//! | retry with backoff, the circuit breaker (`resilience.rs`) | [`resilience`] |
 //! | health checks, `edgestore health`, `/healthz` (`ops/health.rs`) | [`health`] |
-//! | `edgestore serve`: ingest, `/metrics`, `/healthz`, clean stop on a signal (`ops/serve.rs`) | [`serve`] |
+//! | `edgestore diag`'s report (`ops/diag.rs`) | [`diag`] |
+//! | `edgestore serve`: the listener (`/metrics`, `/healthz`, ingest), stdin rows, clean stop on a signal (`ops/serve.rs`) | [`serve`] |
+//! | ingest: Prometheus remote write and OTLP decoded into rows, group commit, back-pressure, status codes (`ops/ingest/`) | [`ingest`] |
+//! | HTTPS for the listener (`ops/tls.rs`) | [`tls`] |
 //! | the owner's admin socket: mutations from other processes, and its client (`ops/admin.rs`) | [`admin`] |
 //! | measurements shared by `edgestore bench` and `cargo bench` | [`mod@bench`] |
 
@@ -44,13 +56,16 @@ pub mod bench;
 pub mod client;
 mod component;
 pub mod config;
+mod duration;
 pub mod error;
 pub mod grants;
+pub mod metrics;
 mod ops;
+pub mod resilience;
 
 pub use client::{owner, tx};
 pub use component::{artifacts, bindings, engine};
-pub use ops::{admin, health, metrics, resilience, serve};
+pub use ops::{admin, diag, health, ingest, serve, tls};
 
 pub use client::{
     AsyncReader, AsyncSpool, AsyncStorage, ComponentSource, Engine, Store, StoreConfig,

@@ -1,12 +1,13 @@
 //! The `edgestore` command-line tool: see [`cli`] for the command tree. Every error ends here
-//! as one line on stderr (`edgestore: error: ...`, its causes joined by `: `) and exit
-//! status 1.
+//! as one line on stderr (`edgestore: error: ...`, the prefix every edgestore command line
+//! uses, its causes joined by `: `) and exit status 1.
 
 #![forbid(unsafe_code)]
 
 mod cli;
 
 use clap::Parser;
+use edgestore::command_line::ERROR_PREFIX;
 
 fn main() -> std::process::ExitCode {
     // `edgestore bench` measures peak memory by re-running this binary as a child.
@@ -16,7 +17,7 @@ fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     if let cli::Command::Bench(bench) = &args.command {
         // The measurements start and drop their own runtimes: run them outside ours.
-        return exit_code(cli::bench::run(bench, args.json));
+        return exit_code(cli::bench::run(bench, args.output.json));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -24,7 +25,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("edgestore: error: start the runtime: {e}");
+            eprintln!("{ERROR_PREFIX}start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -37,7 +38,7 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgestore: error: {}", one_line(&e));
+            eprintln!("{ERROR_PREFIX}{}", one_line(&e));
             let refused = e.chain().any(|c| {
                 c.downcast_ref::<cli::Refused>().is_some()
                     || matches!(

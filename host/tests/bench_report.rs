@@ -58,6 +58,17 @@ const FIGURES: &[&str] = &[
     "boundary.round_trip_1mb.component.vs_native",
     "memory.ingest_100k.peak_rss",
     "memory.read_100k.peak_rss",
+    "ingest.remote_write.native.l6.samples_per_s",
+    "ingest.spool_put.native.l6.rows_per_s",
+    "ingest.remote_write.native.l6.vs_put",
+    "ingest.remote_write.component.l6.samples_per_s",
+    "ingest.spool_put.component.l6.rows_per_s",
+    "ingest.remote_write.component.l6.vs_put",
+    "ingest.remote_write.decode.samples_per_s",
+    "ingest.remote_write.native.8_senders.p50",
+    "ingest.remote_write.native.8_senders.p99",
+    "ingest.flood_429.16_senders.rss_growth",
+    "ingest.flood_429.16_senders.refused",
 ];
 
 /// Run `edgestore bench --quick --json <extra> --out <tmp>`; its output and the written report.

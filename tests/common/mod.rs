@@ -9,6 +9,7 @@ use edgestore::model::ResourceTagsKey;
 use edgestore::{ResourceTags, Timestamp};
 use edgestore_host::{ComponentSource, Engine, Store, StoreConfig};
 
+pub mod cli;
 pub mod standalone;
 
 /// The component under test: `EDGESTORE_COMPONENT` if set, else the one `host/build.rs` built.

@@ -1,17 +1,14 @@
 //! The standalone component's command entry point (`wasi:cli/run`): the `edgestore` CLI's
-//! spool and db commands that make sense without a host, with the CLI's arguments and defaults,
-//! run on the same core and printed by [`crate::present`], so
+//! inspection and maintenance commands, parsed by the same definition
+//! ([`crate::command_line`]: arguments, defaults, help), run on the same core and printed by
+//! [`crate::present`], so
 //! `wasmtime run --dir ./data::/data edgestore-standalone.wasm spool list` prints exactly what
-//! `edgestore spool list` prints for that directory.
-//!
-//! Shared with the `edgestore` CLI, from the core: the layout's defaults ([`crate::layout`]:
-//! spool `metrics`, identifier `agent`, `default` = `edgestore.sqlite`), times
-//! ([`Timestamp::parse_arg`]: `--since`/`--until` in RFC3339 or UTC ms), `resource_tags` keys
-//! ([`crate::ResourceTags::parse_key`]) and `--where` typing ([`inspect::Filter`]).
+//! `edgestore spool list` prints for that directory, byte for byte.
 //!
 //! Paths are the guest's: the data directory is the preopened `/data` (`EDGESTORE_DATA`
 //! overrides it), spools are relative directories inside it (`--path`, the CLI's config
-//! `storage.path`), databases are labels (`--label`).
+//! `storage.path`), databases are labels (`--label`, this build only: the CLI's database is
+//! its configuration's).
 //!
 //! One owner writes a data directory ([`crate::owner`]); the commands respect it:
 //! * inspection (`spool list|cat|usage`, `db models|count|get|find`) never writes: the spool is
@@ -25,9 +22,10 @@
 //!   refuses the command with nothing touched, naming the holder and the file to remove should
 //!   the holder be dead (nothing inside WASI can tell).
 //! * `spool verify` quarantines bad segments as the owner; beside another owner it checks
-//!   read-only, lists the bad segments it left in place and fails.
+//!   read-only and lists the bad segments it left in place. Bad segments fail it either way.
 
 use std::io::{Read as _, Write};
+use std::path::Path;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -35,10 +33,12 @@ use super::exports::wasi::cli::run::Guest as Run;
 use super::spool::{inspect_spool, open_spool, spool_root};
 use super::{data_root, driver, Component};
 use crate::clock::{Clock as _, SystemClock};
-use crate::error::{Error, Result};
-use crate::inspect::{self, Filter};
-use crate::layout::{DEFAULT_IDENTIFIER, DEFAULT_LABEL, DEFAULT_SPOOL_PATH};
-use crate::model::Timestamp;
+use crate::command_line::{
+    self, built_in_schema, DbCommand, Output, SpoolArgs, SpoolCommand, ERROR_PREFIX,
+};
+use crate::error::{Error, ErrorCode, Result};
+use crate::inspect::{self, Record};
+use crate::layout::DEFAULT_LABEL;
 use crate::owner::{self, LockKind, OwnerRecord, LOCK_FILE};
 use crate::present;
 use crate::spool::{Document, Spool, SpoolConfig, TimeRange};
@@ -48,159 +48,30 @@ use crate::sql::Connection;
 #[derive(Debug, Parser)]
 #[command(name = "edgestore-standalone", version)]
 struct Cli {
-    /// Print reports as one JSON document instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The spool: segments, rows, usage, upload state.
+    /// The metrics spool: list, cat, usage, verify, ack, purge, flush.
     #[command(subcommand)]
     Spool(SpoolCommand),
-    /// The repository database: registered models and their rows.
-    #[command(subcommand)]
-    Db(DbCommand),
+    /// The repository database: models, count, get, find.
+    Db(Db),
 }
 
+/// `db`: which database, then the command (the edgestore CLI's `db` read commands).
 #[derive(Debug, Args)]
-struct SpoolArgs {
-    /// Spool directory, relative to the data directory (config `storage.path` in the edgestore
-    /// CLI).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_SPOOL_PATH)]
-    path: String,
-    /// First component of segment names written by `flush`.
-    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
-    identifier: String,
-}
-
-#[derive(Debug, Args)]
-struct RangeArgs {
-    /// Only segments ending at or after T (RFC3339, or UTC milliseconds).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    since: Option<i64>,
-    /// Only segments starting before T (RFC3339, or UTC milliseconds).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    until: Option<i64>,
-}
-
-impl RangeArgs {
-    fn range(&self) -> TimeRange {
-        TimeRange {
-            from_ms: self.since,
-            to_ms: self.until,
-        }
-    }
-}
-
-/// `--since`/`--until`: the core's command-line time ([`Timestamp::parse_arg`]).
-fn parse_time(text: &str) -> std::result::Result<i64, String> {
-    Timestamp::parse_arg(text)
-        .map(|t| t.0)
-        .map_err(|e| e.message().to_owned())
-}
-
-#[derive(Debug, Subcommand)]
-enum SpoolCommand {
-    /// List finished segments (pending and uploaded).
-    List {
-        #[command(flatten)]
-        spool: SpoolArgs,
-        #[command(flatten)]
-        range: RangeArgs,
-    },
-    /// Print rows as JSON lines, exactly as stored: of one segment, or of every segment in a
-    /// time range.
-    Cat {
-        #[command(flatten)]
-        spool: SpoolArgs,
-        /// Segment file name (omit to read the time range).
-        segment: Option<String>,
-        #[command(flatten)]
-        range: RangeArgs,
-    },
-    /// Check every segment's checksum; quarantine the bad ones (beside another owner of the
-    /// data directory: list them, left in place, and fail).
-    Verify {
-        #[command(flatten)]
-        spool: SpoolArgs,
-    },
-    /// Files and bytes by state.
-    Usage {
-        #[command(flatten)]
-        spool: SpoolArgs,
-    },
-    /// Mark segments uploaded (moves them to `uploaded/`, where retention deletes them).
-    Ack {
-        #[command(flatten)]
-        spool: SpoolArgs,
-        /// Segment file names.
-        #[arg(required = true)]
-        segments: Vec<String>,
-    },
-    /// Remove expired segments and enforce the size cap (the spool's defaults).
-    Purge {
-        #[command(flatten)]
-        spool: SpoolArgs,
-    },
-    /// Finish the journal a crashed writer left into a segment.
-    Flush {
-        #[command(flatten)]
-        spool: SpoolArgs,
-    },
-}
-
-#[derive(Debug, Args)]
-struct DbArgs {
+struct Db {
     /// Database label (`default` is `edgestore.sqlite`, the edgestore CLI's database; others
     /// `LABEL.sqlite`).
-    #[arg(long, default_value = DEFAULT_LABEL)]
+    #[arg(long, global = true, default_value = DEFAULT_LABEL)]
     label: String,
-}
-
-#[derive(Debug, Subcommand)]
-enum DbCommand {
-    /// Registered tables, their schema versions and row counts.
-    Models {
-        #[command(flatten)]
-        db: DbArgs,
-    },
-    /// Rows in a table.
-    Count {
-        #[command(flatten)]
-        db: DbArgs,
-        /// Table name.
-        table: String,
-    },
-    /// Print rows by key as JSON lines. resource_tags keys: TYPE/NAMESPACE/NAME, or
-    /// TYPE/NAME for a cluster-scoped resource (e.g. pod/prod/web-0, node/worker-1); other
-    /// tables: one key, one value per key column in key order.
-    Get {
-        #[command(flatten)]
-        db: DbArgs,
-        /// Table name.
-        table: String,
-        /// Keys (resource_tags), or the key's column values (other tables).
-        #[arg(required = true)]
-        keys: Vec<String>,
-    },
-    /// Print rows matching every --where as JSON lines, in key order.
-    Find {
-        #[command(flatten)]
-        db: DbArgs,
-        /// Table name.
-        table: String,
-        /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer and
-        /// real columns take numbers, bool columns true/false/1/0, timestamp columns RFC3339 or
-        /// UTC milliseconds, JSON columns a JSON document.
-        #[arg(long = "where", value_name = "COL=VALUE")]
-        filters: Vec<String>,
-        /// At most N rows.
-        #[arg(long, value_name = "N")]
-        limit: Option<u64>,
-    },
+    #[command(subcommand)]
+    command: DbCommand,
 }
 
 impl Run for Component {
@@ -228,7 +99,7 @@ impl Run for Component {
         match failure {
             None => Ok(()),
             Some(e) => {
-                eprintln!("error: {e}");
+                eprintln!("{ERROR_PREFIX}{e}");
                 Err(())
             }
         }
@@ -457,10 +328,10 @@ fn command_name(name: &str) -> String {
 
 /// Run one command; its whole output, printed only once it succeeded (see [`Failed`]).
 fn execute(cli: &Cli) -> std::result::Result<String, Failed> {
-    let json = cli.json;
+    let json = cli.output.json;
     match &cli.command {
         Command::Spool(cmd) => spool(cmd, json),
-        Command::Db(cmd) => Ok(db(cmd, json)?),
+        Command::Db(db) => Ok(self::db(db, json)?),
     }
 }
 
@@ -468,162 +339,201 @@ fn execute(cli: &Cli) -> std::result::Result<String, Failed> {
 fn inspect(args: &SpoolArgs) -> Result<Spool<Document>> {
     let data = data_root();
     let holder = Holder::read(&data);
-    let s = inspect_spool(&args.path, spool_config(args))?;
-    let root = spool_root(&args.path)?;
+    let path = args.path_or_default();
+    let s = inspect_spool(path, spool_config(args))?;
+    let root = spool_root(path)?;
     note(&data, &holder, Some((&root, s.journal_rows())));
     Ok(s)
 }
 
+/// The segment file names `args` name ([`command_line::segment_name`]: bare names, or guest
+/// paths into the spool directory).
+fn segment_names(spool: &SpoolArgs, args: &[String]) -> Result<Vec<String>> {
+    let root = spool_root(spool.path_or_default())?;
+    args.iter()
+        .map(|a| command_line::segment_name(a, Path::new(&root)))
+        .collect()
+}
+
+/// Every row a reader yields, as JSON lines.
+fn lines(mut next: impl FnMut() -> Result<Vec<Document>>) -> Result<String> {
+    let mut out = String::new();
+    loop {
+        let docs = next()?;
+        if docs.is_empty() {
+            return Ok(out);
+        }
+        for d in docs {
+            out.push_str(d.get());
+            out.push('\n');
+        }
+    }
+}
+
 fn spool(cmd: &SpoolCommand, json: bool) -> std::result::Result<String, Failed> {
     let data = data_root();
+    let args = cmd.spool();
+    let path = args.path_or_default();
     Ok(match cmd {
-        SpoolCommand::List { spool, range } => {
-            let s = inspect(spool)?;
-            present::segments(&s.segments(range.range())?, json)
+        SpoolCommand::List { range, .. } => {
+            present::segments(&inspect(args)?.segments(range.range())?, json)
         }
-        SpoolCommand::Cat {
-            spool,
-            segment,
-            range,
-        } => {
-            let s = inspect(spool)?;
-            let mut out = String::new();
-            let mut push = |docs: Vec<Document>| {
-                for d in docs {
-                    out.push_str(d.get());
-                    out.push('\n');
-                }
-            };
+        SpoolCommand::Cat { segment, range, .. } => {
+            let s = inspect(args)?;
             match segment {
-                Some(name) => {
-                    let mut r = s.read_segment(name)?;
-                    loop {
-                        let docs = r.next(1024)?;
-                        if docs.is_empty() {
-                            break;
-                        }
-                        push(docs);
-                    }
+                Some(arg) => {
+                    let root = spool_root(path)?;
+                    let name = command_line::segment_name(arg, Path::new(&root))?;
+                    let mut r = s.read_segment(&name)?;
+                    lines(|| r.next(1024))?
                 }
                 None => {
                     let mut r = s.read_range(range.range())?;
-                    loop {
-                        let docs = r.next(1024)?;
-                        if docs.is_empty() {
-                            break;
-                        }
-                        push(docs);
-                    }
+                    lines(|| r.next(1024))?
                 }
             }
-            out
         }
-        SpoolCommand::Usage { spool } => present::usage(&inspect(spool)?.usage()?, json),
-        SpoolCommand::Verify { spool } => return verify(&data, spool, json),
-        SpoolCommand::Ack { spool, segments } => {
+        SpoolCommand::Usage { .. } => {
+            present::usage(&command_line::spool_usage(inspect(args)?.usage()?), json)
+        }
+        SpoolCommand::Verify { .. } => return verify(&data, args, json),
+        SpoolCommand::Ack { segments, .. } => {
             let _lock = OwnerLock::take_or_refuse(&data, &command_name("ack"))?;
-            let s = open_spool(&spool.path, spool_config(spool))?;
-            // As the edgestore CLI: every name must be a finished segment, or nothing moves.
-            let known = s.segments(TimeRange::all())?;
-            if let Some(missing) = segments
-                .iter()
-                .find(|n| !known.iter().any(|k| &k.name == *n))
-            {
-                return Err(Error::not_found(format!("no such segment: {missing}")).into());
-            }
-            let n = s.mark_uploaded(segments)?;
+            let names = segment_names(args, segments)?;
+            let s = open_spool(path, spool_config(args))?;
+            command_line::check_segments_known(&names, &s.segments(TimeRange::all())?)?;
+            let n = s.mark_uploaded(&names)?;
             present::count(
                 "marked uploaded",
                 u64::try_from(n).unwrap_or(u64::MAX),
                 json,
             )
         }
-        SpoolCommand::Purge { spool } => {
+        SpoolCommand::Purge { .. } => {
             let _lock = OwnerLock::take_or_refuse(&data, &command_name("purge"))?;
-            present::purge(
-                &open_spool(&spool.path, spool_config(spool))?.purge()?,
-                json,
-            )
+            present::purge(&open_spool(path, spool_config(args))?.purge()?, json)
         }
-        SpoolCommand::Flush { spool } => {
+        SpoolCommand::Flush { .. } => {
             let _lock = OwnerLock::take_or_refuse(&data, &command_name("flush"))?;
-            let s = open_spool(&spool.path, spool_config(spool))?;
+            // What was finished before this owner's recovery and flush: not reported.
+            let before = match inspect_spool(path, spool_config(args)) {
+                Ok(s) => s.segments(TimeRange::all())?,
+                Err(e) if e.code() == ErrorCode::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let s = open_spool(path, spool_config(args))?;
             s.flush()?;
-            present::segments(&s.segments(TimeRange::all())?, json)
+            let after = s.segments(TimeRange::all())?;
+            present::segments(&command_line::newly_finished(&before, after), json)
         }
     })
 }
 
-/// `spool verify`: as the owner, bad segments are quarantined (as before); beside another
-/// owner, the segments are checked through an inspecting spool, the bad ones are listed and
-/// left in place for the owner, and the command fails.
+/// `spool verify`: as the owner, bad segments are quarantined; beside another owner, the
+/// segments are checked through an inspecting spool and the bad ones are listed and left in
+/// place for the owner. Either way the report is printed and bad segments fail the command.
 fn verify(data: &str, args: &SpoolArgs, json: bool) -> std::result::Result<String, Failed> {
-    match OwnerLock::take(data, &command_name("verify"))? {
-        Taken::Mine(_lock) => Ok(present::verify(
-            &open_spool(&args.path, spool_config(args))?.verify()?,
-            json,
-        )),
+    let path = args.path_or_default();
+    let report = match OwnerLock::take(data, &command_name("verify"))? {
+        Taken::Mine(_lock) => open_spool(path, spool_config(args))?.verify()?,
         Taken::Held(holder) => {
-            let s = inspect_spool(&args.path, spool_config(args))?;
-            let root = spool_root(&args.path)?;
+            let s = inspect_spool(path, spool_config(args))?;
+            let root = spool_root(path)?;
             note(data, &holder, Some((&root, s.journal_rows())));
-            let report = s.verify()?;
-            let output = present::verify(&report, json);
-            if report.left_in_place.is_empty() {
-                return Ok(output);
-            }
-            let error = Error::corrupt(format!(
-                "{} bad segment(s) left in place for the owner ({}) to quarantine: {}",
-                report.left_in_place.len(),
-                holder.describe(),
-                report.left_in_place.join(", ")
-            ));
-            Err(Failed { output, error })
+            s.verify()?
         }
+    };
+    let output = present::verify(&report, json);
+    match command_line::verify_failure(&report) {
+        None => Ok(output),
+        Some(error) => Err(Failed { output, error }),
     }
 }
 
-/// Run `f` on a read-only connection to the database behind `args.label` (a tool never
-/// writes rows), after saying on stderr who owns the directory.
-fn on_db<T>(args: &DbArgs, f: impl FnOnce(&dyn Connection) -> Result<T>) -> Result<T> {
+/// Run `f` on a read-only connection to the database behind `label` (a tool never writes
+/// rows), after saying on stderr who owns the directory. `None` when the default label has no
+/// database yet: that reads as an empty database, as in the edgestore CLI (a spool-only
+/// directory has none). Any other label must exist.
+fn on_db<T>(label: &str, f: impl FnOnce(&dyn Connection) -> Result<T>) -> Result<Option<T>> {
     let data = data_root();
     note(&data, &Holder::read(&data), None);
-    let conn = driver::open_read_only(&args.label)?;
-    f(&conn)
+    match driver::open_read_only(label) {
+        Ok(conn) => f(&conn).map(Some),
+        Err(e) if e.code() == ErrorCode::NotFound && label == DEFAULT_LABEL => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
-fn db(cmd: &DbCommand, json: bool) -> Result<String> {
-    Ok(match cmd {
-        DbCommand::Models { db } => present::recorded_models(&on_db(db, inspect::models)?, json),
-        DbCommand::Count { db, table } => {
-            present::count(table, on_db(db, |c| inspect::count(c, table))?, json)
+/// A read of `table` that found no table (or no database): a built-in model's table nothing
+/// created yet reads as `empty(schema)`; any other is `table-missing`.
+fn or_built_in<T>(
+    table: &str,
+    read: Result<Option<T>>,
+    empty: impl FnOnce(&crate::model::Schema) -> Result<T>,
+) -> Result<T> {
+    let missing = match read {
+        Ok(Some(v)) => return Ok(v),
+        Ok(None) => Error::new(ErrorCode::TableMissing, format!("no model table {table:?}")),
+        Err(e) if e.code() == ErrorCode::TableMissing => e,
+        Err(e) => return Err(e),
+    };
+    match built_in_schema(table) {
+        Some(schema) => empty(&schema),
+        None => Err(missing),
+    }
+}
+
+fn json_lines(rows: &[Record]) -> Result<String> {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&present::json_line(row)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn db(db: &Db, json: bool) -> Result<String> {
+    let label = db.label.as_str();
+    match &db.command {
+        DbCommand::Models => {
+            let views = on_db(label, |c| {
+                inspect::models(c)?
+                    .iter()
+                    .map(|m| Ok(command_line::model_view(&inspect::schema(c, &m.table)?)))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            Ok(present::models(&views.unwrap_or_default(), json))
         }
-        DbCommand::Get { db, table, keys } => {
-            let rows = on_db(db, |c| inspect::get(c, table, keys))?;
-            let mut out = String::new();
-            for row in &rows {
-                out.push_str(&present::json_line(row)?);
-                out.push('\n');
-            }
-            out
+        DbCommand::Count { table } => {
+            let n = or_built_in(table, on_db(label, |c| inspect::count(c, table)), |_| Ok(0))?;
+            Ok(present::count(table, n, json))
+        }
+        DbCommand::Get { table, keys } => {
+            let rows = or_built_in(table, on_db(label, |c| inspect::get(c, table, keys)), |s| {
+                let first = inspect::keys(s, keys)?.into_iter().next();
+                let first = first.map(|(text, _)| text).unwrap_or_default();
+                Err(Error::not_found(format!(
+                    "no row in {table} with key {first} (no {table} table yet)"
+                )))
+            })?;
+            json_lines(&rows)
         }
         DbCommand::Find {
-            db,
             table,
             filters,
             limit,
         } => {
-            let filters = filters
-                .iter()
-                .map(|f| Filter::parse(f))
-                .collect::<Result<Vec<_>>>()?;
-            let rows = on_db(db, |c| inspect::find(c, table, &filters, *limit))?;
-            let mut out = String::new();
-            for row in &rows {
-                out.push_str(&present::json_line(row)?);
-                out.push('\n');
-            }
-            out
+            let rows = or_built_in(
+                table,
+                on_db(label, |c| inspect::find(c, table, filters, *limit)),
+                |s| {
+                    for f in filters {
+                        f.condition(s)?;
+                    }
+                    Ok(Vec::new())
+                },
+            )?;
+            json_lines(&rows)
         }
-    })
+    }
 }

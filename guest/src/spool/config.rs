@@ -45,9 +45,6 @@ pub struct SpoolConfig {
     pub drop_pending_over_cap: bool,
 }
 
-/// Largest identifier accepted, so names stay well below file-name limits.
-pub const MAX_IDENTIFIER_LEN: usize = 128;
-
 impl SpoolConfig {
     /// The defaults: level 6, 10 000 rows, 30 s, sync on flush, 7 days retention, no cap.
     pub fn new(identifier: impl Into<String>) -> Self {

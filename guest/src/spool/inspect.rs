@@ -9,8 +9,8 @@
 use std::io::{self, BufReader};
 
 use super::journal::{JournalScanner, Line};
-use super::lifecycle::list_dir;
 use super::name::JournalName;
+use super::place::list_dir;
 use super::{Shared, Spool};
 use crate::error::{Error, Result};
 

@@ -67,6 +67,7 @@ mod journal;
 mod lifecycle;
 mod metric;
 mod name;
+mod place;
 mod put;
 mod reader;
 mod recovery;
@@ -75,11 +76,13 @@ mod stats;
 #[cfg(feature = "native")]
 mod worker;
 
-pub use config::{SpoolConfig, SyncPolicy, MAX_IDENTIFIER_LEN};
+pub use config::{SpoolConfig, SyncPolicy};
 pub use document::{document, document_metric, documents, metric_document, Document};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
 pub use metric::Metric;
-pub use name::{SegmentName, TimeRange, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR};
+pub use name::{
+    SegmentName, TimeRange, MAX_IDENTIFIER_LEN, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR,
+};
 pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
 pub use segment::{encoder_params, window_for, Sidecar};
 pub use stats::SpoolStats;

@@ -5,8 +5,11 @@
 //! Everything the spool writes that is not a finished segment starts with `.` or ends in
 //! something other than `.json.br`, so a shipper globbing `*.json.br` only sees finished ones.
 
-use super::config::MAX_IDENTIFIER_LEN;
 use crate::error::{Error, Result};
+
+/// Largest identifier accepted, so names stay well below file-name limits. The identifier rule
+/// lives here, with the names it becomes part of; the config only asks `check_identifier`.
+pub const MAX_IDENTIFIER_LEN: usize = 128;
 
 /// Suffix of a finished segment.
 pub const SEGMENT_SUFFIX: &str = ".json.br";

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::lifecycle::{locate, quarantine};
 use super::name::{join, sidecar_name, SegmentName};
+use super::place::{locate, quarantine};
 use super::segment::{read_sidecar, verify_file};
 use super::Shared;
 use crate::dir::ReadFile;

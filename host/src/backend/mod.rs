@@ -5,7 +5,9 @@
 //!
 //! The engines behind it: [`native::NativeBackend`] here (the core linked into the process) and
 //! `ComponentBackend` in `crate::component` (its adapters over the guest's exports are in
-//! `component/exports.rs`).
+//! `component/exports.rs`). What does not depend on the engine is written once in [`state`]:
+//! the table registry, handle ids and open handles, and the store/transaction dispatch of
+//! [`DynOps`] with nesting; an engine file holds only what differs by engine.
 
 use edgestore::model::{Key, Query, Row};
 use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
@@ -14,6 +16,7 @@ use edgestore::{Metric, Schema, SpoolConfig, TimeRange, TxMode};
 use crate::error::Result;
 
 pub(crate) mod native;
+pub(crate) mod state;
 
 /// Row-level operations on one table (or one transaction on it).
 pub(crate) trait DynOps {

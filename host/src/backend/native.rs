@@ -8,7 +8,6 @@
 //! checked by the core's rule the guest applies too ([`check_spool_path`]: relative, not empty,
 //! no `..`), then opened through the data directory's capability (no symlink out).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use edgestore::dir::CapDir;
@@ -25,6 +24,9 @@ use edgestore::{
     TimeRange, TxMode,
 };
 
+use crate::backend::state::{
+    Handles, Ids, TableOps, TableScope, Tables, TxLevel, TxStore, READER_CLOSED, SPOOL_CLOSED,
+};
 use crate::backend::{Backend, DynOps, DynSpool, ReadFrom};
 use crate::error::{Error, Result};
 use crate::grants::{DbTarget, Grants, LabelAccess, DEFAULT_LABEL};
@@ -78,12 +80,12 @@ pub(crate) struct NativeBackend {
     store: Option<CoreStore>,
     /// The store's database, for its connection count.
     sqlite: Option<Arc<SqliteDatabase>>,
-    tables: std::collections::HashSet<String>,
+    tables: Tables,
     /// Spools of JSON documents, as in the component's glue: metrics are stored as their
     /// canonical JSON and documents verbatim, so both engines write identical segments.
-    spools: HashMap<u64, NativeSpool>,
-    readers: HashMap<u64, NativeReader>,
-    next_id: u64,
+    spools: Handles<NativeSpool>,
+    readers: Handles<NativeReader>,
+    ids: Ids,
 }
 
 impl NativeBackend {
@@ -94,10 +96,10 @@ impl NativeBackend {
             finish_worker,
             store: None,
             sqlite: None,
-            tables: std::collections::HashSet::new(),
-            spools: HashMap::new(),
-            readers: HashMap::new(),
-            next_id: 1,
+            tables: Tables::default(),
+            spools: Handles::new(SPOOL_CLOSED),
+            readers: Handles::new(READER_CLOSED),
+            ids: Ids::default(),
         }
     }
 
@@ -135,84 +137,68 @@ impl NativeBackend {
         self.store = Some(store.clone());
         Ok(store)
     }
-
-    fn id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
-    }
 }
 
-/// A table of the core's multi-table [`CoreStore`], or of one of its open transactions: the
-/// same shape as the component's `store` / `transaction` resources, so both engines share the
-/// core's transaction semantics (store operations are `busy` while a transaction is open).
-struct NativeOps<'a> {
-    store: &'a CoreStore,
-    table: &'a str,
-    tx: Option<&'a OpenTransaction>,
-}
-
-macro_rules! both {
-    ($self:ident, $method:ident ( $($arg:expr),* )) => {
-        match $self.tx {
-            None => $self.store.$method($self.table $(, $arg)*),
-            Some(tx) => tx.$method($self.table $(, $arg)*),
+/// The core's multi-table [`CoreStore`] and its [`OpenTransaction`] levels: the same shape as
+/// the component's `store` / `transaction` resources, so both engines share the core's
+/// transaction semantics (store operations are `busy` while a transaction is open). The core
+/// gives both types the same by-name methods without a common trait; this forwards to them.
+macro_rules! table_scope {
+    ($ty:ty) => {
+        impl TableScope for $ty {
+            fn create(&self, table: &str, row: &Row) -> edgestore::Result<bool> {
+                <$ty>::create(self, table, row)
+            }
+            fn create_many(&self, table: &str, rows: Vec<Row>) -> edgestore::Result<u64> {
+                <$ty>::create_many_owned(self, table, rows)
+            }
+            fn upsert(&self, table: &str, row: &Row) -> edgestore::Result<()> {
+                <$ty>::upsert(self, table, row)
+            }
+            fn insert_or_ignore(&self, table: &str, row: &Row) -> edgestore::Result<bool> {
+                <$ty>::insert_or_ignore(self, table, row)
+            }
+            fn get(&self, table: &str, key: &Key) -> edgestore::Result<Row> {
+                <$ty>::get(self, table, key)
+            }
+            fn find(&self, table: &str, query: &Query) -> edgestore::Result<Vec<Row>> {
+                <$ty>::find(self, table, query)
+            }
+            fn update(&self, table: &str, row: &Row) -> edgestore::Result<()> {
+                <$ty>::update(self, table, row)
+            }
+            fn delete(&self, table: &str, key: &Key) -> edgestore::Result<bool> {
+                <$ty>::delete(self, table, key)
+            }
+            fn delete_all(&self, table: &str) -> edgestore::Result<u64> {
+                <$ty>::delete_all(self, table)
+            }
+            fn count(&self, table: &str) -> edgestore::Result<u64> {
+                <$ty>::count(self, table)
+            }
         }
     };
 }
+table_scope!(CoreStore);
+table_scope!(OpenTransaction);
 
-impl DynOps for NativeOps<'_> {
-    fn create(&self, row: &Row) -> edgestore::Result<bool> {
-        both!(self, create(row))
+impl TxStore for CoreStore {
+    type Tx = OpenTransaction;
+    fn begin(&self, mode: TxMode) -> edgestore::Result<OpenTransaction> {
+        CoreStore::begin(self, mode)
     }
-    fn create_many(&self, rows: Vec<Row>) -> edgestore::Result<u64> {
-        both!(self, create_many_owned(rows))
+}
+
+/// Dropping an [`OpenTransaction`] that is still open rolls it back.
+impl TxLevel for OpenTransaction {
+    fn savepoint(&self) -> edgestore::Result<OpenTransaction> {
+        OpenTransaction::savepoint(self)
     }
-    fn upsert(&self, row: &Row) -> edgestore::Result<()> {
-        both!(self, upsert(row))
+    fn commit(&self) -> edgestore::Result<()> {
+        OpenTransaction::commit(self)
     }
-    fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool> {
-        both!(self, insert_or_ignore(row))
-    }
-    fn get(&self, key: &Key) -> edgestore::Result<Row> {
-        both!(self, get(key))
-    }
-    fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
-        both!(self, find(query))
-    }
-    fn update(&self, row: &Row) -> edgestore::Result<()> {
-        both!(self, update(row))
-    }
-    fn delete(&self, key: &Key) -> edgestore::Result<bool> {
-        both!(self, delete(key))
-    }
-    fn delete_all(&self) -> edgestore::Result<u64> {
-        both!(self, delete_all())
-    }
-    fn count(&self) -> edgestore::Result<u64> {
-        both!(self, count())
-    }
-    fn nest(
-        &self,
-        mode: TxMode,
-        f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
-    ) -> edgestore::Result<()> {
-        let tx = match self.tx {
-            None => self.store.begin(mode)?,
-            Some(parent) => parent.savepoint()?,
-        };
-        let inner = NativeOps {
-            store: self.store,
-            table: self.table,
-            tx: Some(&tx),
-        };
-        let result = f(&inner);
-        // Dropping an open transaction rolls it back; ending it explicitly reports failures.
-        let ended = match &result {
-            Ok(()) => tx.commit(),
-            Err(_) => tx.rollback(),
-        };
-        result.and(ended)
+    fn rollback(&self) -> edgestore::Result<()> {
+        OpenTransaction::rollback(self)
     }
 }
 
@@ -263,7 +249,7 @@ impl Backend for NativeBackend {
     fn register(&mut self, schema: &Schema) -> Result<()> {
         let store = self.store()?;
         store.register(schema.clone())?;
-        self.tables.insert(schema.table.clone());
+        self.tables.insert(schema);
         Ok(())
     }
 
@@ -272,19 +258,9 @@ impl Backend for NativeBackend {
         table: &str,
         f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
     ) -> Result<()> {
-        if !self.tables.contains(table) {
-            return Err(edgestore::Error::new(
-                ErrorCode::TableMissing,
-                format!("table {table:?} is not registered"),
-            )
-            .into());
-        }
+        self.tables.require(table)?;
         let store = self.store()?;
-        Ok(f(&NativeOps {
-            store: &store,
-            table,
-            tx: None,
-        })?)
+        Ok(f(&TableOps::new(&store, table))?)
     }
 
     fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
@@ -307,7 +283,7 @@ impl Backend for NativeBackend {
         } else {
             Spool::open(dir, config.clone(), Arc::new(SystemClock))?
         };
-        let id = self.id();
+        let id = self.ids.allocate();
         self.spools
             .insert(id, NativeSpool::new(spool, self.finish_worker));
         Ok(id)
@@ -318,34 +294,22 @@ impl Backend for NativeBackend {
         id: u64,
         f: &mut dyn FnMut(&dyn DynSpool) -> edgestore::Result<()>,
     ) -> Result<()> {
-        let spool = self
-            .spools
-            .get(&id)
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
-        Ok(f(&*spool.spool)?)
+        Ok(f(&*self.spools.get(id)?.spool)?)
     }
 
     fn open_reader(&mut self, spool: u64, from: ReadFrom) -> Result<u64> {
-        let s = &self
-            .spools
-            .get(&spool)
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?
-            .spool;
+        let s = &self.spools.get(spool)?.spool;
         let reader = match from {
             ReadFrom::Segment(name) => NativeReader::Segment(s.read_segment(&name)?),
             ReadFrom::Range(range) => NativeReader::Range(s.read_range(range)?),
         };
-        let id = self.id();
+        let id = self.ids.allocate();
         self.readers.insert(id, reader);
         Ok(id)
     }
 
     fn read(&mut self, reader: u64, max: u32) -> Result<Vec<Metric>> {
-        let r = self
-            .readers
-            .get_mut(&reader)
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the reader is closed"))?;
-        let docs = r.next(max as usize)?;
+        let docs = self.readers.get_mut(reader)?.next(max as usize)?;
         Ok(docs
             .iter()
             .map(|d| document_metric(d))
@@ -353,11 +317,7 @@ impl Backend for NativeBackend {
     }
 
     fn read_documents(&mut self, reader: u64, max: u32) -> Result<Vec<String>> {
-        let r = self
-            .readers
-            .get_mut(&reader)
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the reader is closed"))?;
-        let docs = r.next(max as usize)?;
+        let docs = self.readers.get_mut(reader)?.next(max as usize)?;
         Ok(docs
             .into_iter()
             .map(|d| String::from(Box::<str>::from(d)))
@@ -365,7 +325,7 @@ impl Backend for NativeBackend {
     }
 
     fn close_reader(&mut self, reader: u64) {
-        self.readers.remove(&reader);
+        self.readers.remove(reader);
     }
 
     fn flush_due_all(&mut self, now_ms: i64) -> u64 {

@@ -20,6 +20,14 @@ pub enum BenchError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An HTTP exchange with the in-process listener failed.
+    #[error("HTTP: {what}: {source}")]
+    Http {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: hyper::Error,
+    },
     /// A measuring child process misbehaved, or a result did not check out.
     #[error("{0}")]
     Check(String),
@@ -29,6 +37,14 @@ impl BenchError {
     /// An I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         BenchError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// An HTTP error with what was being done.
+    pub fn http(what: impl Into<String>, source: hyper::Error) -> Self {
+        BenchError::Http {
             what: what.into(),
             source,
         }

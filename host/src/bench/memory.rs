@@ -3,7 +3,8 @@
 //!
 //! The child is the current executable (the `edgestore` binary or the bench binary) started
 //! with [`CHILD_ENV`] set; its `main` calls [`child_main_if_requested`] first. The child runs
-//! the work, then prints `VmHWM` from `/proc/self/status` (Linux).
+//! the work, then prints `VmHWM` from `/proc/self/status` (Linux). The ingest flood figure
+//! ([`super::ingest::flood_rss`]) runs in such a child too, for the same reason.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,8 +16,12 @@ use edgestore::{Metric, Spool, SpoolConfig, TimeRange};
 use super::error::{BenchError, Result};
 use super::spool::BATCH;
 
-/// Set to `<ingest|read>:<rows>:<dir>` to make the executable a measuring child.
+/// Set to `<ingest|read>:<rows>:<dir>` (or `flood:<millis>:<dir>`, see
+/// [`super::ingest::flood_rss`]) to make the executable a measuring child.
 pub const CHILD_ENV: &str = "EDGESTORE_BENCH_CHILD";
+
+/// The child work of the ingest flood figure.
+pub const FLOOD: &str = "flood";
 
 /// Brotli quality of the memory workloads. Peak memory hardly depends on it (the window is
 /// 4 MiB at every quality), while 10M rows at quality 6 would take minutes longer.
@@ -56,24 +61,29 @@ fn config() -> SpoolConfig {
     config
 }
 
-/// Run `work` over `rows` rows in `dir` in a child process and return its peak RSS.
-pub fn peak_rss(work: Work, rows: u64, dir: &Path) -> Result<Peak> {
+/// Run the current executable as a measuring child doing `spec` ([`CHILD_ENV`]'s value);
+/// what it printed.
+pub(super) fn run_child(spec: &str) -> Result<String> {
     let exe = std::env::current_exe().map_err(|e| BenchError::io("find the executable", e))?;
-    let spec = format!("{}:{rows}:{}", work.name(), dir.display());
     let out = Command::new(exe)
         .env(CHILD_ENV, spec)
         .output()
         .map_err(|e| BenchError::io("start the measuring child", e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(BenchError::Check(format!(
-            "the {} child failed ({}): {}{}",
-            work.name(),
+            "the measuring child ({spec}) failed ({}): {}{}",
             out.status,
             stdout,
             String::from_utf8_lossy(&out.stderr)
         )));
     }
+    Ok(stdout)
+}
+
+/// Run `work` over `rows` rows in `dir` in a child process and return its peak RSS.
+pub fn peak_rss(work: Work, rows: u64, dir: &Path) -> Result<Peak> {
+    let stdout = run_child(&format!("{}:{rows}:{}", work.name(), dir.display()))?;
     let field = |name: &str| -> Option<u64> {
         stdout
             .split_whitespace()
@@ -112,6 +122,9 @@ fn child(spec: &str) -> Result<()> {
     let rows: u64 = rows
         .parse()
         .map_err(|_| BenchError::Check(format!("bad row count in {CHILD_ENV}: {spec}")))?;
+    if work == FLOOD {
+        return super::ingest::flood_child(rows, Path::new(dir));
+    }
     let spool: Spool<Metric> = Spool::open_path(dir, config())?;
     let t = Instant::now();
     match work {
@@ -151,11 +164,21 @@ fn child(spec: &str) -> Result<()> {
 
 /// This process's peak resident set (`VmHWM`, kB).
 pub fn vmhwm_kb() -> Result<u64> {
+    status_kb("VmHWM")
+}
+
+/// This process's resident set now (`VmRSS`, kB).
+pub fn vmrss_kb() -> Result<u64> {
+    status_kb("VmRSS")
+}
+
+/// A kB field of `/proc/self/status` (Linux).
+fn status_kb(field: &str) -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| BenchError::io("read /proc/self/status", e))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| BenchError::Check("no VmHWM in /proc/self/status".into()))
+        .ok_or_else(|| BenchError::Check(format!("no {field} in /proc/self/status")))
 }

@@ -14,20 +14,23 @@
 //! | spool ingest against raw Brotli; space savings; the `brotli` CLI | [`spool`] |
 //! | repository against raw rusqlite; point operations; host client on both engines | [`repo`] |
 //! | peak RSS in a child process | [`memory`] |
+//! | remote write through `serve`'s HTTP route against spool put; senders; a flood at the cap | [`ingest`] |
 //! | cold compile and warm open of the component | [`startup`] |
+//! | the report: figures, status, table and JSON | [`report`] |
 
 mod error;
 pub mod fixture;
+pub mod ingest;
 pub mod memory;
 pub mod repo;
+pub mod report;
 pub mod spool;
 pub mod startup;
 pub mod stats;
 
-use edgestore::present::{BenchFigure, BenchReport, BenchStatus};
-
 pub use error::{BenchError, Result};
 pub use fixture::{Host, Side};
+pub use report::{BenchFigure, BenchReport, BenchStatus};
 use stats::{median, percentile, secs};
 
 /// How much to measure.
@@ -51,6 +54,8 @@ pub enum Group {
     Repo,
     /// Peak RSS of ingesting and reading back the memory figures' rows.
     Memory,
+    /// Remote write through `serve`'s HTTP route, concurrent senders, a flood at the cap.
+    Ingest,
 }
 
 /// The sizes of one mode.
@@ -74,6 +79,12 @@ pub struct Sizes {
     pub memory_rows: u64,
     /// Cold compiles, warm opens.
     pub startups: (usize, usize),
+    /// Samples of the remote write throughput figures (requests of 2,000), per rep.
+    pub remote_write_samples: usize,
+    /// Requests each of the [`ingest::SENDERS`] concurrent senders sends.
+    pub requests_per_sender: usize,
+    /// How long the senders flood the spool at its byte cap.
+    pub flood: std::time::Duration,
 }
 
 impl Sizes {
@@ -90,6 +101,9 @@ impl Sizes {
                 calls: 200,
                 memory_rows: 100_000,
                 startups: (1, 3),
+                remote_write_samples: 10_000,
+                requests_per_sender: 2,
+                flood: std::time::Duration::from_millis(500),
             },
             Mode::Full => Sizes {
                 reps: 5,
@@ -101,6 +115,9 @@ impl Sizes {
                 calls: 5_000,
                 memory_rows: 10_000_000,
                 startups: (3, 20),
+                remote_write_samples: 100_000,
+                requests_per_sender: 25,
+                flood: std::time::Duration::from_secs(3),
             },
         }
     }
@@ -202,6 +219,9 @@ pub fn run(
     }
     if wanted(Group::Memory) {
         memory_figures(&mut f, &sizes)?;
+    }
+    if wanted(Group::Ingest) {
+        ingest_figures(&mut f, &host, &sizes)?;
     }
 
     Ok(BenchReport {
@@ -625,6 +645,148 @@ fn memory_figures(f: &mut Figures, sizes: &Sizes) -> Result<()> {
         format!(
             "VmHWM of a child streaming {rows} rows back in {:.1} s",
             secs(read.elapsed)
+        ),
+    );
+    Ok(())
+}
+
+/// Bound on the resident set's growth while senders flood a spool at its byte cap, MiB.
+/// Refused requests are answered before their bodies are read, so the growth is the flood's
+/// fixed cost: [`ingest::FLOOD_SENDERS`] connections with their buffers on both ends (hyper
+/// reads at most ~400 KiB ahead per connection, 16 x 0.4 = 6.4 MiB at worst) and the sender
+/// tasks; it must not grow with the number of requests. Decoding the refused requests instead
+/// would hold 16 decoded 2,000-sample requests (~3 MiB each in rows) at once, ~50 MiB.
+const FLOOD_RSS_GROWTH_MIB: f64 = 8.0;
+
+fn ingest_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
+    let w = ingest::RemoteWrite::new(sizes.remote_write_samples, ingest::LEVEL)?;
+    let samples = w.samples as f64;
+    let (mut http_n, mut put_n, mut http_c, mut put_c, mut decode) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sizes.reps {
+        http_n.push(secs(w.http(host, Side::Native)?));
+        put_n.push(secs(w.put(host, Side::Native)?));
+        decode.push(secs(w.decode()?));
+        http_c.push(secs(w.http(host, Side::Component)?));
+        put_c.push(secs(w.put(host, Side::Component)?));
+    }
+    let note = format!(
+        "{} requests of {} samples ({:.1} MB snappy), level {}, ingest.sync interval, \
+         one sender, {} reps",
+        w.requests(),
+        ingest::SAMPLES_PER_REQUEST,
+        w.body_bytes() as f64 / MB,
+        w.level,
+        sizes.reps
+    );
+    for (side, http, put) in [
+        (Side::Native, &http_n, &put_n),
+        (Side::Component, &http_c, &put_c),
+    ] {
+        let (h, p) = (median(http), median(put));
+        let name = side.name();
+        f.add(
+            &format!("ingest.remote_write.{name}.l{}.samples_per_s", w.level),
+            samples / h,
+            "samples/s",
+            None,
+            note.clone(),
+        );
+        f.add(
+            &format!("ingest.spool_put.{name}.l{}.rows_per_s", w.level),
+            samples / p,
+            "rows/s",
+            None,
+            "the rows the server decodes, same 2,000-row batches, host client put + flush".into(),
+        );
+        f.add(
+            &format!("ingest.remote_write.{name}.l{}.vs_put", w.level),
+            p / h,
+            "x",
+            Some(Target::AtLeast(0.9)),
+            "POST /api/v1/write rate / spool put rate, same engine, same rows".into(),
+        );
+    }
+
+    f.add(
+        "ingest.remote_write.decode.samples_per_s",
+        samples / median(&decode),
+        "samples/s",
+        None,
+        "the server's decoder alone on the same bodies (snappy, protobuf, one row per sample), \
+         one thread: its share of a request is put rate / this rate"
+            .into(),
+    );
+
+    let c = w.concurrent(
+        host,
+        Side::Native,
+        ingest::SENDERS,
+        sizes.requests_per_sender,
+    )?;
+    let note = format!(
+        "{} senders x {} requests of {} samples, ingest.sync request (group commit), level {}; \
+         {:.0} samples/s overall",
+        ingest::SENDERS,
+        sizes.requests_per_sender,
+        ingest::SAMPLES_PER_REQUEST,
+        w.level,
+        c.samples as f64 / secs(c.elapsed)
+    );
+    f.add(
+        "ingest.remote_write.native.8_senders.p50",
+        median(&c.latencies) * 1e3,
+        "ms",
+        None,
+        note.clone(),
+    );
+    f.add(
+        "ingest.remote_write.native.8_senders.p99",
+        percentile(&c.latencies, 0.99) * 1e3,
+        "ms",
+        None,
+        note,
+    );
+
+    let dir = fixture::tempdir()?;
+    let flood = ingest::flood_rss(sizes.flood, dir.path())?;
+    // The child fails on any answer but 429; none at all would not be a flood.
+    if flood.refused == 0 {
+        return Err(BenchError::Check(
+            "the flood at the byte cap got no 429: not a refused flood".into(),
+        ));
+    }
+    let mib = (1u64 << 20) as f64;
+    f.add(
+        "ingest.flood_429.16_senders.rss_growth",
+        flood.growth_bytes as f64 / mib,
+        "MiB",
+        Some(Target::AtMost(FLOOD_RSS_GROWTH_MIB)),
+        format!(
+            "peak VmRSS over {:.1} s of {} senders against a spool at its {} MiB cap, minus \
+             {:.1} MiB before (a child process, sampled every ms)",
+            secs(flood.elapsed),
+            ingest::FLOOD_SENDERS,
+            ingest::FLOOD_CAP_BYTES >> 20,
+            flood.before_bytes as f64 / mib
+        ),
+    );
+    f.add(
+        "ingest.flood_429.16_senders.refused",
+        flood.refused as f64,
+        "requests",
+        None,
+        format!(
+            "429s in {:.1} s ({:.0}/s), no other answer; {} requests failed on the connection \
+             instead{}",
+            secs(flood.elapsed),
+            flood.refused as f64 / secs(flood.elapsed),
+            flood.failed,
+            flood
+                .first_failure
+                .as_deref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
         ),
     );
     Ok(())

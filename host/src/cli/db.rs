@@ -1,15 +1,17 @@
 //! `edgestore db ...`: the repository's built-in models through the typed client (either
-//! engine). A model joins the CLI by implementing [`CliModel`] and being named once in
-//! `registry!`'s invocation.
+//! engine). The read commands (`models`, `count`, `get`, `find`) are the shared definition
+//! ([`command_line::DbCommand`]), which the standalone component's command parses too; `put`
+//! and `delete` are this CLI's. A model joins the CLI by implementing [`CliModel`] and being
+//! named once in `registry!`'s invocation (and in [`command_line::BUILT_IN_TABLES`]).
 //!
 //! `db put` upserts JSON lines, one transaction per batch; on a bad line N the good lines
 //! before it are committed, the error names line N, the exit status is non-zero.
 
 use std::io::Write;
 
-use anyhow::{anyhow, bail, Context as _};
-use clap::{Args, Subcommand};
-use edgestore::inspect::Filter;
+use anyhow::{anyhow, bail};
+use clap::Subcommand;
+use edgestore::command_line;
 use edgestore::model::ResourceTagsKey;
 use edgestore::model::{to_key, to_row};
 use edgestore::present::{self, ModelView};
@@ -21,61 +23,34 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::input::Lines;
-use super::{Ctx, Mutation};
+use super::{Ctx, Inspection, Mutation};
 
 /// Rows per transaction of `db put`.
 const BATCH: usize = 1_000;
 
+/// The shared read commands.
+type Shared = command_line::DbCommand;
+
 /// `db` commands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// List the built-in models, their tables and key syntax.
-    Models,
+    /// The shared read commands.
+    #[command(flatten)]
+    Shared(Shared),
     /// Upsert JSON lines from stdin (one object per line). Fields the model generates
     /// (resource_tags: `id`, `record_created`, `record_updated`) are filled when absent.
     Put {
         /// Model name (see `db models`).
         model: String,
     },
-    /// Print rows by key as JSON lines. resource_tags keys: TYPE/NAMESPACE/NAME, or
-    /// TYPE/NAME for a cluster-scoped resource (e.g. pod/prod/web-0, node/worker-1).
-    Get {
-        /// Model name.
-        model: String,
-        /// Keys (see `db models` for the syntax).
-        #[arg(required = true)]
-        keys: Vec<String>,
-    },
-    /// Print rows matching every --where as JSON lines.
-    Find(FindArgs),
-    /// Count rows.
-    Count {
-        /// Model name.
-        model: String,
-    },
     /// Delete rows by key (syntax as for `db get`); a missing key is an error.
     Delete {
-        /// Model name.
+        /// Model name (see `db models`).
         model: String,
         /// Keys.
-        #[arg(required = true)]
+        #[arg(value_name = "KEY", required = true)]
         keys: Vec<String>,
     },
-}
-
-/// `db find` options.
-#[derive(Debug, Args)]
-pub struct FindArgs {
-    /// Model name.
-    pub model: String,
-    /// `column=value` (repeatable; all must hold). `column=null` matches NULL. Integer and real
-    /// columns take numbers, bool columns true/false/1/0, timestamp columns RFC3339 or UTC
-    /// milliseconds, JSON columns a JSON document.
-    #[arg(long = "where", value_name = "COL=VALUE")]
-    pub conditions: Vec<String>,
-    /// At most N rows.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<u64>,
 }
 
 /// What the CLI needs of a model beyond [`Model`].
@@ -84,8 +59,6 @@ pub trait CliModel: Model + Serialize + DeserializeOwned + Send + Sync + 'static
     type Id: Serialize + Send + Sync + 'static;
     /// Name on the command line.
     const NAME: &'static str;
-    /// The textual key syntax, for `db models` and errors.
-    const KEY_SYNTAX: &'static str;
     /// Parse a textual key.
     fn parse_key(text: &str) -> anyhow::Result<Self::Id>;
     /// Fill generated fields that `object` lacks.
@@ -96,7 +69,6 @@ pub trait CliModel: Model + Serialize + DeserializeOwned + Send + Sync + 'static
 impl CliModel for ResourceTags {
     type Id = ResourceTagsKey;
     const NAME: &'static str = ResourceTags::TABLE;
-    const KEY_SYNTAX: &'static str = ResourceTags::KEY_SYNTAX;
 
     fn parse_key(text: &str) -> anyhow::Result<ResourceTagsKey> {
         Ok(ResourceTags::parse_key(text)?)
@@ -112,11 +84,24 @@ impl CliModel for ResourceTags {
     }
 }
 
-/// The built-in models: `models()` lists them, `dispatch` runs a command on one by name.
+/// The built-in models: `names()` lists them, `views` shows those whose tables a database
+/// holds, `dispatch` runs a command on one by name.
 macro_rules! registry {
     ($($model:ty),* $(,)?) => {
-        fn models() -> Vec<ModelView> {
-            vec![$(view::<$model>()),*]
+        fn names() -> Vec<&'static str> {
+            vec![$(<$model as CliModel>::NAME),*]
+        }
+
+        async fn views(store: &Store) -> anyhow::Result<Vec<ModelView>> {
+            let mut views = Vec::new();
+            $(
+                match store.storage::<$model, <$model as CliModel>::Id>().await {
+                    Ok(storage) => views.push(command_line::model_view(storage.schema())),
+                    Err(e) if e.code() == ErrorCode::TableMissing => {}
+                    Err(e) => return Err(e.into()),
+                }
+            )*
+            Ok(views)
         }
 
         async fn dispatch(ctx: &Ctx, store: &Store, name: &str, cmd: DbCommand) -> anyhow::Result<()> {
@@ -130,6 +115,15 @@ macro_rules! registry {
                         }
                         Err(e) => Err(e.into()),
                     };
+                }
+            )*
+            Err(anyhow!("unknown model {name:?}"))
+        }
+
+        fn dispatch_no_table(ctx: &Ctx, name: &str, cmd: DbCommand) -> anyhow::Result<()> {
+            $(
+                if name == <$model as CliModel>::NAME {
+                    return no_table::<$model>(ctx, cmd);
                 }
             )*
             Err(anyhow!("unknown model {name:?}"))
@@ -149,35 +143,32 @@ macro_rules! registry {
 
 registry!(ResourceTags);
 
-fn view<M: CliModel>() -> ModelView {
-    let schema = M::schema();
-    ModelView {
-        name: M::NAME.to_owned(),
-        table: schema.table.clone(),
-        key: M::KEY_SYNTAX.to_owned(),
-        columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
-    }
-}
-
 /// Run a `db` command.
 pub async fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
     let name = match &cmd {
-        DbCommand::Models => return out(&present::models(&models(), ctx.json)),
-        DbCommand::Put { model }
-        | DbCommand::Get { model, .. }
-        | DbCommand::Count { model }
-        | DbCommand::Delete { model, .. } => model.clone(),
-        DbCommand::Find(a) => a.model.clone(),
+        DbCommand::Shared(Shared::Models) => return models(ctx).await,
+        DbCommand::Put { model } | DbCommand::Delete { model, .. } => model.clone(),
+        DbCommand::Shared(
+            Shared::Get { table, .. } | Shared::Count { table } | Shared::Find { table, .. },
+        ) => table.clone(),
     };
     // An unknown model is refused before anything is opened or created.
-    if !models().iter().any(|m| m.name == name) {
-        let known: Vec<String> = models().into_iter().map(|m| m.name).collect();
-        bail!("unknown model {name:?} (known: {})", known.join(", "));
+    if !names().contains(&name.as_str()) {
+        bail!("unknown model {name:?} (known: {})", names().join(", "));
     }
     let store = match cmd {
         // Reads: read-only, beside a running owner.
-        DbCommand::Get { .. } | DbCommand::Find(_) | DbCommand::Count { .. } => {
-            ctx.inspect().await?.store
+        DbCommand::Shared(_) => {
+            let Inspection {
+                store,
+                has_database,
+                ..
+            } = ctx.inspect().await?;
+            if !has_database {
+                store.close().await?;
+                return dispatch_no_table(ctx, &name, cmd);
+            }
+            store
         }
         DbCommand::Put { .. } | DbCommand::Delete { .. } => {
             let verb = if matches!(cmd, DbCommand::Put { .. }) {
@@ -193,7 +184,6 @@ pub async fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        DbCommand::Models => return out(&present::models(&models(), ctx.json)),
     };
     let result = dispatch(ctx, &store, &name, cmd).await;
     let closed = store.close().await;
@@ -201,18 +191,48 @@ pub async fn run(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
     Ok(closed?)
 }
 
-/// A read command on a table that does not exist yet: no rows.
+/// `db models`: the built-in models whose tables the database holds (read-only).
+async fn models(ctx: &Ctx) -> anyhow::Result<()> {
+    let Inspection {
+        store,
+        has_database,
+        ..
+    } = ctx.inspect().await?;
+    let result = if has_database {
+        views(&store).await
+    } else {
+        Ok(Vec::new())
+    };
+    let closed = store.close().await;
+    let mut views = result?;
+    closed?;
+    views.sort_by(|a, b| a.table.cmp(&b.table));
+    out(&present::models(&views, ctx.json))
+}
+
+/// A read command on a built-in model's table that nothing created yet (or without a
+/// database): no rows. The arguments are still checked against the model.
 fn no_table<M: CliModel>(ctx: &Ctx, cmd: DbCommand) -> anyhow::Result<()> {
     match cmd {
-        DbCommand::Count { .. } => out(&present::count(M::NAME, 0, ctx.json)),
-        DbCommand::Find(_) => Ok(()),
-        DbCommand::Get { keys, .. } => {
-            bail!(
-                "{} {}: not found (no {} table yet)",
+        DbCommand::Shared(Shared::Count { .. }) => out(&present::count(M::NAME, 0, ctx.json)),
+        DbCommand::Shared(Shared::Find { filters, .. }) => {
+            let schema = M::schema();
+            for f in &filters {
+                f.condition(&schema)?;
+            }
+            Ok(())
+        }
+        DbCommand::Shared(Shared::Get { keys, .. }) => {
+            for k in &keys {
+                M::parse_key(k)?;
+            }
+            let first = keys.first().map(String::as_str).unwrap_or_default();
+            Err(edgestore::Error::not_found(format!(
+                "no row in {} with key {first} (no {} table yet)",
                 M::NAME,
-                keys.join(" "),
                 M::NAME
-            )
+            ))
+            .into())
         }
         _ => bail!("{}: no such table yet", M::NAME),
     }
@@ -293,9 +313,9 @@ async fn command<M: CliModel>(
 ) -> anyhow::Result<()> {
     let json = ctx.json;
     match cmd {
-        DbCommand::Models => out(&present::models(&models(), json)),
+        DbCommand::Shared(Shared::Models) => bail!("db models lists no single model"),
         DbCommand::Put { .. } => put(target, json).await,
-        DbCommand::Get { keys, .. } => {
+        DbCommand::Shared(Shared::Get { keys, .. }) => {
             let ids = keys
                 .iter()
                 .map(|k| M::parse_key(k))
@@ -303,23 +323,26 @@ async fn command<M: CliModel>(
             let storage = target.local()?;
             let mut text = String::new();
             for (id, key) in ids.iter().zip(&keys) {
-                let row = storage
-                    .get(id)
-                    .await
-                    .with_context(|| format!("{} {key}", M::NAME))?;
+                let row = storage.get(id).await.map_err(|e| match e.code() {
+                    // As the standalone command says it: the table and the key as given.
+                    ErrorCode::NotFound => anyhow::Error::new(edgestore::Error::not_found(
+                        format!("no row in {} with key {key}", M::NAME),
+                    )),
+                    _ => anyhow::Error::new(e).context(format!("{} {key}", M::NAME)),
+                })?;
                 text.push_str(&present::json_line(&row)?);
                 text.push('\n');
             }
             out(&text)
         }
-        DbCommand::Find(args) => {
+        DbCommand::Shared(Shared::Find { filters, limit, .. }) => {
             let storage = target.local()?;
             let schema = target.schema();
             let mut query = Query::all();
-            for c in &args.conditions {
-                query = query.filter(Filter::parse(c)?.condition(schema)?);
+            for f in &filters {
+                query = query.filter(f.condition(schema)?);
             }
-            if let Some(n) = args.limit {
+            if let Some(n) = limit {
                 query = query.limit(n);
             }
             let mut text = String::new();
@@ -329,7 +352,7 @@ async fn command<M: CliModel>(
             }
             out(&text)
         }
-        DbCommand::Count { .. } => out(&present::count(
+        DbCommand::Shared(Shared::Count { .. }) => out(&present::count(
             M::NAME,
             target.local()?.count().await?,
             json,
@@ -384,7 +407,10 @@ async fn put<M: CliModel>(target: &Target<'_, M>, json: bool) -> anyhow::Result<
             break;
         }
     }
-    eprint!("{}", present::written(M::NAME, total, "committed", json));
+    eprint!(
+        "{}",
+        super::input::written(M::NAME, total, "committed", json)
+    );
     Ok(())
 }
 
@@ -397,7 +423,16 @@ fn out(text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgestore::inspect::Filter;
     use edgestore::Condition;
+
+    #[test]
+    fn registry_is_the_core_s_built_in_models() {
+        assert_eq!(names(), command_line::BUILT_IN_TABLES);
+        for name in names() {
+            assert!(command_line::built_in_schema(name).is_some(), "{name}");
+        }
+    }
 
     #[test]
     fn resource_tags_keys() {

@@ -6,6 +6,8 @@
 
 use std::io::BufRead;
 
+use serde::Serialize;
+
 /// One batch of input.
 pub struct Batch {
     /// `(line number, text)` of each non-blank line, 1-based.
@@ -118,4 +120,25 @@ mod tests {
         assert!(e.to_string().starts_with("line 4: "), "{e}");
         assert!(b.done);
     }
+}
+
+#[derive(Serialize)]
+struct WrittenView<'a> {
+    what: &'a str,
+    rows: u64,
+    durable: &'a str,
+}
+
+/// `spool put`, `db put`: how many rows were taken and how durable they are now
+/// (`segment`: in finished segments; `journal`: synced, finished on the next open or flush;
+/// `committed`: in the database).
+pub fn written(what: &str, rows: u64, durable: &str, json: bool) -> String {
+    if json {
+        return edgestore::present::to_json(&WrittenView {
+            what,
+            rows,
+            durable,
+        });
+    }
+    format!("{what}: {rows} rows written ({durable})\n")
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use edgestore::command_line::Output;
 use edgestore::owner::OwnerRecord;
 use edgestore_host::admin::AdminClient;
 use edgestore_host::config::{Config, EngineKind, Flags};
@@ -42,9 +43,9 @@ pub struct Cli {
     /// Engine that runs the core (config `host.engine`; default component).
     #[arg(long, global = true, value_enum)]
     pub engine: Option<EngineKind>,
-    /// Print listings and reports as JSON.
-    #[arg(long, global = true)]
-    pub json: bool,
+    /// `--json`, as every edgestore command line has it.
+    #[command(flatten)]
+    pub output: Output,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -56,10 +57,10 @@ pub enum Command {
     /// Write realistic resource tags and metrics into the data directory and report what
     /// happened: transactions, rotation, compression, upload marking and purging.
     Demo(demo::DemoArgs),
-    /// The metrics spool: put, flush, list, cat, verify, ack, purge, usage.
+    /// The metrics spool: put, and list, cat, usage, verify, ack, purge, flush.
     #[command(subcommand)]
     Spool(spool::SpoolCommand),
-    /// The repository's built-in models: models, put, get, find, count, delete.
+    /// The repository's built-in models: models, count, get, find, and put, delete.
     #[command(subcommand)]
     Db(db::DbCommand),
     /// Check the store: exit 0 when healthy, 1 with the reasons when not (database unreachable,
@@ -117,6 +118,10 @@ pub struct Inspection {
     pub store: Store,
     /// Who owns the directory now.
     pub ownership: Ownership,
+    /// Whether the database file exists. Without it the store reads an empty in-memory
+    /// database, which only tells empty tables from missing ones on some engines: the `db`
+    /// commands then answer for an empty database themselves.
+    pub has_database: bool,
 }
 
 /// Where a mutating command runs.
@@ -162,15 +167,21 @@ impl Ctx {
         config.read_only = true;
         // No database file yet reads as an empty database (a read-only open cannot create
         // one): a spool-only owner is not unhealthy for lack of a database.
-        if let Some(DbTarget::File(name)) = config.labels.configured.get(DEFAULT_LABEL) {
-            if !dir.join(name).exists() {
-                config.labels = Labels::new().grant(DEFAULT_LABEL, DbTarget::Memory);
-            }
+        let has_database = match config.labels.configured.get(DEFAULT_LABEL) {
+            Some(DbTarget::File(name)) => dir.join(name).exists(),
+            _ => true,
+        };
+        if !has_database {
+            config.labels = Labels::new().grant(DEFAULT_LABEL, DbTarget::Memory);
         }
         let store = Store::open(config)
             .await
             .with_context(|| format!("open the store in {} read-only", dir.display()))?;
-        Ok(Inspection { store, ownership })
+        Ok(Inspection {
+            store,
+            ownership,
+            has_database,
+        })
     }
 
     /// For a mutating command: forward it to the owner when one runs and serves an admin
@@ -224,7 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_process(cli.config.as_deref(), &cli.flags())?;
     let ctx = Ctx {
         config,
-        json: cli.json,
+        json: cli.output.json,
     };
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, &args).await,

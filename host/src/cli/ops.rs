@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use edgestore::layout::DEFAULT_IDENTIFIER;
 use edgestore::model::ResourceTagsKey;
-use edgestore::present::{self, Diagnostics};
 use edgestore::{ErrorCode, ResourceTags, TimeRange};
 use edgestore_host::config::Flags;
+use edgestore_host::diag::{self, Diagnostics};
 use edgestore_host::health::{check, HealthReport, HealthTarget};
 use edgestore_host::serve::{self, ServeOptions, Source};
 use edgestore_host::{AsyncSpool, Store};
 
-use super::spool::DEFAULT_IDENTIFIER;
 use super::{ownership_note, Ctx, Inspection, Refused};
 
 /// `edgestore health`.
@@ -56,7 +56,9 @@ impl ServeArgs {
 /// them: failures to open are returned as reasons, not errors, so `health` and `diag` can
 /// still say what is wrong.
 async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> {
-    let Inspection { store, ownership } = ctx.inspect().await.map_err(|e| format!("{e:#}"))?;
+    let Inspection {
+        store, ownership, ..
+    } = ctx.inspect().await.map_err(|e| format!("{e:#}"))?;
     let spool = match ctx.config.spool_path() {
         Ok(path) => store
             .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
@@ -141,7 +143,7 @@ pub async fn diag(ctx: &Ctx, _args: &DiagArgs) -> anyhow::Result<()> {
     d.open_connections = store.metrics().open_connections();
     d.circuit = store.breaker_state().as_str().to_owned();
     d.last_operation_ms = store.last_operation_ms();
-    print!("{}", present::diagnostics(&d, ctx.json));
+    print!("{}", diag::render(&d, ctx.json));
     close(store, spool).await
 }
 
@@ -198,6 +200,9 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         spool_dir: path,
         health: ctx.config.health,
         admin: ctx.config.serve.admin,
+        ingest: ctx.config.ingest.clone(),
+        max_spool_bytes: ctx.config.retention.max_bytes,
+        tls: ctx.config.serve.tls.clone(),
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
         println!("listening on {addr}");
@@ -205,8 +210,8 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     eprintln!(
-        "edgestore serve: stopped; {} rows from its input put and flushed, {} bad input lines skipped",
-        summary.rows, summary.bad_lines
+        "edgestore serve: stopped; {} rows received over HTTP and {} from its input put and flushed, {} bad input lines skipped",
+        summary.ingested_rows, summary.rows, summary.bad_lines
     );
     drop(spool);
     store.close().await.context("close the store")

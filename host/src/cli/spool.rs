@@ -1,4 +1,7 @@
-//! `edgestore spool ...`: the metrics spool through the client (either engine).
+//! `edgestore spool ...`: the metrics spool through the client (either engine). The commands
+//! besides `put` are the shared definition ([`command_line::SpoolCommand`]), which the
+//! standalone component's command parses too; this file runs them and adds `put` and
+//! `purge`'s retention flags.
 //!
 //! `spool put` reads JSON lines. On a bad line N it stops reading, makes every good line
 //! before N durable in finished segments (a flush), reports `line N: ...` and exits non-zero:
@@ -7,70 +10,53 @@
 //! (the agent's field order), so `cat` gives back what `put` took.
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Subcommand};
-use edgestore::model::Timestamp;
+use clap::Args;
+use edgestore::command_line::{self, SpoolArgs};
+use edgestore::spool::{SegmentInfo, VerifyReport};
 use edgestore::{present, Metric, TimeRange};
 use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::config::Flags;
 use edgestore_host::owner::Ownership;
-use edgestore_host::{AsyncSpool, Store};
+use edgestore_host::{AsyncReader, AsyncSpool, Store};
 
 use super::input::Lines;
 use super::{ownership_note, Ctx, Inspection, Mutation, Refused};
 
-/// Segment names start with this unless `--identifier` says otherwise.
-pub use edgestore::layout::DEFAULT_IDENTIFIER;
 /// Rows per call into the engine.
 const BATCH: usize = 1_000;
 
-/// `spool` commands.
-#[derive(Debug, Subcommand)]
+/// The shared spool commands, with this CLI's retention flags on `purge`.
+type Shared = command_line::SpoolCommand<PurgeArgs>;
+
+/// `spool` commands: `put`, and the inspection and maintenance commands every edgestore
+/// command line shares ([`command_line::SpoolCommand`]).
+#[derive(Debug, clap::Subcommand)]
 pub enum SpoolCommand {
     /// Append JSON lines from stdin: metric objects (the agent's shape: cloud_account_id,
     /// cluster_name, created_at, id, labels, metric_name, node_name, timestamp, value), or any
     /// JSON values with --documents. A bad line N stops the input: the good lines before it
     /// are flushed (durable), the error names line N, the exit status is non-zero.
     Put(PutArgs),
-    /// Finish the active segment: every row put before is durable in a finished segment.
-    Flush,
-    /// List finished segments (pending and uploaded).
-    List(ListArgs),
-    /// Print one segment's rows as JSON lines, exactly as stored.
-    Cat {
-        /// Segment file name (`agent_<startMs>_<stopMs>.json.br`), or its path inside the
-        /// spool directory.
-        segment: String,
-    },
-    /// Check every finished segment's checksum; quarantine bad ones (non-zero exit if any).
-    Verify,
-    /// Mark segments uploaded (moves them to `uploaded/`, where retention deletes them).
-    Ack {
-        /// Segment file names.
-        #[arg(required = true)]
-        segments: Vec<String>,
-    },
-    /// Delete uploaded segments older than the retention age, then enforce the byte cap.
-    Purge(PurgeArgs),
-    /// Bytes and files by state, and the file system's free space.
-    Usage,
+    /// The shared commands.
+    #[command(flatten)]
+    Shared(Shared),
 }
 
 /// `spool put` options.
 #[derive(Debug, Args)]
 pub struct PutArgs {
+    /// The spool.
+    #[command(flatten)]
+    pub spool: SpoolArgs,
     /// Take any JSON value per line (stored and printed back byte for byte).
     #[arg(long)]
     pub documents: bool,
     /// Exit 0 only once every row read is durable in a finished segment.
     #[arg(long)]
     pub flush: bool,
-    /// First component of new segment names.
-    #[arg(long, default_value = DEFAULT_IDENTIFIER)]
-    pub identifier: String,
     /// Rows per segment (config `storage.maxRecords`).
     #[arg(long, value_name = "N")]
     pub max_records: Option<u64>,
@@ -79,19 +65,9 @@ pub struct PutArgs {
     pub level: Option<u32>,
 }
 
-/// `spool list` options.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only segments ending at or after T (RFC3339, or UTC milliseconds).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub since: Option<i64>,
-    /// Only segments starting before T (RFC3339, or UTC milliseconds).
-    #[arg(long, value_name = "T", value_parser = parse_time)]
-    pub until: Option<i64>,
-}
-
-/// `spool purge` options.
-#[derive(Debug, Args)]
+/// `spool purge`'s retention options (this CLI's configuration; the standalone component
+/// purges with the spool's defaults).
+#[derive(Debug, Clone, Args)]
 pub struct PurgeArgs {
     /// Delete uploaded segments older than this (config `retention.maxAge`), e.g. 1h, 0s.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -105,14 +81,6 @@ pub struct PurgeArgs {
     pub drop_pending: bool,
 }
 
-/// `--since`/`--until`: the core's command-line time ([`Timestamp::parse_arg`]), as the
-/// standalone component takes them.
-fn parse_time(text: &str) -> Result<i64, String> {
-    Timestamp::parse_arg(text)
-        .map(|t| t.0)
-        .map_err(|e| e.message().to_owned())
-}
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("expected a duration such as 1h: {e}"))
 }
@@ -120,6 +88,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 impl SpoolCommand {
     /// This command's flags as config layers.
     pub fn flags(&self, flags: &mut Flags) {
+        if let Some(path) = &self.spool().path {
+            flags.set("storage.path", "--path", path.clone());
+        }
         match self {
             SpoolCommand::Put(a) => {
                 if let Some(n) = a.max_records {
@@ -129,7 +100,7 @@ impl SpoolCommand {
                     flags.set("storage.compressionLevel", "--level", n.to_string());
                 }
             }
-            SpoolCommand::Purge(a) => {
+            SpoolCommand::Shared(Shared::Purge { options: a, .. }) => {
                 if let Some(d) = a.older_than {
                     let text = humantime::format_duration(d).to_string();
                     flags.set("retention.maxAge", "--older-than", text);
@@ -141,7 +112,21 @@ impl SpoolCommand {
                     flags.set("retention.dropPending", "--drop-pending", "true");
                 }
             }
-            _ => {}
+            SpoolCommand::Shared(_) => {}
+        }
+    }
+
+    fn spool(&self) -> &SpoolArgs {
+        match self {
+            SpoolCommand::Put(a) => &a.spool,
+            SpoolCommand::Shared(c) => c.spool(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            SpoolCommand::Put(_) => "put",
+            SpoolCommand::Shared(c) => c.name(),
         }
     }
 }
@@ -150,64 +135,47 @@ impl SpoolCommand {
 /// a running owner); mutations run as the owner, or are forwarded to the running one.
 pub async fn run(ctx: &Ctx, cmd: SpoolCommand) -> anyhow::Result<()> {
     let path = ctx.config.spool_path()?;
+    let identifier = cmd.spool().identifier.clone();
     match cmd {
-        SpoolCommand::List(_) | SpoolCommand::Cat { .. } | SpoolCommand::Usage => {
-            let Inspection { store, ownership } = ctx.inspect().await?;
-            let result = inspect(ctx, &store, &ownership, &path, cmd).await;
+        SpoolCommand::Shared(c) if c.is_inspection() => {
+            let Inspection {
+                store, ownership, ..
+            } = ctx.inspect().await?;
+            let result = inspect(ctx, &store, &ownership, &path, &identifier, c).await;
             let closed = store.close().await;
             result?;
             Ok(closed?)
         }
-        SpoolCommand::Verify => verify(ctx, &path).await,
-        _ => {
-            let identifier = match &cmd {
-                SpoolCommand::Put(a) => a.identifier.clone(),
-                _ => DEFAULT_IDENTIFIER.to_owned(),
-            };
-            match ctx.mutate(&format!("spool {}", cmd.name())).await? {
-                Mutation::Own(store) => {
-                    let result = async {
-                        let spool = store
-                            .spool(&path, ctx.config.spool_config(&identifier))
-                            .await
-                            .with_context(|| format!("open the spool {path}"))?;
-                        command(ctx, &Target::Local(spool), cmd).await
-                    }
-                    .await;
-                    let closed = store.close().await;
-                    result?;
-                    Ok(closed?)
+        SpoolCommand::Shared(Shared::Verify { .. }) => verify(ctx, &path, &identifier).await,
+        SpoolCommand::Shared(Shared::Flush { .. }) => flush(ctx, &path, &identifier).await,
+        cmd => match ctx.mutate(&format!("spool {}", cmd.name())).await? {
+            Mutation::Own(store) => {
+                let result = async {
+                    let spool = store
+                        .spool(&path, ctx.config.spool_config(&identifier))
+                        .await
+                        .with_context(|| format!("open the spool {path}"))?;
+                    command(ctx, &Target::Local(spool), cmd).await
                 }
-                Mutation::Forward(client, owner) => {
-                    if let SpoolCommand::Put(a) = &cmd {
-                        if a.level.is_some() || a.max_records.is_some() {
-                            bail!(
-                                "--level and --max-records apply only when this command owns the data directory; {} writes with its own storage settings",
-                                owner.describe()
-                            );
-                        }
-                    }
-                    eprintln!("note: forwarded to the owner, {}", owner.describe());
-                    let target = Target::Remote { client, identifier };
-                    command(ctx, &target, cmd).await
-                }
+                .await;
+                let closed = store.close().await;
+                result?;
+                Ok(closed?)
             }
-        }
-    }
-}
-
-impl SpoolCommand {
-    fn name(&self) -> &'static str {
-        match self {
-            SpoolCommand::Put(_) => "put",
-            SpoolCommand::Flush => "flush",
-            SpoolCommand::List(_) => "list",
-            SpoolCommand::Cat { .. } => "cat",
-            SpoolCommand::Verify => "verify",
-            SpoolCommand::Ack { .. } => "ack",
-            SpoolCommand::Purge(_) => "purge",
-            SpoolCommand::Usage => "usage",
-        }
+            Mutation::Forward(client, owner) => {
+                if let SpoolCommand::Put(a) = &cmd {
+                    if a.level.is_some() || a.max_records.is_some() {
+                        bail!(
+                            "--level and --max-records apply only when this command owns the data directory; {} writes with its own storage settings",
+                            owner.describe()
+                        );
+                    }
+                }
+                eprintln!("note: forwarded to the owner, {}", owner.describe());
+                let target = Target::Remote { client, identifier };
+                command(ctx, &target, cmd).await
+            }
+        },
     }
 }
 
@@ -218,99 +186,171 @@ async fn inspect(
     store: &Store,
     ownership: &Ownership,
     path: &str,
-    cmd: SpoolCommand,
+    identifier: &str,
+    cmd: Shared,
 ) -> anyhow::Result<()> {
     let spool = store
-        .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+        .spool(path, ctx.config.spool_config(identifier))
         .await
         .with_context(|| format!("open the spool {path}"))?;
     ownership_note(ctx, ownership, spool.journal_rows().await.ok());
     let json = ctx.json;
     match cmd {
-        SpoolCommand::List(args) => {
-            let range = TimeRange {
-                from_ms: args.since,
-                to_ms: args.until,
-            };
-            out(&present::segments(&spool.segments(range).await?, json))
-        }
-        SpoolCommand::Cat { segment } => {
-            let name = segment_name(ctx, &segment)?;
-            let mut reader = spool
+        Shared::List { range, .. } => out(&present::segments(
+            &spool.segments(range.range()).await?,
+            json,
+        )),
+        Shared::Cat {
+            segment: Some(arg), ..
+        } => {
+            let name = segment_name(ctx, &arg)?;
+            let reader = spool
                 .read_segment(&name)
                 .await
                 .with_context(|| format!("segment {name}"))?;
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
-            loop {
-                let rows = reader.next_documents(BATCH as u32).await?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in rows {
-                    w.write_all(row.as_bytes())?;
-                    w.write_all(b"\n")?;
-                }
-            }
-            Ok(w.flush()?)
+            write_rows(reader).await
         }
-        SpoolCommand::Usage => out(&present::usage(&spool.usage().await?, json)),
-        _ => bail!("spool {} is not a read-only command", cmd.name()),
+        Shared::Cat {
+            segment: None,
+            range,
+            ..
+        } => write_rows(spool.read_range(range.range()).await?).await,
+        Shared::Usage { .. } => out(&present::usage(
+            &command_line::spool_usage(spool.usage().await?),
+            json,
+        )),
+        other => bail!("spool {} is not a read-only command", other.name()),
     }
+}
+
+/// Every row `reader` yields on stdout, one JSON line each, exactly as stored.
+async fn write_rows(mut reader: AsyncReader) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    loop {
+        let rows = reader.next_documents(BATCH as u32).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            w.write_all(row.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+    }
+    Ok(w.flush()?)
 }
 
 /// `verify`: as owner (or through the owner) bad segments are quarantined; beside an owner
 /// that takes no forwarded commands, the segments are checked read-only and bad ones are
-/// reported, left for the owner.
-async fn verify(ctx: &Ctx, path: &str) -> anyhow::Result<()> {
-    match ctx.mutate("spool verify").await {
+/// reported, left for the owner. Bad segments fail the command either way.
+async fn verify(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
+    let (text, failure) = match ctx.mutate("spool verify").await {
         Ok(Mutation::Own(store)) => {
             let result = async {
                 let spool = store
-                    .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+                    .spool(path, ctx.config.spool_config(identifier))
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
-                command(ctx, &Target::Local(spool), SpoolCommand::Verify).await
+                Target::Local(spool).verify(ctx.json).await
             }
             .await;
             let closed = store.close().await;
-            result?;
-            Ok(closed?)
+            let result = result?;
+            closed?;
+            result
         }
         Ok(Mutation::Forward(client, owner)) => {
             eprintln!("note: forwarded to the owner, {}", owner.describe());
             let target = Target::Remote {
                 client,
-                identifier: DEFAULT_IDENTIFIER.to_owned(),
+                identifier: identifier.to_owned(),
             };
-            command(ctx, &target, SpoolCommand::Verify).await
+            target.verify(ctx.json).await?
         }
         Err(e) if e.downcast_ref::<Refused>().is_some() => {
-            let Inspection { store, ownership } = ctx.inspect().await?;
+            let Inspection {
+                store, ownership, ..
+            } = ctx.inspect().await?;
             let result = async {
                 let spool = store
-                    .spool(path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+                    .spool(path, ctx.config.spool_config(identifier))
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
                 ownership_note(ctx, &ownership, spool.journal_rows().await.ok());
-                let report = spool.verify().await?;
-                out(&present::verify(&report, ctx.json))?;
-                if !report.left_in_place.is_empty() {
-                    bail!(
-                        "{} bad segment(s), left for the owner to quarantine: {}",
-                        report.left_in_place.len(),
-                        report.left_in_place.join(", ")
-                    );
-                }
-                Ok(())
+                Target::Local(spool).verify(ctx.json).await
             }
             .await;
             let closed = store.close().await;
-            result?;
-            Ok(closed?)
+            let result = result?;
+            closed?;
+            result
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    out(&text)?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
+}
+
+/// `flush`: as owner (recovering every journal a stopped writer left, then finishing the
+/// active segment) or through the owner; prints the segments this finished.
+async fn flush(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
+    let before = finished_segments(ctx, path, identifier).await?;
+    let after = match ctx.mutate("spool flush").await? {
+        Mutation::Own(store) => {
+            let result = async {
+                let spool = store
+                    .spool(path, ctx.config.spool_config(identifier))
+                    .await
+                    .with_context(|| format!("open the spool {path}"))?;
+                spool.flush().await?;
+                Ok::<_, anyhow::Error>(spool.segments(TimeRange::all()).await?)
+            }
+            .await;
+            let closed = store.close().await;
+            let after = result?;
+            closed?;
+            after
+        }
+        Mutation::Forward(client, owner) => {
+            eprintln!("note: forwarded to the owner, {}", owner.describe());
+            let target = Target::Remote {
+                client,
+                identifier: identifier.to_owned(),
+            };
+            target.flush().await?;
+            finished_segments(ctx, path, identifier).await?
+        }
+    };
+    let new = command_line::newly_finished(&before, after);
+    out(&present::segments(&new, ctx.json))
+}
+
+/// The finished segments as an inspection sees them (no recovery); none when the spool
+/// directory does not exist yet.
+async fn finished_segments(
+    ctx: &Ctx,
+    path: &str,
+    identifier: &str,
+) -> anyhow::Result<Vec<SegmentInfo>> {
+    if !ctx.config.host.data_dir.join(path).is_dir() {
+        return Ok(Vec::new());
+    }
+    let Inspection { store, .. } = ctx.inspect().await?;
+    let result = async {
+        let spool = store
+            .spool(path, ctx.config.spool_config(identifier))
+            .await
+            .with_context(|| format!("open the spool {path}"))?;
+        Ok::<_, anyhow::Error>(spool.segments(TimeRange::all()).await?)
+    }
+    .await;
+    let closed = store.close().await;
+    let segments = result?;
+    closed?;
+    Ok(segments)
 }
 
 /// Where a mutating spool command's operations go.
@@ -384,15 +424,7 @@ impl Target {
     async fn ack(&self, names: Vec<String>) -> anyhow::Result<u64> {
         match self {
             Target::Local(s) => {
-                let known: Vec<String> = s
-                    .segments(TimeRange::all())
-                    .await?
-                    .into_iter()
-                    .map(|s| s.name)
-                    .collect();
-                if let Some(missing) = names.iter().find(|n| !known.contains(n)) {
-                    bail!("no such segment: {missing}");
-                }
+                command_line::check_segments_known(&names, &s.segments(TimeRange::all()).await?)?;
                 Ok(s.mark_uploaded(names).await?)
             }
             Target::Remote { client, .. } => {
@@ -404,60 +436,57 @@ impl Target {
         }
     }
 
-    /// The rendered report and the segments found bad.
-    async fn report(&self, verify: bool, json: bool) -> anyhow::Result<(String, Vec<String>)> {
+    /// `purge`'s rendered report.
+    async fn purge(&self, json: bool) -> anyhow::Result<String> {
         match self {
-            Target::Local(s) if verify => {
-                let r = s.verify().await?;
-                Ok((present::verify(&r, json), r.quarantined))
-            }
-            Target::Local(s) => Ok((present::purge(&s.purge().await?, json), Vec::new())),
+            Target::Local(s) => Ok(present::purge(&s.purge().await?, json)),
             Target::Remote { client, .. } => {
-                let route = if verify {
-                    "/v1/spool/verify"
-                } else {
-                    "/v1/spool/purge"
+                let reply: admin::ReportReply = client
+                    .call("/v1/spool/purge", &admin::ReportRequest { json })
+                    .await?;
+                Ok(reply.output)
+            }
+        }
+    }
+
+    /// `verify`'s rendered report, and why the command fails if segments were bad.
+    async fn verify(&self, json: bool) -> anyhow::Result<(String, Option<edgestore::Error>)> {
+        match self {
+            Target::Local(s) => {
+                let r = s.verify().await?;
+                Ok((present::verify(&r, json), command_line::verify_failure(&r)))
+            }
+            Target::Remote { client, .. } => {
+                let reply: admin::ReportReply = client
+                    .call("/v1/spool/verify", &admin::ReportRequest { json })
+                    .await?;
+                // The owner quarantined what it found bad.
+                let report = VerifyReport {
+                    checked: 0,
+                    quarantined: reply.bad,
+                    left_in_place: Vec::new(),
                 };
-                let reply: admin::ReportReply =
-                    client.call(route, &admin::ReportRequest { json }).await?;
-                Ok((reply.output, reply.bad))
+                Ok((reply.output, command_line::verify_failure(&report)))
             }
         }
     }
 }
 
+/// `put`, `ack`, `purge` on the spool this command owns or on the owner's.
 async fn command(ctx: &Ctx, spool: &Target, cmd: SpoolCommand) -> anyhow::Result<()> {
     let json = ctx.json;
     match cmd {
         SpoolCommand::Put(args) => put(spool, &args, json).await,
-        SpoolCommand::Flush => {
-            spool.flush().await?;
-            out(&present::written("flush", 0, "segment", json))
-        }
-        SpoolCommand::Verify => {
-            let (text, bad) = spool.report(true, json).await?;
-            out(&text)?;
-            if !bad.is_empty() {
-                bail!(
-                    "{} bad segment(s) quarantined: {}",
-                    bad.len(),
-                    bad.join(", ")
-                );
-            }
-            Ok(())
-        }
-        SpoolCommand::Ack { segments } => {
-            let mut names = Vec::with_capacity(segments.len());
-            for s in &segments {
-                names.push(segment_name(ctx, s)?);
-            }
+        SpoolCommand::Shared(Shared::Ack { segments, .. }) => {
+            let names = segments
+                .iter()
+                .map(|s| segment_name(ctx, s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let moved = spool.ack(names).await?;
             out(&present::count("marked uploaded", moved, json))
         }
-        SpoolCommand::Purge(_) => out(&spool.report(false, json).await?.0),
-        SpoolCommand::List(_) | SpoolCommand::Cat { .. } | SpoolCommand::Usage => {
-            bail!("spool {} only reads", cmd.name())
-        }
+        SpoolCommand::Shared(Shared::Purge { .. }) => out(&spool.purge(json).await?),
+        SpoolCommand::Shared(other) => bail!("spool {} does not run here", other.name()),
     }
 }
 
@@ -518,52 +547,16 @@ async fn put(spool: &Target, args: &PutArgs, json: bool) -> anyhow::Result<()> {
         "journal"
     };
     // Report on stderr: stdout stays free for pipelines.
-    eprint!("{}", present::written("spool put", total, durable, json));
+    eprint!(
+        "{}",
+        super::input::written("spool put", total, durable, json)
+    );
     Ok(())
 }
 
-/// A segment argument as a file name: a bare name, or a path that points into the spool
-/// directory (or its `uploaded/`); anything else is refused, naming the directory.
+/// A segment argument as a file name ([`command_line::segment_name`]: a bare name, or a
+/// path into the spool directory or its `uploaded/`).
 fn segment_name(ctx: &Ctx, arg: &str) -> anyhow::Result<String> {
-    let p = Path::new(arg);
-    if p.components().count() == 1 && matches!(p.components().next(), Some(Component::Normal(_))) {
-        return Ok(arg.to_owned());
-    }
     let spool_dir = ctx.config.host.data_dir.join(ctx.config.spool_path()?);
-    let (dir, file) = match (p.parent(), p.file_name().and_then(|f| f.to_str())) {
-        (Some(d), Some(f)) => (d, f),
-        _ => bail!("segment {arg:?} is not a segment file name"),
-    };
-    let dir = lexical(dir);
-    let spool_dir = lexical(&spool_dir);
-    if dir == spool_dir || dir == spool_dir.join(edgestore::spool::UPLOADED_DIR) {
-        Ok(file.to_owned())
-    } else {
-        bail!(
-            "segment {arg:?} is outside the spool directory {}",
-            spool_dir.display()
-        )
-    }
-}
-
-/// Absolute, with `.` dropped and `..` folded lexically (for comparison only, never opened).
-fn lexical(p: &Path) -> PathBuf {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
+    Ok(command_line::segment_name(arg, &spool_dir)?)
 }

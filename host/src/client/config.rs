@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::component::{ComponentLimits, ComponentSource};
 use crate::grants::Labels;
-use crate::ops::resilience::{BreakerConfig, RetryConfig};
+use crate::resilience::{BreakerConfig, RetryConfig};
 
 /// Which engine runs the core.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,8 +23,8 @@ use crate::backend::native::NativeBackend;
 use crate::backend::{on_table, Backend};
 use crate::error::{Error, Result};
 use crate::grants::Grants;
-use crate::ops::metrics::Metrics;
-use crate::ops::resilience::{retry, BreakerState, CircuitBreaker, RetryConfig};
+use crate::metrics::Metrics;
+use crate::resilience::{retry, BreakerState, CircuitBreaker, RetryConfig};
 
 mod config;
 pub mod owner;

@@ -28,6 +28,10 @@ use edgestore::owner::{LockKind, OwnerRecord, LOCK_FILE};
 
 use crate::error::{Error, Result};
 
+/// The hint of an [`Error::Owned`] message; defined with the error so `error` depends on
+/// nothing above it, and re-exported here for the callers that print it beside a probe.
+pub use crate::error::owned_hint;
+
 /// How long taking the lock keeps trying while it is held: an inspecting process probes it for
 /// a moment ([`probe`]), and an owner starting then must not mistake that for an owner.
 const ACQUIRE_PATIENCE: Duration = Duration::from_millis(1_500);
@@ -237,23 +241,6 @@ pub fn probe(data_dir: &Path) -> Result<Ownership> {
         Ok(()) => Ok(Ownership::Free),
         Err(std::fs::TryLockError::WouldBlock) => Ok(Ownership::Owned(record)),
         Err(std::fs::TryLockError::Error(e)) => Err(io_error("test the lock", &path, e)),
-    }
-}
-
-/// The hint that ends an "owned" message: how to get the operation done anyway.
-pub fn owned_hint(owner: Option<&OwnerRecord>) -> String {
-    match owner {
-        Some(r) if r.lock == LockKind::File => format!(
-            "stop it, or if it is no longer running remove its lock file {LOCK_FILE} in the data directory"
-        ),
-        Some(r) if r.admin.is_some() => {
-            "stop it first; mutating commands (spool put|flush|ack|purge|verify, db put|delete) \
-             are forwarded to it through its admin socket"
-                .to_owned()
-        }
-        _ => "stop it, or run it with its admin socket on (serve.admin), through which \
-              mutating commands from other processes are forwarded to it"
-            .to_owned(),
     }
 }
 

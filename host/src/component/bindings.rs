@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     // failure is the WIT `error` the guest sees.
     imports: { default: trappable },
     with: {
-        "edgestore:storage/sqlite.connection": crate::component::imports::sqlite::SqliteHandle,
+        "edgestore:storage/sqlite.connection": crate::component::state::SqliteHandle,
     },
 });
 

@@ -1,129 +1,138 @@
 //! The component's side of the engine seam ([`crate::backend`]): [`ComponentBackend`]
-//! implements `Backend`, and the adapters [`GuestOps`] (a table or transaction of the guest's
-//! repository store) and [`GuestSpool`] (an open spool) implement `DynOps` / `DynSpool` by
-//! calling the guest's exports, each call under the instance's time bound ([`Ctx::call`]).
+//! implements `Backend`, and the adapters [`GuestRepo`] / [`GuestTx`] (the guest's repository
+//! `store` and `transaction` resources, for the shared `TableOps`) and [`GuestSpool`] (an open
+//! spool, a `DynSpool`) call the guest's exports, each call under the instance's time bound
+//! ([`Ctx::call`]).
 
 use std::sync::atomic::Ordering;
 
 use edgestore::model::{Key, Query, Row};
 use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
-use edgestore::{ErrorCode, Metric, Schema, SpoolConfig, TimeRange, TxMode};
+use edgestore::{Metric, Schema, SpoolConfig, TimeRange, TxMode};
 use wasmtime::component::ResourceAny;
 
 use super::bindings::{self, wit_types as t};
 use super::convert::*;
 use super::instance::{ComponentBackend, Ctx};
+use crate::backend::state::{TableOps, TableScope, TxLevel, TxStore};
 use crate::backend::{Backend, DynOps, DynSpool, ReadFrom};
 use crate::error::{Error, Result};
 
-/// A table (or transaction on it) of the guest's repository store.
-struct GuestOps<'c, 'a> {
+/// The guest's repository `store` resource.
+struct GuestRepo<'c, 'a> {
     ctx: &'c Ctx<'a>,
-    table: &'c str,
-    /// `None`: the store itself; `Some`: a transaction resource.
-    tx: Option<ResourceAny>,
-    store_res: ResourceAny,
+    res: ResourceAny,
 }
 
-impl GuestOps<'_, '_> {
-    fn repo(&self) -> &bindings::wit_repo::Guest {
-        self.ctx.plugin.edgestore_storage_repository()
-    }
-}
-
-macro_rules! both {
-    ($self:ident, $method:ident ( $($arg:expr),* )) => {{
-        let repo = $self.repo();
-        match $self.tx {
-            None => {
-                let g = repo.store();
-                $self.ctx.call(|st| g.$method(st, $self.store_res, $self.table $(, $arg)*))
-            }
-            Some(tx) => {
-                let g = repo.transaction();
-                $self.ctx.call(|st| g.$method(st, tx, $self.table $(, $arg)*))
-            }
-        }
-    }};
+/// One of the guest's `transaction` resources (a transaction or a savepoint in it); dropping
+/// it releases the guest's resource.
+struct GuestTx<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    res: ResourceAny,
 }
 
 fn wit_row(row: &Row) -> Vec<t::Value> {
     row_to_wit(row.clone())
 }
 
-impl DynOps for GuestOps<'_, '_> {
-    fn create(&self, row: &Row) -> edgestore::Result<bool> {
-        let r = wit_row(row);
-        both!(self, call_create(&r))
-    }
-    fn create_many(&self, rows: Vec<Row>) -> edgestore::Result<u64> {
-        let rs: Vec<Vec<t::Value>> = rows.iter().map(wit_row).collect();
-        both!(self, call_create_many(&rs))
-    }
-    fn upsert(&self, row: &Row) -> edgestore::Result<()> {
-        let r = wit_row(row);
-        both!(self, call_upsert(&r))
-    }
-    fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool> {
-        let r = wit_row(row);
-        both!(self, call_insert_or_ignore(&r))
-    }
-    fn get(&self, key: &Key) -> edgestore::Result<Row> {
-        let k = wit_row(key);
-        both!(self, call_get(&k)).map(row_from_wit)
-    }
-    fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
-        let q = query_to_wit(query);
-        both!(self, call_find(&q)).map(|rows| rows.into_iter().map(row_from_wit).collect())
-    }
-    fn update(&self, row: &Row) -> edgestore::Result<()> {
-        let r = wit_row(row);
-        both!(self, call_update(&r))
-    }
-    fn delete(&self, key: &Key) -> edgestore::Result<bool> {
-        let k = wit_row(key);
-        both!(self, call_delete(&k))
-    }
-    fn delete_all(&self) -> edgestore::Result<u64> {
-        both!(self, call_delete_all())
-    }
-    fn count(&self) -> edgestore::Result<u64> {
-        both!(self, call_count())
-    }
-    fn nest(
-        &self,
-        mode: TxMode,
-        f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
-    ) -> edgestore::Result<()> {
-        let repo = self.repo();
-        let tx = match self.tx {
-            None => {
-                let g = repo.store();
-                let m = tx_mode_to_wit(mode);
-                self.ctx.call(|st| g.call_begin(st, self.store_res, m))?
+/// The by-name operations of `$ty`, through the functions of the repository's `$resource`
+/// resource: the WIT gives `store` and `transaction` the same functions, as two generated
+/// types (`$guest`).
+macro_rules! table_scope {
+    ($ty:ident, $guest:ident, $resource:ident) => {
+        impl $ty<'_, '_> {
+            fn guest(&self) -> bindings::wit_repo::$guest<'_> {
+                self.ctx.plugin.edgestore_storage_repository().$resource()
             }
-            Some(parent) => {
-                let g = repo.transaction();
-                self.ctx.call(|st| g.call_savepoint(st, parent))?
+        }
+
+        impl TableScope for $ty<'_, '_> {
+            fn create(&self, table: &str, row: &Row) -> edgestore::Result<bool> {
+                let (g, r) = (self.guest(), wit_row(row));
+                self.ctx.call(|st| g.call_create(st, self.res, table, &r))
             }
-        };
-        let inner = GuestOps {
-            ctx: self.ctx,
-            table: self.table,
-            tx: Some(tx),
-            store_res: self.store_res,
-        };
-        let g = repo.transaction();
-        let result = f(&inner);
-        let ended = match &result {
-            Ok(()) => self.ctx.call(|st| g.call_commit(st, tx)),
-            Err(_) => self.ctx.call(|st| g.call_rollback(st, tx)),
-        };
-        // Dropping the handle after commit or rollback releases the guest's resource.
+            fn create_many(&self, table: &str, rows: Vec<Row>) -> edgestore::Result<u64> {
+                let g = self.guest();
+                let rs: Vec<Vec<t::Value>> = rows.iter().map(wit_row).collect();
+                self.ctx
+                    .call(|st| g.call_create_many(st, self.res, table, &rs))
+            }
+            fn upsert(&self, table: &str, row: &Row) -> edgestore::Result<()> {
+                let (g, r) = (self.guest(), wit_row(row));
+                self.ctx.call(|st| g.call_upsert(st, self.res, table, &r))
+            }
+            fn insert_or_ignore(&self, table: &str, row: &Row) -> edgestore::Result<bool> {
+                let (g, r) = (self.guest(), wit_row(row));
+                self.ctx
+                    .call(|st| g.call_insert_or_ignore(st, self.res, table, &r))
+            }
+            fn get(&self, table: &str, key: &Key) -> edgestore::Result<Row> {
+                let (g, k) = (self.guest(), wit_row(key));
+                self.ctx
+                    .call(|st| g.call_get(st, self.res, table, &k))
+                    .map(row_from_wit)
+            }
+            fn find(&self, table: &str, query: &Query) -> edgestore::Result<Vec<Row>> {
+                let (g, q) = (self.guest(), query_to_wit(query));
+                self.ctx
+                    .call(|st| g.call_find(st, self.res, table, &q))
+                    .map(|rows| rows.into_iter().map(row_from_wit).collect())
+            }
+            fn update(&self, table: &str, row: &Row) -> edgestore::Result<()> {
+                let (g, r) = (self.guest(), wit_row(row));
+                self.ctx.call(|st| g.call_update(st, self.res, table, &r))
+            }
+            fn delete(&self, table: &str, key: &Key) -> edgestore::Result<bool> {
+                let (g, k) = (self.guest(), wit_row(key));
+                self.ctx.call(|st| g.call_delete(st, self.res, table, &k))
+            }
+            fn delete_all(&self, table: &str) -> edgestore::Result<u64> {
+                let g = self.guest();
+                self.ctx.call(|st| g.call_delete_all(st, self.res, table))
+            }
+            fn count(&self, table: &str) -> edgestore::Result<u64> {
+                let g = self.guest();
+                self.ctx.call(|st| g.call_count(st, self.res, table))
+            }
+        }
+    };
+}
+table_scope!(GuestRepo, GuestStore, store);
+table_scope!(GuestTx, GuestTransaction, transaction);
+
+impl<'c, 'a> TxStore for GuestRepo<'c, 'a> {
+    type Tx = GuestTx<'c, 'a>;
+    fn begin(&self, mode: TxMode) -> edgestore::Result<GuestTx<'c, 'a>> {
+        let (g, m) = (self.guest(), tx_mode_to_wit(mode));
+        let res = self.ctx.call(|st| g.call_begin(st, self.res, m))?;
+        Ok(GuestTx { ctx: self.ctx, res })
+    }
+}
+
+impl TxLevel for GuestTx<'_, '_> {
+    fn savepoint(&self) -> edgestore::Result<Self> {
+        let g = self.guest();
+        let res = self.ctx.call(|st| g.call_savepoint(st, self.res))?;
+        Ok(GuestTx { ctx: self.ctx, res })
+    }
+    fn commit(&self) -> edgestore::Result<()> {
+        let g = self.guest();
+        self.ctx.call(|st| g.call_commit(st, self.res))
+    }
+    fn rollback(&self) -> edgestore::Result<()> {
+        let g = self.guest();
+        self.ctx.call(|st| g.call_rollback(st, self.res))
+    }
+}
+
+impl Drop for GuestTx<'_, '_> {
+    fn drop(&mut self) {
+        // After commit or rollback this only frees the handle; on a level still open the
+        // guest rolls it back. Nothing can be reported from a drop.
+        let res = self.res;
         let _ = self
             .ctx
-            .call_plain(|st| tx.resource_drop(&mut *st).map(|_| ()));
-        result.and(ended)
+            .call_plain(|st| res.resource_drop(&mut *st).map(|_| ()));
     }
 }
 
@@ -210,11 +219,7 @@ impl Backend for ComponentBackend {
             ctx.finish()?;
             out.map(|_| ()).map_err(Error::from)
         })?;
-        if let Some(i) = self.schemas.iter().position(|s| s.table == schema.table) {
-            self.schemas[i] = schema.clone();
-        } else {
-            self.schemas.push(schema.clone());
-        }
+        self.tables.insert(schema);
         Ok(())
     }
 
@@ -223,35 +228,21 @@ impl Backend for ComponentBackend {
         table: &str,
         f: &mut dyn FnMut(&dyn DynOps) -> edgestore::Result<()>,
     ) -> Result<()> {
-        if !self.schemas.iter().any(|s| s.table == table) {
-            return Err(edgestore::Error::new(
-                ErrorCode::TableMissing,
-                format!("table {table:?} is not registered"),
-            )
-            .into());
-        }
-        let repo = self.repo()?;
+        self.tables.require(table)?;
+        let res = self.repo()?;
         self.run(|p, live| {
             let ctx = Ctx::new(p, live);
-            let ops = GuestOps {
-                ctx: &ctx,
-                table,
-                tx: None,
-                store_res: repo,
-            };
-            let out = f(&ops);
+            let out = f(&TableOps::new(&GuestRepo { ctx: &ctx, res }, table));
             ctx.finish()?;
             Ok(out?)
         })
     }
 
     fn open_spool(&mut self, path: &str, config: &SpoolConfig) -> Result<u64> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.spool_configs
-            .insert(id, (path.to_owned(), config.clone()));
+        let id = self.ids.allocate();
+        self.spools.insert(id, (path.to_owned(), config.clone()));
         if let Err(e) = self.spool(id) {
-            self.spool_configs.remove(&id);
+            self.spools.remove(id);
             return Err(e);
         }
         Ok(id)
@@ -273,8 +264,7 @@ impl Backend for ComponentBackend {
 
     fn open_reader(&mut self, spool: u64, from: ReadFrom) -> Result<u64> {
         let res = self.spool(spool)?;
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.allocate();
         self.run(|p, live| {
             let ctx = Ctx::new(p, live);
             let g = ctx.plugin.edgestore_storage_spool().spool();
@@ -294,12 +284,7 @@ impl Backend for ComponentBackend {
 
     fn read(&mut self, reader: u64, max: u32) -> Result<Vec<Metric>> {
         self.run(|p, live| {
-            let res = *live.readers.get(&reader).ok_or_else(|| {
-                edgestore::Error::new(
-                    ErrorCode::Closed,
-                    "the reader is closed (or its instance was rebuilt)",
-                )
-            })?;
+            let res = *live.readers.get(reader)?;
             let ctx = Ctx::new(p, live);
             let g = ctx.plugin.edgestore_storage_spool().reader();
             let out = ctx.call(|st| g.call_next_metrics(st, res, max));
@@ -310,12 +295,7 @@ impl Backend for ComponentBackend {
 
     fn read_documents(&mut self, reader: u64, max: u32) -> Result<Vec<String>> {
         self.run(|p, live| {
-            let res = *live.readers.get(&reader).ok_or_else(|| {
-                edgestore::Error::new(
-                    ErrorCode::Closed,
-                    "the reader is closed (or its instance was rebuilt)",
-                )
-            })?;
+            let res = *live.readers.get(reader)?;
             let ctx = Ctx::new(p, live);
             let g = ctx.plugin.edgestore_storage_spool().reader();
             let out = ctx.call(|st| g.call_next_documents(st, res, max));
@@ -326,15 +306,16 @@ impl Backend for ComponentBackend {
 
     fn close_reader(&mut self, reader: u64) {
         if let Some(live) = self.live.as_mut() {
-            if let Some(res) = live.readers.remove(&reader) {
+            if let Some(res) = live.readers.remove(reader) {
                 let _ = res.resource_drop(&mut live.store);
             }
         }
     }
 
     fn flush_due_all(&mut self, now_ms: i64) -> u64 {
-        let ids: Vec<u64> = self.spool_configs.keys().copied().collect();
-        ids.into_iter()
+        self.spools
+            .ids()
+            .into_iter()
             .filter_map(|id| crate::backend::on_spool(self, id, |s| s.flush_due(now_ms)).ok())
             .sum()
     }

@@ -1,26 +1,28 @@
-//! The instance lifecycle: one component instance and its store data, a WASI context holding
-//! only the data directory's preopen (no environment, no arguments, no stdio, no network,
-//! nothing inherited), the resource table, the memory limiter, and the grants the `sqlite`
-//! import checks. [`ComponentBackend`] owns it and rebuilds it after a trap or a limit hit:
-//! whatever was acknowledged before lives in SQLite files and spool segments, not in the
-//! instance. The guest-facing imports are in [`super::imports`]; the client's jobs reach the
-//! guest's exports through the adapters in [`super::exports`].
+//! The instance lifecycle: one component instance and its store data ([`HostState`], built
+//! here with a WASI context holding only the data directory's preopen: no environment, no
+//! arguments, no stdio, no network, nothing inherited). [`ComponentBackend`] owns it and
+//! rebuilds it after a trap or a limit hit: whatever was acknowledged before lives in SQLite
+//! files and spool segments, not in the instance. The guest-facing imports are in
+//! [`super::imports`]; the client's jobs reach the guest's exports through the adapters in
+//! [`super::exports`].
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgestore::{ErrorCode, Schema, SpoolConfig};
-use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
-use wasmtime::{ResourceLimiter, Store as WasmStore, Trap};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use edgestore::{ErrorCode, SpoolConfig};
+use wasmtime::component::{HasSelf, Linker, ResourceAny};
+use wasmtime::{Store as WasmStore, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::bindings::{wit_types as t, Plugin, PluginPre};
 use super::convert::*;
 use super::engine::{ComponentEngine, EPOCH_TICK};
-use super::imports::sqlite::MemoryAnchors;
+use super::memory_anchors::MemoryAnchors;
+use super::state::HostState;
 use super::{component_bytes, ComponentLimits, ComponentSource};
+use crate::backend::state::{Handles, Ids, Tables, SPOOL_CLOSED};
 use crate::error::{Error, LimitKind, Result};
 use crate::grants::{Grants, DEFAULT_LABEL};
 
@@ -28,54 +30,9 @@ use crate::grants::{Grants, DEFAULT_LABEL};
 /// component's glue and the standalone command assume).
 pub const GUEST_DATA_DIR: &str = edgestore::layout::DATA_MOUNT;
 
-/// Caps linear memory and tables; remembers whether it refused something.
-pub struct Limits {
-    memory: usize,
-    hit: bool,
-}
-
-impl ResourceLimiter for Limits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
-/// The data of one instance's wasmtime store.
-pub struct HostState {
-    wasi: WasiCtx,
-    pub(super) table: ResourceTable,
-    limits: Limits,
-    pub(super) grants: Arc<Grants>,
-    pub(super) anchors: Arc<MemoryAnchors>,
-    pub(super) open_connections: Arc<AtomicU64>,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
+/// What a reader id gets once closed, or after its instance was rebuilt: readers live in one
+/// instance (a rebuild reopens spools and tables, not readers).
+const READER_GONE: &str = "the reader is closed (or its instance was rebuilt)";
 
 /// Compiled and linked once per store; instantiated again after every failure.
 pub(super) struct Prepared {
@@ -94,16 +51,19 @@ pub(super) struct Live {
     plugin: Plugin,
     repo: Option<ResourceAny>,
     spools: HashMap<u64, ResourceAny>,
-    pub(super) readers: HashMap<u64, ResourceAny>,
+    /// Readers live in one instance: a rebuilt instance has none.
+    pub(super) readers: Handles<ResourceAny>,
 }
 
 /// The component engine behind the client.
 pub(crate) struct ComponentBackend {
     pub(super) prepared: Prepared,
     pub(super) live: Option<Live>,
-    pub(super) schemas: Vec<Schema>,
-    pub(super) spool_configs: HashMap<u64, (String, SpoolConfig)>,
-    pub(super) next_id: u64,
+    /// Registered again on every new instance.
+    pub(super) tables: Tables,
+    /// Each open spool's path and config, reopened lazily on every new instance.
+    pub(super) spools: Handles<(String, SpoolConfig)>,
+    pub(super) ids: Ids,
     /// Instances built so far (1 after open; each failure adds one on the next call).
     pub(crate) generation: u64,
 }
@@ -134,9 +94,9 @@ impl ComponentBackend {
                 deadline_ticks: ticks_for(config.call_timeout),
             },
             live: None,
-            schemas: Vec::new(),
-            spool_configs: HashMap::new(),
-            next_id: 1,
+            tables: Tables::default(),
+            spools: Handles::new(SPOOL_CLOSED),
+            ids: Ids::default(),
             generation: 0,
         };
         backend.live()?;
@@ -157,19 +117,15 @@ impl ComponentBackend {
         };
         wasi.preopened_dir(p.grants.data_dir(), GUEST_DATA_DIR, perms)
             .map_err(Error::runtime)?;
-        let state = HostState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: Limits {
-                memory: p.memory_limit,
-                hit: false,
-            },
-            grants: p.grants.clone(),
-            anchors: p.anchors.clone(),
-            open_connections: p.open_connections.clone(),
-        };
+        let state = HostState::new(
+            wasi.build(),
+            p.memory_limit,
+            p.grants.clone(),
+            p.anchors.clone(),
+            p.open_connections.clone(),
+        );
         let mut store = WasmStore::new(p.engine.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| s.limiter());
         store.set_epoch_deadline(p.deadline_ticks);
         let plugin = p.pre.instantiate(&mut store).map_err(Error::runtime)?;
         Ok(Live {
@@ -177,7 +133,7 @@ impl ComponentBackend {
             plugin,
             repo: None,
             spools: HashMap::new(),
-            readers: HashMap::new(),
+            readers: Handles::new(READER_GONE),
         })
     }
 
@@ -212,7 +168,7 @@ impl ComponentBackend {
     }
 
     pub(super) fn repo(&mut self) -> Result<ResourceAny> {
-        let schemas = self.schemas.clone();
+        let schemas = self.tables.schemas().to_vec();
         self.run(|p, live| {
             if let Some(r) = live.repo {
                 return Ok(r);
@@ -231,11 +187,7 @@ impl ComponentBackend {
     }
 
     pub(super) fn spool(&mut self, id: u64) -> Result<ResourceAny> {
-        let (path, config) = self
-            .spool_configs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| edgestore::Error::new(ErrorCode::Closed, "the spool is closed"))?;
+        let (path, config) = self.spools.get(id)?.clone();
         self.run(|p, live| {
             if let Some(s) = live.spools.get(&id) {
                 return Ok(*s);
@@ -289,12 +241,12 @@ impl<'a> Ctx<'a> {
         }
         let mut store = self.store.borrow_mut();
         store.set_epoch_deadline(self.deadline);
-        store.data_mut().limits.hit = false;
+        store.data_mut().forget_memory_refusal();
         match f(&mut store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(error_from_wit(e)),
             Err(trap) => {
-                let memory_hit = store.data().limits.hit;
+                let memory_hit = store.data().memory_refused();
                 let failure = classify_trap(&trap, memory_hit);
                 let message = failure.to_string();
                 *self.failure.borrow_mut() = Some(failure);

@@ -1,9 +1,14 @@
 //! The core as a WebAssembly component in Wasmtime: the engine and its compiled-component
 //! cache ([`engine`]), the embedded plugin ([`artifacts`]), the generated bindings
-//! ([`bindings`]) and the conversions to and from their WIT types (`convert`), one instance's
-//! lifecycle (`instance`), what the guest imports from the host (`imports`: `sqlite`,
-//! `host-info`) and the adapters that serve the engine seam ([`crate::backend`]) through the
-//! guest's exports (`exports`).
+//! ([`bindings`]) and the conversions to and from their WIT types (`convert`), what one
+//! instance's wasmtime store carries (`state`) and the `:memory:` databases that outlive
+//! instances (`memory_anchors`), one instance's lifecycle (`instance`), what the guest imports
+//! from the host (`imports`: `sqlite`, `host-info`) and the adapters that serve the engine
+//! seam ([`crate::backend`]) through the guest's exports (`exports`).
+//!
+//! The files are layered, each using only those before it, so none imports in a cycle:
+//! `memory_anchors` < `state` < `bindings` (whose `sqlite` connection resource is `state`'s
+//! `SqliteHandle`) < `convert` < `imports` and (with `engine`) `instance` < `exports`.
 //!
 //! This directory depends on the seam, the grants and the error type, never on the client:
 //! what it needs from a store's configuration is passed in as [`ComponentSource`] and
@@ -24,6 +29,8 @@ pub mod engine;
 mod exports;
 mod imports;
 pub(crate) mod instance;
+mod memory_anchors;
+mod state;
 
 /// Where the component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

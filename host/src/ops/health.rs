@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{AsyncSpool, Store};
 use crate::error::Error;
-use crate::ops::resilience::BreakerState;
+use crate::resilience::BreakerState;
 
 /// Thresholds of the health checks (config section `health`: `maxDiskUsedPercent`,
 /// `maxTransactionAge`, `answerWithin`).
@@ -33,11 +33,11 @@ pub struct HealthConfig {
     /// Unhealthy above this share of the file system in use, percent (0..=100).
     pub max_disk_used_percent: f64,
     /// Unhealthy when a transaction has been open longer than this.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration")]
     pub max_transaction_age: Duration,
     /// How long the engine may take to answer the health call (`SELECT 1`, spool usage); a
     /// long call or transaction holding the store makes it miss this.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration")]
     pub answer_within: Duration,
 }
 
@@ -70,10 +70,33 @@ impl HealthReport {
         self.reasons.push(reason.into());
     }
 
-    /// Text or JSON, in the shared format ([`edgestore::present::health`]).
+    /// `edgestore health` and `serve`'s `/healthz`: `healthy`, or `unhealthy` and one reason per
+    /// line; as JSON, the shared document form ([`edgestore::present::to_json`]). Only the host
+    /// prints health, so it is rendered here rather than in the core's `present`.
     pub fn render(&self, json: bool) -> String {
-        edgestore::present::health(self.healthy(), &self.reasons, json)
+        let healthy = self.healthy();
+        let status = if healthy { "healthy" } else { "unhealthy" };
+        if json {
+            return edgestore::present::to_json(&HealthView {
+                status,
+                healthy,
+                reasons: &self.reasons,
+            });
+        }
+        let mut out = format!("{status}\n");
+        for r in &self.reasons {
+            out.push_str(&format!("reason: {r}\n"));
+        }
+        out
     }
+}
+
+/// The JSON shape of a [`HealthReport`].
+#[derive(Serialize)]
+struct HealthView<'a> {
+    status: &'static str,
+    healthy: bool,
+    reasons: &'a [String],
 }
 
 /// What to check besides the store itself.
@@ -200,6 +223,18 @@ pub fn write_probe(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_renders_in_both_forms() {
+        let mut report = HealthReport::default();
+        assert_eq!(report.render(false), "healthy\n");
+        report.fail("disk 95.0% used");
+        assert_eq!(report.render(false), "unhealthy\nreason: disk 95.0% used\n");
+        let v: serde_json::Value = serde_json::from_str(&report.render(true)).unwrap();
+        assert_eq!(v["status"], "unhealthy");
+        assert_eq!(v["healthy"], false);
+        assert_eq!(v["reasons"][0], "disk 95.0% used");
+    }
 
     #[test]
     fn write_probe_fails_where_no_file_can_be_created() {

@@ -1,9 +1,13 @@
-//! The operations services around a store: what the client's dispatch reports and guards with
-//! ([`metrics`], [`resilience`]), and what runs on top of the client ([`health`], [`serve`],
-//! [`admin`], the owner's admin socket). New services (ingest, shipping, backup) belong here.
+//! The operations services, built on the client: [`health`], [`diag`], [`serve`], [`admin`] (the owner's
+//! admin socket), [`ingest`]. New services (shipping, backup) belong here.
+//!
+//! What the client's dispatch reports and guards with ([`crate::metrics`],
+//! [`crate::resilience`]) sits below the client, at the crate's top, so the client never
+//! depends on this module.
 
 pub mod admin;
+pub mod diag;
 pub mod health;
-pub mod metrics;
-pub mod resilience;
+pub mod ingest;
 pub mod serve;
+pub mod tls;

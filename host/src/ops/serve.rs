@@ -1,27 +1,40 @@
-//! `edgestore serve`: a long-running ingest into the spool (JSON lines from a reader such as
-//! stdin, or generated rows), with `GET /metrics` and `GET /healthz` on a loopback HTTP port,
-//! rotation by the store's `flush-due` timer, and a clean stop: on SIGTERM or SIGINT every row
-//! already read is put and flushed into finished segments before [`run`] returns.
+//! `edgestore serve`: a long-running ingest into the spool, with rotation by the store's
+//! `flush-due` timer and a clean stop. Rows come from Prometheus remote write and OTLP/HTTP
+//! ([`crate::ingest`]) on the HTTP listener, and from JSON lines on a reader such as stdin (or
+//! generated rows). The listener (loopback by default) also answers `GET /metrics` and
+//! `GET /healthz`.
 //!
-//! The HTTP side is `tiny_http` on one plain thread: two GET routes do not justify an async
-//! server stack. Its handlers reach the store through the tokio runtime's handle, exactly like
-//! any other client.
+//! On SIGTERM or SIGINT the listener stops taking requests and answers those in flight (their
+//! rows are written first), then every row already read is put and the spool flushed into
+//! finished segments before [`run`] returns.
+//!
+//! The listener is axum on the store's tokio runtime: concurrent ingest requests share one
+//! journal sync (group commit), which a server answering one request at a time cannot give.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use edgestore::sample::MetricGenerator;
 use edgestore::Metric;
 use tokio::sync::mpsc;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
 use crate::client::{AsyncSpool, Store};
 use crate::error::{Error, Result};
+use crate::metrics::CONTENT_TYPE;
 use crate::ops::admin::AdminServer;
 use crate::ops::health::{check, HealthConfig, HealthTarget};
-use crate::ops::metrics::CONTENT_TYPE;
+use crate::ops::ingest::http::Ingest;
+use crate::ops::ingest::writer::{Writer, WriterOptions};
+use crate::ops::ingest::IngestConfig;
+use crate::ops::tls::TlsConfig;
 
 /// Largest batch handed to one `put`.
 const MAX_BATCH: usize = 1000;
@@ -52,55 +65,96 @@ pub struct ServeOptions {
     /// Serve the owner's admin socket ([`crate::admin`]) so other processes' mutations are
     /// forwarded here.
     pub admin: bool,
+    /// Prometheus remote write and OTLP on the listener.
+    pub ingest: IngestConfig,
+    /// The spool's byte cap (`retention.maxBytes`): ingest answers 429 at it.
+    pub max_spool_bytes: Option<u64>,
+    /// HTTPS instead of HTTP on the listener.
+    pub tls: Option<TlsConfig>,
 }
 
 /// What a finished `serve` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServeSummary {
-    /// Rows put into the spool.
+    /// Rows put into the spool from the input (stdin or generated).
     pub rows: u64,
+    /// Rows received over HTTP (remote write, OTLP) and written.
+    pub ingested_rows: u64,
     /// Input lines skipped as malformed.
     pub bad_lines: u64,
 }
 
-/// The HTTP endpoint: a `tiny_http` server on its own thread, stopped when dropped.
+/// The HTTP listener: `/metrics`, `/healthz` and the ingest routes on the tokio runtime,
+/// stopped gracefully by [`HttpEndpoint::stop`] (requests in flight are answered first).
 pub struct HttpEndpoint {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
     addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// What the `/metrics` and `/healthz` routes read.
+#[derive(Clone)]
+struct OpsState {
+    store: Store,
+    spool: AsyncSpool,
+    options: ServeOptions,
 }
 
 impl HttpEndpoint {
-    /// Bind `listen` and answer `/metrics` and `/healthz` for `store` (and its `spool`).
-    pub fn start(
+    /// Bind `listen` and answer `/metrics` and `/healthz` for `store` (and its `spool`), plus
+    /// the `ingest` routes when given.
+    pub async fn start(
         listen: SocketAddr,
         store: Store,
         spool: AsyncSpool,
         options: ServeOptions,
+        ingest: Option<Ingest>,
     ) -> Result<Self> {
-        let server = tiny_http::Server::http(listen)
+        // A bad certificate fails here, before anything listens.
+        let acceptor = options.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
             .map_err(|e| Error::Config(format!("listen on {listen}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::Config(format!("{listen} is not an IP address")))?;
-        let server = Arc::new(server);
-        let runtime = tokio::runtime::Handle::current();
-        let srv = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("edgestore-http".into())
-            .spawn(move || {
-                for request in srv.incoming_requests() {
-                    let response = runtime.block_on(respond(&request, &store, &spool, &options));
-                    // A client that went away is not the server's problem.
-                    let _ = request.respond(response);
-                }
-            })
-            .map_err(|e| Error::runtime(format!("start the HTTP thread: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::runtime(format!("the address of {listen}: {e}")))?;
+        let ops = Router::new()
+            .route("/metrics", get(metrics_route))
+            .route("/healthz", get(healthz_route))
+            .with_state(OpsState {
+                store,
+                spool,
+                options,
+            });
+        let mut router = match ingest {
+            Some(ingest) => ops.merge(ingest.routes()),
+            None => ops,
+        };
+        router = router.fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, PLAIN)],
+                "not found: try /metrics, /healthz, POST /api/v1/write or POST /v1/metrics\n",
+            )
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let task = match acceptor {
+            Some(acceptor) => {
+                tokio::spawn(crate::ops::tls::serve(listener, acceptor, router, stopped))
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }),
+        };
         Ok(HttpEndpoint {
-            server,
-            thread: Some(thread),
             addr,
+            stop: Some(stop),
+            task: Some(task),
         })
     }
 
@@ -108,65 +162,68 @@ impl HttpEndpoint {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Stop accepting connections and wait until every request in flight is answered (an
+    /// ingest request's rows are then written, or refused).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("edgestore serve: the HTTP listener failed: {e}"),
+                Err(e) => eprintln!("edgestore serve: the HTTP listener stopped abnormally: {e}"),
+            }
+        }
+    }
 }
 
 impl Drop for HttpEndpoint {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Not stopped through `stop`: end the listener without waiting.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 }
 
-fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+async fn metrics_route(State(ops): State<OpsState>) -> Response {
+    if let Ok(u) = ops.spool.usage().await {
+        ops.store.metrics().set_disk_usage(&u);
+    }
+    ops.store.breaker_state();
+    match ops.store.metrics().gather_text() {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, PLAIN)],
+            format!("{e}\n"),
+        )
+            .into_response(),
+    }
 }
 
-type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
-
-fn text(status: u16, content_type: &str, body: String) -> Response {
-    let mut r = tiny_http::Response::from_string(body).with_status_code(status);
-    if let Some(h) = header("Content-Type", content_type) {
-        r.add_header(h);
-    }
-    r
-}
-
-async fn respond(
-    request: &tiny_http::Request,
-    store: &Store,
-    spool: &AsyncSpool,
-    options: &ServeOptions,
-) -> Response {
-    const PLAIN: &str = "text/plain; charset=utf-8";
-    if *request.method() != tiny_http::Method::Get {
-        return text(405, PLAIN, "only GET\n".into());
-    }
-    let path = request.url().split('?').next().unwrap_or("");
-    match path {
-        "/metrics" => {
-            if let Ok(u) = spool.usage().await {
-                store.metrics().set_disk_usage(&u);
-            }
-            store.breaker_state();
-            match store.metrics().gather_text() {
-                Ok(body) => text(200, CONTENT_TYPE, body),
-                Err(e) => text(500, PLAIN, format!("{e}\n")),
-            }
-        }
-        "/healthz" => {
-            let target = HealthTarget {
-                data_dir: &options.data_dir,
-                spool_dir: Some(&options.spool_dir),
-                spool: Some(spool),
-            };
-            let report = check(store, &target, &options.health).await;
-            let status = if report.healthy() { 200 } else { 503 };
-            text(status, PLAIN, report.render(false))
-        }
-        _ => text(404, PLAIN, "not found: try /metrics or /healthz\n".into()),
-    }
+async fn healthz_route(State(ops): State<OpsState>) -> Response {
+    let target = HealthTarget {
+        data_dir: &ops.options.data_dir,
+        spool_dir: Some(&ops.options.spool_dir),
+        spool: Some(&ops.spool),
+    };
+    let report = check(&ops.store, &target, &ops.options.health).await;
+    let status = if report.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, PLAIN)],
+        report.render(false),
+    )
+        .into_response()
 }
 
 /// Read JSON lines on a plain thread (stdin blocks), parsing each into a metric.
@@ -271,12 +328,38 @@ pub async fn run(
     // announcement must not kill the process.
     let stop = stop_signal();
     tokio::pin!(stop);
+    let writer = Writer::start(
+        store.clone(),
+        spool.clone(),
+        WriterOptions {
+            sync: options.ingest.sync_mode(),
+            max_spool_bytes: options.max_spool_bytes,
+            max_disk_used_percent: options.health.max_disk_used_percent,
+        },
+    );
+    let ingest = Ingest::new(&options.ingest, writer, store.metrics().clone())?;
+    if !options.listen.ip().is_loopback() {
+        if !ingest.requires_token() {
+            eprintln!(
+                "edgestore serve: warning: listening on {} (not loopback) without ingest.bearerTokenFile: anyone who reaches this port can write rows",
+                options.listen
+            );
+        }
+        if options.tls.is_none() {
+            eprintln!(
+                "edgestore serve: warning: listening on {} (not loopback) without serve.tls: rows and tokens cross the network in clear text",
+                options.listen
+            );
+        }
+    }
     let http = HttpEndpoint::start(
         options.listen,
         store.clone(),
         spool.clone(),
         options.clone(),
-    )?;
+        Some(ingest.clone()),
+    )
+    .await?;
     // Mutations from other processes come in through the admin socket; without one (turned
     // off, or the data directory's path too long for a socket) they are refused, naming us.
     let admin = if options.admin {
@@ -322,6 +405,10 @@ pub async fn run(
             }
         }
     }
+    // No more requests: those in flight are answered (their rows written) before the flush.
+    http.stop().await;
+    summary.ingested_rows = ingest.rows_written();
+    drop(ingest);
     // No more forwarded mutations; everything already received goes in before the final flush.
     if admin.is_some() {
         drop(admin);
@@ -335,7 +422,6 @@ pub async fn run(
         spool.put(batch).await?;
     }
     spool.flush().await?;
-    drop(http);
     if let Some(bad) = bad_rx.as_mut() {
         if let Ok(n) = bad.try_recv() {
             summary.bad_lines = n;

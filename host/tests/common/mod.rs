@@ -34,43 +34,86 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A running `edgestore serve`, killed when dropped.
+/// A running `edgestore serve`, killed when dropped. Its stderr goes to a file, printed when
+/// the test fails (a panic while it is held) or on demand ([`Serving::stderr`]).
 pub struct Serving {
     /// The process.
     pub child: Child,
     /// Its HTTP address.
     pub addr: SocketAddr,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- edgestore serve ({}) stderr ---\n{}--- end of serve stderr ---",
+                self.addr,
+                self.stderr()
+            );
+        }
     }
 }
 
 impl Serving {
     /// Start `cmd serve --listen 127.0.0.1:0 extra...` with stdin piped; returns once it
     /// listens.
-    pub fn start(mut cmd: Command, extra: &[&str]) -> Serving {
+    pub fn start(cmd: Command, extra: &[&str]) -> Serving {
+        Serving::start_at(cmd, "127.0.0.1:0", extra)
+    }
+
+    /// Start `cmd serve --listen LISTEN extra...` with stdin piped; returns once it listens
+    /// (fails with its stderr if it exits first, or says nothing for 120 s).
+    pub fn start_at(mut cmd: Command, listen: &str, extra: &[&str]) -> Serving {
+        let stderr = tempfile::NamedTempFile::new().expect("a file for serve's stderr");
         let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr.reopen().expect("reopen the stderr file"))
             .spawn()
             .expect("start serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
+        // The first line, read on a thread so a server that hangs before announcing itself
+        // fails the test (after 120 s) instead of blocking it.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut first);
+            let _ = tx.send(first);
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_default();
+        let Some(addr) = first
             .trim()
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"));
-        Serving { child, addr }
+        else {
+            let _ = child.kill();
+            let status = child.wait();
+            let err = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+            panic!("serve did not announce its address (first line {first:?}, {status:?}):\n{err}");
+        };
+        Serving {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// What the process wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
@@ -101,4 +144,106 @@ pub fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) only sends a signal; `pid` is our own live child (not yet waited for).
     let sent = unsafe { libc::kill(pid, signal) };
     assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+}
+
+/// A loopback port that was free a moment ago (bound to port 0, then released), for processes
+/// that are told their port (a restarted server that must keep its address, Prometheus).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a loopback port")
+}
+
+/// Whether `program` runs (`program --version`). When it does not, a test that needs it is
+/// skipped with a note, except under CI (the variable `CI` set, as `.ci/run` runs), where
+/// `./test.sh` installs it and its absence fails the test, naming what installs it.
+pub fn tool_available(program: &str, install: &str) -> bool {
+    match Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("`{program}` cannot run ({e}): under CI it is required; {install}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: `{program}` cannot run ({e}); {install}");
+            false
+        }
+    }
+}
+
+/// A helper process (Prometheus, an exporter) with its output in a log file: killed and
+/// reaped when dropped, the log's tail printed when the test fails.
+pub struct Daemon {
+    /// Its name in messages.
+    pub name: String,
+    /// The process.
+    pub child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Daemon {
+    /// Spawn `cmd` with stdin closed and stdout and stderr into the log.
+    pub fn spawn(name: &str, mut cmd: Command) -> Daemon {
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("reopen the log"))
+            .stderr(log.reopen().expect("reopen the log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Daemon {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Panic (with the log) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited with {status}:\n{}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!(
+                "--- {} log (last 40 lines) ---\n{tail}\n--- end of {} log ---",
+                self.name, self.name
+            );
+        }
+    }
+}
+
+/// Every row of the finished segments of the spool in `data`, read by `edgestore spool cat`
+/// (an inspection: it runs beside a running owner too).
+pub fn spool_rows(data: &Path) -> Vec<edgestore::Metric> {
+    let out = run(edgestore(data, "native").args(["spool", "cat"]));
+    assert!(
+        out.status.success(),
+        "spool cat failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("spool cat printed {l:?}: {e}")))
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! capacity, for a spool's `WithCapacity`).
 
 use crate::component::bindings::{self, wit_types as t};
-use crate::component::instance::HostState;
+use crate::component::state::HostState;
 
 impl bindings::edgestore::storage::host_info::Host for HostState {
     fn disk_capacity(&mut self) -> wasmtime::Result<Option<t::Capacity>> {

@@ -5,14 +5,13 @@
 //! Each `connection` resource is a [`SqliteHandle`] in the instance's resource table. Opening
 //! follows the grants: a configured label that is not granted is `access-denied` (checked
 //! first), an unknown label `no-such-database`. The guest never names a file: a label maps to a
-//! file inside the data directory chosen by the embedder ([`crate::grants`]). Database files
-//! are opened with `SQLITE_OPEN_NOFOLLOW` after the grants' cap-std check that neither they nor
-//! their `-wal`/`-shm`/`-journal` companions are symlinks ([`Grants::database_path`], which
-//! the native engine uses too); `ATTACH` (and so `VACUUM INTO`) is
-//! refused by a zero attach limit and an authorizer, as are pragmas that would change where or
-//! how files are written.
+//! file inside the data directory chosen by the embedder ([`crate::grants`]), or to one of the
+//! store's anchored in-memory databases ([`MemoryAnchors`]). Database files are opened with
+//! `SQLITE_OPEN_NOFOLLOW` after the grants' cap-std check that neither they nor their
+//! `-wal`/`-shm`/`-journal` companions are symlinks ([`Grants::database_path`], which the
+//! native engine uses too); `ATTACH` (and so `VACUUM INTO`) is refused by a zero attach limit
+//! and an authorizer, as are pragmas that would change where or how files are written.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use edgestore::sql::sqlite::rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -27,7 +26,8 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use crate::component::bindings::{self, wit_types as t};
 use crate::component::convert::{error_to_wit, row_from_wit, row_to_wit, wit_error};
-use crate::component::instance::HostState;
+use crate::component::memory_anchors::MemoryAnchors;
+use crate::component::state::{HostState, SqliteHandle};
 use crate::grants::{DbTarget, Grants, LabelAccess};
 
 /// Pragmas a guest may run (reads of schema and state, and the connection settings the core
@@ -53,100 +53,9 @@ const ALLOWED_PRAGMAS: &[&str] = &[
     "query_only",
 ];
 
-/// One open connection held in the instance's resource table.
-pub struct SqliteHandle {
-    pub(crate) conn: SqliteConnection,
-    /// The store's count of open connections, decremented when this one drops (also when a
-    /// discarded instance's resource table goes, which calls no guest `drop`).
-    counted: Option<Arc<AtomicU64>>,
-}
-
-impl SqliteHandle {
-    /// Count this connection in `open` for as long as it lives.
-    pub(crate) fn counted_in(mut self, open: Arc<AtomicU64>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        self.counted = Some(open);
-        self
-    }
-}
-
-impl Drop for SqliteHandle {
-    fn drop(&mut self) {
-        if let Some(open) = &self.counted {
-            open.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Private in-memory databases that outlive instances: one anchor connection per `:memory:`
-/// label holds a shared-cache in-memory database alive for the store's whole life, so a
-/// rebuilt instance finds what earlier ones committed.
-pub struct MemoryAnchors {
-    prefix: String,
-    /// Held, never used: a `Mutex` only so the anchors can be shared with instances.
-    anchors: std::sync::Mutex<Vec<(String, rusqlite::Connection)>>,
-}
-
-static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
-
-impl MemoryAnchors {
-    /// Anchors for every `:memory:` label in `grants`.
-    pub fn new(grants: &Grants) -> edgestore::Result<Self> {
-        let prefix = format!(
-            "edgestore-host-{}-{}",
-            std::process::id(),
-            NEXT_STORE.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut anchors = Vec::new();
-        for (label, target) in &grants.labels().configured {
-            if *target == DbTarget::Memory {
-                let uri = memory_uri(&prefix, label);
-                let conn = rusqlite::Connection::open_with_flags(&uri, memory_flags())
-                    .map_err(translate)?;
-                anchors.push((label.clone(), conn));
-            }
-        }
-        Ok(MemoryAnchors {
-            prefix,
-            anchors: std::sync::Mutex::new(anchors),
-        })
-    }
-
-    fn uri(&self, label: &str) -> String {
-        memory_uri(&self.prefix, label)
-    }
-}
-
-impl std::fmt::Debug for MemoryAnchors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryAnchors")
-            .field("prefix", &self.prefix)
-            .field(
-                "labels",
-                &self
-                    .anchors
-                    .lock()
-                    .map(|a| a.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            )
-            .finish()
-    }
-}
-
-fn memory_uri(prefix: &str, label: &str) -> String {
-    format!("file:{prefix}-{label}?mode=memory&cache=shared")
-}
-
-fn memory_flags() -> OpenFlags {
-    OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-}
-
 /// Why a label could not be opened, in the WIT's terms.
 #[derive(Debug)]
-pub enum OpenError {
+enum OpenError {
     /// Not configured.
     NoSuchDatabase(String),
     /// Configured, not granted.
@@ -173,7 +82,7 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
 }
 
 /// Open `label` for a guest.
-pub fn open(
+fn open(
     grants: &Arc<Grants>,
     anchors: &MemoryAnchors,
     label: &str,
@@ -201,10 +110,7 @@ fn open_target(
     target: &DbTarget,
 ) -> edgestore::Result<SqliteHandle> {
     let raw = match target {
-        DbTarget::Memory => {
-            rusqlite::Connection::open_with_flags(anchors.uri(label), memory_flags())
-                .map_err(translate)?
-        }
+        DbTarget::Memory => anchors.connect(label)?,
         DbTarget::File(name) => {
             let path = grants.database_path(name)?;
             let flags = if grants.read_only() {
@@ -227,23 +133,21 @@ fn open_target(
     }
     // Installed last: the host's own setup pragmas above are not the guest's.
     conn.raw().authorizer(Some(authorize));
-    Ok(SqliteHandle {
-        conn,
-        counted: None,
-    })
+    Ok(SqliteHandle::new(conn))
 }
 
+// What the import runs on a handle; the type lives in `state`, below the bindings that name it.
 impl SqliteHandle {
     /// Run one statement.
-    pub fn execute(&self, sql: &str, params: &[Value]) -> edgestore::Result<u64> {
+    fn execute(&self, sql: &str, params: &[Value]) -> edgestore::Result<u64> {
         self.conn.execute(sql, params)
     }
     /// Run one query.
-    pub fn query(&self, sql: &str, params: &[Value]) -> edgestore::Result<Vec<Vec<Value>>> {
+    fn query(&self, sql: &str, params: &[Value]) -> edgestore::Result<Vec<Vec<Value>>> {
         self.conn.query(sql, params)
     }
     /// Run one statement per parameter set.
-    pub fn execute_many(&self, sql: &str, sets: &[Vec<Value>]) -> edgestore::Result<u64> {
+    fn execute_many(&self, sql: &str, sets: &[Vec<Value>]) -> edgestore::Result<u64> {
         self.conn.execute_many(sql, sets)
     }
 }

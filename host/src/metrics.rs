@@ -14,7 +14,7 @@ use prometheus::{
 };
 
 use crate::error::{Error, Result};
-use crate::ops::resilience::BreakerState;
+use crate::resilience::BreakerState;
 
 /// The content type of [`Metrics::gather_text`] (Prometheus text exposition 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -47,6 +47,8 @@ pub struct Metrics {
     spool_rows: IntCounter,
     spool_segments: IntCounter,
     breaker: IntGauge,
+    ingest_requests: IntCounterVec,
+    ingest_rows: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> Result<T> {
@@ -132,6 +134,26 @@ impl Metrics {
                 "The store's circuit breaker: 0 closed, 1 half-open, 2 open.",
             ))?,
         )?;
+        let ingest_requests = reg(
+            &registry,
+            built(IntCounterVec::new(
+                Opts::new(
+                    "edgestore_ingest_requests_total",
+                    "Ingest requests answered, by protocol (remote-write, otlp) and HTTP status.",
+                ),
+                &["protocol", "status"],
+            ))?,
+        )?;
+        let ingest_rows = reg(
+            &registry,
+            built(IntCounterVec::new(
+                Opts::new(
+                    "edgestore_ingest_rows_total",
+                    "Rows received over ingest, written and answered 2xx, by protocol.",
+                ),
+                &["protocol"],
+            ))?,
+        )?;
         Ok(Metrics {
             registry,
             engine,
@@ -143,6 +165,8 @@ impl Metrics {
             spool_rows,
             spool_segments,
             breaker,
+            ingest_requests,
+            ingest_rows,
         })
     }
 
@@ -178,6 +202,16 @@ impl Metrics {
     /// Rows accepted by a put.
     pub fn spool_rows(&self, rows: u64) {
         self.spool_rows.inc_by(rows);
+    }
+
+    /// One ingest request answered with `status`, `rows` of it written.
+    pub fn ingest_request(&self, protocol: &str, status: u16, rows: u64) {
+        self.ingest_requests
+            .with_label_values(&[protocol, &status.to_string()])
+            .inc();
+        if rows > 0 {
+            self.ingest_rows.with_label_values(&[protocol]).inc_by(rows);
+        }
     }
 
     /// Segments finished.

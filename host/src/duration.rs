@@ -1,7 +1,8 @@
 //! Durations as humantime text (`30s`, `10m`, `1h 30m`), for `#[serde(with = ...)]` on every
 //! duration the configuration holds: in the config's own sections and in the runtime types it
 //! embeds ([`crate::resilience::RetryConfig`], [`crate::resilience::BreakerConfig`],
-//! [`crate::health::HealthConfig`]).
+//! [`crate::health::HealthConfig`]). It sits at the crate's top, below all of them, so the
+//! runtime types own their serde shape without depending on `config`, which only reads them.
 
 use std::time::Duration;
 

@@ -24,10 +24,10 @@ pub struct RetryConfig {
     /// Attempts in all, the first one included (1 = never retry).
     pub max_attempts: u32,
     /// Delay before the first retry; doubles per retry.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration")]
     pub initial_backoff: Duration,
     /// Cap of one delay.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration")]
     pub max_backoff: Duration,
 }
 
@@ -101,7 +101,7 @@ pub struct BreakerConfig {
     /// Consecutive failures (of the kinds [`counts_as_failure`] accepts) that open it.
     pub failure_threshold: u32,
     /// How long it stays open before one probe call is let through.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::duration")]
     pub cool_down: Duration,
 }
 
