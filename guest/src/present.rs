@@ -252,18 +252,6 @@ pub fn purge(r: &PurgeReport, json: bool) -> String {
     out
 }
 
-/// `edgestore bench`'s report, text or JSON. The report, its figures and its table belong to
-/// the host (`edgestore_host::bench::BenchReport`, whose `Display` is the table): the core knows
-/// nothing of them. This only forwards, for the CLI's call site, until that calls
-/// `BenchReport::render` itself; then it goes.
-pub fn bench<R: Serialize + std::fmt::Display + ?Sized>(report: &R, json: bool) -> String {
-    if json {
-        to_json(report)
-    } else {
-        report.to_string()
-    }
-}
-
 #[derive(Serialize)]
 struct CountView<'a> {
     what: &'a str,

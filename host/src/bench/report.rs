@@ -175,9 +175,5 @@ mod tests {
             "b.cli                - x        <= 1         SKIP   no brotli\n",
         );
         assert_eq!(text, expected);
-        // The CLI's call through the core's forwarder prints the same, in both forms.
-        let r = report();
-        assert_eq!(edgestore::present::bench(&r, false), text);
-        assert_eq!(edgestore::present::bench(&r, true), r.render(true));
     }
 }

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use edgestore::present;
 use edgestore_host::bench::{self, Mode};
 
 /// Options of `edgestore bench`.
@@ -38,9 +37,9 @@ pub fn run(args: &BenchArgs, json: bool) -> anyhow::Result<()> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     }
-    std::fs::write(&out, present::bench(&report, true))
+    std::fs::write(&out, report.render(true))
         .with_context(|| format!("write {}", out.display()))?;
-    print!("{}", present::bench(&report, json));
+    print!("{}", report.render(json));
     eprintln!("report written to {}", out.display());
     Ok(())
 }

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use edgestore::Metric;
+use sha1::{Digest as _, Sha1};
 use uuid::Uuid;
 
 /// The label that names a metric in Prometheus' data model.
@@ -66,13 +67,13 @@ impl RowMapping {
     /// What every row of one series shares, worked out once: the name, the node, the other
     /// labels and the id's hash over the labels (each sample only adds its timestamp).
     pub fn series(&self, mut labels: BTreeMap<String, String>) -> Series<'_> {
-        let mut id = sha1_smol::Sha1::new();
+        let mut id = Sha1::new();
         id.update(ID_NAMESPACE.as_bytes());
         for (name, value) in &labels {
             id.update(name.as_bytes());
-            id.update(&[0xfe]);
+            id.update([0xfe]);
             id.update(value.as_bytes());
-            id.update(&[0xff]);
+            id.update([0xff]);
         }
         let metric_name = labels.remove(NAME_LABEL).unwrap_or_default();
         let node_name = labels
@@ -97,7 +98,7 @@ pub struct Series<'m> {
     node_name: String,
     labels: BTreeMap<String, String>,
     /// SHA-1 over the id namespace and the labels: [`series_id`]'s state before the timestamp.
-    id: sha1_smol::Sha1,
+    id: Sha1,
 }
 
 impl Series<'_> {
@@ -158,8 +159,8 @@ impl Series<'_> {
     /// `Uuid::new_v5(&ID_NAMESPACE, key)` hashes.
     fn id(&self, timestamp_ms: i64) -> String {
         let mut hash = self.id.clone();
-        hash.update(&timestamp_ms.to_be_bytes());
-        let digest = hash.digest().bytes();
+        hash.update(timestamp_ms.to_be_bytes());
+        let digest = hash.finalize();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         uuid::Builder::from_sha1_bytes(bytes)
