@@ -40,6 +40,12 @@ pub const REMOTE_WRITE_PATH: &str = "/api/v1/write";
 /// The path OTLP/HTTP metrics exporters post to.
 pub const OTLP_METRICS_PATH: &str = "/v1/metrics";
 
+/// Rows in one chunk of a remote write request handed to the writer.
+const ROWS_PER_CHUNK: usize = 500;
+
+/// Chunks of one request built ahead of the writer at most (bounds a request's rows in memory).
+const CHUNKS_IN_FLIGHT: usize = 2;
+
 /// How long a request waits for a turn among `ingest.maxInFlight` before it is told to come
 /// back later.
 const TURN_WAIT: Duration = Duration::from_secs(5);
@@ -376,17 +382,43 @@ async fn remote_write_request(
         Err(r) => return Err(inner.refuse_unread(body, r.into()).await),
     };
     let (_turn, bytes) = inner.admit(headers, body).await?;
-    let decoded = inner
-        .decode(move |limits, mapping, received| {
-            remote_write::decode(version, &bytes, limits, mapping, received)
-        })
-        .await?;
-    let rows = decoded.rows.len() as u64;
-    let written = remote_write::written_headers(&decoded);
-    inner.writer.write(decoded.rows).await?;
+    // Checked in full first (a bad series refuses the request before any row is written),
+    // then rows are built in chunks on the blocking pool while the writer puts the previous
+    // chunk: building rows overlaps with writing them.
+    let limits = inner.limits;
+    let mapping = inner.mapping.clone();
+    let received = now_ms();
+    let (chunks, arriving) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (checked_tx, checked_rx) = tokio::sync::oneshot::channel();
+    let build = tokio::task::spawn_blocking(move || {
+        let checked = match remote_write::check(version, &bytes, &limits) {
+            Ok(c) => c,
+            Err(r) => {
+                let _ = checked_tx.send(Err(r));
+                return;
+            }
+        };
+        let _ = checked_tx.send(Ok((checked.counts(), checked.row_count() as u64)));
+        checked.rows(&mapping, received, ROWS_PER_CHUNK, |rows| {
+            // The receiver stops only when the write failed: the rest is not needed.
+            let _ = chunks.blocking_send(rows);
+        });
+    });
+    let (counts, rows) = match checked_rx.await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(r)) => return Err(r.into()),
+        Err(_) => {
+            let reason = match build.await {
+                Err(e) => format!("decoding failed: {e}"),
+                Ok(()) => "decoding ended without an answer".to_owned(),
+            };
+            return Err(Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, reason));
+        }
+    };
+    inner.writer.write_chunks(arriving).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if version == remote_write::Version::V2 {
-        for (name, value) in written {
+        for (name, value) in remote_write::written_headers(&counts) {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(name, v);
             }

@@ -44,6 +44,7 @@ pub mod proto;
 
 use std::collections::btree_map::{BTreeMap, Entry};
 
+use edgestore::Metric;
 use prost::Message;
 
 use super::mapping::{is_stale_marker, RowMapping, NAME_LABEL};
@@ -137,10 +138,96 @@ pub fn decode(
     mapping: &RowMapping,
     received_ms: i64,
 ) -> Result<Decoded, Rejection> {
+    let checked = check(version, body, limits)?;
+    let mut out = checked.counts();
+    out.rows = Vec::with_capacity(checked.rows);
+    checked.rows(mapping, received_ms, usize::MAX, |rows| {
+        out.rows.extend(rows)
+    });
+    Ok(out)
+}
+
+/// A request body decoded and checked in full, before any row exists: a server can then build
+/// and write its rows in chunks (writing one while building the next) knowing nothing in the
+/// request will be refused.
+pub fn check(version: Version, body: &[u8], limits: &DecodeLimits) -> Result<Checked, Rejection> {
     let raw = decompress(body, limits.max_request_bytes)?;
     match version {
-        Version::V1 => decode_v1(&raw, limits, mapping, received_ms),
-        Version::V2 => decode_v2(&raw, limits, mapping, received_ms),
+        Version::V1 => check_v1(&raw, limits),
+        Version::V2 => check_v2(&raw, limits),
+    }
+}
+
+/// One checked series: its labels (`__name__` included) and float samples `(value, ms)`.
+type CheckedSeries = (BTreeMap<String, String>, Vec<(f64, i64)>);
+
+/// A checked request: every series' labels and float samples, and the counts a 2xx reports.
+#[derive(Debug, Default)]
+pub struct Checked {
+    series: Vec<CheckedSeries>,
+    samples: u64,
+    histograms: u64,
+    exemplars: u64,
+    /// Rows the series make (samples minus staleness markers).
+    rows: usize,
+}
+
+impl Checked {
+    /// What a 2xx reports as written, without rows.
+    pub fn counts(&self) -> Decoded {
+        Decoded {
+            samples: self.samples,
+            histograms: self.histograms,
+            exemplars: self.exemplars,
+            ..Decoded::default()
+        }
+    }
+
+    /// Rows the request makes.
+    pub fn row_count(&self) -> usize {
+        self.rows
+    }
+
+    /// Build the rows, handing them to `sink` in chunks of at most `chunk` rows, in order.
+    /// Staleness markers make no row. What a series' rows share is worked out once
+    /// ([`RowMapping::series`]), and its last row takes it.
+    pub fn rows(
+        self,
+        mapping: &RowMapping,
+        received_ms: i64,
+        chunk: usize,
+        mut sink: impl FnMut(Vec<Metric>),
+    ) {
+        let chunk = chunk.max(1);
+        let mut rows = Vec::with_capacity(chunk.min(self.rows));
+        for (labels, samples) in self.series {
+            let series = mapping.series(labels);
+            let mut live = samples.into_iter().filter(|(v, _)| !is_stale_marker(*v));
+            let mut pending = live.next();
+            while let Some((value, timestamp)) = pending {
+                pending = live.next();
+                if rows.len() == chunk {
+                    sink(std::mem::replace(
+                        &mut rows,
+                        Vec::with_capacity(chunk.min(self.rows)),
+                    ));
+                }
+                if pending.is_none() {
+                    rows.push(series.into_row(value, timestamp, received_ms));
+                    break;
+                }
+                rows.push(series.row(value, timestamp, received_ms));
+            }
+        }
+        if !rows.is_empty() {
+            sink(rows);
+        }
+    }
+
+    fn push(&mut self, labels: BTreeMap<String, String>, samples: Vec<(f64, i64)>) {
+        self.samples += samples.len() as u64;
+        self.rows += samples.iter().filter(|(v, _)| !is_stale_marker(*v)).count();
+        self.series.push((labels, samples));
     }
 }
 
@@ -255,12 +342,7 @@ fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     Ok(raw)
 }
 
-fn decode_v1(
-    raw: &[u8],
-    limits: &DecodeLimits,
-    mapping: &RowMapping,
-    received_ms: i64,
-) -> Result<Decoded, Rejection> {
+fn check_v1(raw: &[u8], limits: &DecodeLimits) -> Result<Checked, Rejection> {
     let request =
         proto::v1::WriteRequest::decode(raw).map_err(|e| malformed(format!("{PROTO_V1}: {e}")))?;
     let costs = request.timeseries.iter().map(|series| {
@@ -277,18 +359,17 @@ fn decode_v1(
         )?;
         out.histograms += series.histograms.len() as u64;
         out.exemplars += series.exemplars.len() as u64;
-        let samples = series.samples.iter().map(|s| (s.value, s.timestamp));
-        push_rows(&mut out, labels, samples, mapping, received_ms);
+        let samples = series
+            .samples
+            .iter()
+            .map(|s| (s.value, s.timestamp))
+            .collect();
+        out.push(labels, samples);
     }
     Ok(out)
 }
 
-fn decode_v2(
-    raw: &[u8],
-    limits: &DecodeLimits,
-    mapping: &RowMapping,
-    received_ms: i64,
-) -> Result<Decoded, Rejection> {
+fn check_v2(raw: &[u8], limits: &DecodeLimits) -> Result<Checked, Rejection> {
     let request =
         proto::v2::Request::decode(raw).map_err(|e| malformed(format!("{PROTO_V2}: {e}")))?;
     let symbols = &request.symbols;
@@ -330,8 +411,12 @@ fn decode_v2(
         }
         out.histograms += series.histograms.len() as u64;
         out.exemplars += series.exemplars.len() as u64;
-        let samples = series.samples.iter().map(|s| (s.value, s.timestamp));
-        push_rows(&mut out, labels, samples, mapping, received_ms);
+        let samples = series
+            .samples
+            .iter()
+            .map(|s| (s.value, s.timestamp))
+            .collect();
+        out.push(labels, samples);
     }
     Ok(out)
 }
@@ -343,17 +428,17 @@ fn label_set_bytes(label_text_lengths: impl Iterator<Item = usize>) -> u64 {
     })
 }
 
-/// An empty [`Decoded`] whose rows can hold every sample without growing, once the rows'
-/// estimated memory (`(row bytes, samples)` per series) is known to fit: 413 otherwise,
-/// counting the rows as `1 / ROW_MEMORY_FACTOR` of their memory against the body limit.
+/// An empty [`Checked`] with room for every series, once the rows' estimated memory
+/// (`(row bytes, samples)` per series) is known to fit: 413 otherwise, counting the rows as
+/// `1 / ROW_MEMORY_FACTOR` of their memory against the body limit.
 fn with_rows(
-    series: impl Iterator<Item = (u64, usize)>,
+    series: impl ExactSizeIterator<Item = (u64, usize)>,
     limits: &DecodeLimits,
-) -> Result<Decoded, Rejection> {
-    let (mut memory, mut samples) = (0u64, 0usize);
-    for (row_bytes, count) in series {
-        memory = memory.saturating_add(row_bytes.saturating_mul(count as u64));
-        samples = samples.saturating_add(count);
+) -> Result<Checked, Rejection> {
+    let count = series.len();
+    let mut memory = 0u64;
+    for (row_bytes, samples) in series {
+        memory = memory.saturating_add(row_bytes.saturating_mul(samples as u64));
     }
     let limit = limits.max_request_bytes as u64;
     if memory > limit.saturating_mul(ROW_MEMORY_FACTOR) {
@@ -362,9 +447,9 @@ fn with_rows(
             limit,
         });
     }
-    Ok(Decoded {
-        rows: Vec::with_capacity(samples),
-        ..Decoded::default()
+    Ok(Checked {
+        series: Vec::with_capacity(count),
+        ..Checked::default()
     })
 }
 
@@ -429,32 +514,6 @@ fn series_labels(
         return Err(series_error(index, format!("no {NAME_LABEL} label")));
     }
     Ok(map)
-}
-
-/// One row per float sample of a series: staleness markers are counted, not stored; what the
-/// rows share is worked out once ([`RowMapping::series`]), and the last row takes it.
-fn push_rows(
-    out: &mut Decoded,
-    labels: BTreeMap<String, String>,
-    samples: impl Iterator<Item = (f64, i64)>,
-    mapping: &RowMapping,
-    received_ms: i64,
-) {
-    let series = mapping.series(labels);
-    let mut pending = None;
-    for (value, timestamp) in samples {
-        out.samples += 1;
-        if is_stale_marker(value) {
-            continue;
-        }
-        if let Some((value, timestamp)) = pending.replace((value, timestamp)) {
-            out.rows.push(series.row(value, timestamp, received_ms));
-        }
-    }
-    if let Some((value, timestamp)) = pending {
-        out.rows
-            .push(series.into_row(value, timestamp, received_ms));
-    }
 }
 
 fn malformed(why: impl Into<String>) -> Rejection {

@@ -55,6 +55,9 @@ pub struct WriterOptions {
 
 struct Job {
     rows: Vec<Metric>,
+    /// Whether this job's answer waits for the sync (`ingest.sync: request`); the earlier
+    /// chunks of a request do not, its last job does, and covers them (jobs run in order).
+    sync: bool,
     reply: oneshot::Sender<std::result::Result<(), WriteFailure>>,
 }
 
@@ -104,13 +107,51 @@ impl Writer {
         if rows.is_empty() {
             return Ok(());
         }
-        let closed = || WriteFailure::from(&Error::Closed);
+        self.submit(rows, true).await?.await.map_err(|_| closed())?
+    }
+
+    /// Put the rows arriving on `chunks` (in order) as they come, while the sender builds the
+    /// next, and return once all are in the journal and synced as `ingest.sync` says: one
+    /// sync after the last chunk covers them all. A request's rows are then never all in
+    /// memory at once, and building rows overlaps with writing them.
+    pub async fn write_chunks(
+        &self,
+        mut chunks: mpsc::Receiver<Vec<Metric>>,
+    ) -> std::result::Result<(), WriteFailure> {
+        let mut answers = Vec::new();
+        while let Some(rows) = chunks.recv().await {
+            if !rows.is_empty() {
+                answers.push(self.submit(rows, false).await?);
+            }
+        }
+        if answers.is_empty() {
+            return Ok(());
+        }
+        // An empty job that waits for the sync: it runs after every chunk above.
+        answers.push(self.submit(Vec::new(), true).await?);
+        let mut outcome = Ok(());
+        for answer in answers {
+            let result = answer.await.map_err(|_| closed()).and_then(|r| r);
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
+    /// Queue one job; its answer comes on the returned channel.
+    async fn submit(
+        &self,
+        rows: Vec<Metric>,
+        sync: bool,
+    ) -> std::result::Result<oneshot::Receiver<std::result::Result<(), WriteFailure>>, WriteFailure>
+    {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job { rows, reply })
+            .send(Job { rows, sync, reply })
             .await
             .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        Ok(answer)
     }
 
     /// Whether storage can take more rows now; `Some` is the reason it cannot. Reads the
@@ -223,22 +264,39 @@ async fn run(
     }
 }
 
-/// Put every job's rows in one call, sync once if the mode says so, then answer each job with
-/// the outcome. A failure fails every job of the round: each sender retries, and the rows'
+/// The failure every waiting request hears when the writer is gone.
+fn closed() -> WriteFailure {
+    WriteFailure::from(&Error::Closed)
+}
+
+/// Put every job's rows in one call, sync once if the mode says so and a job waits for it,
+/// then answer each job with the outcome. A failure fails every job of the round: each sender retries, and the rows'
 /// name-based ids make the rows a failed put may have left in the journal de-duplicable.
 async fn commit(spool: &AsyncSpool, options: &WriterOptions, gauges: &Gauges, jobs: Vec<Job>) {
     let total: usize = jobs.iter().map(|j| j.rows.len()).sum();
+    let wants_sync = jobs.iter().any(|j| j.sync);
     let mut rows = Vec::with_capacity(total);
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
         rows.extend(job.rows);
         replies.push(job.reply);
     }
-    let outcome = match spool.put(rows).await {
+    let put = if rows.is_empty() {
+        Ok(())
+    } else {
+        spool.put(rows).await
+    };
+    let outcome = match put {
         Ok(()) => match options.sync {
-            SyncMode::Request => spool.sync().await,
+            SyncMode::Request if wants_sync => spool.sync().await,
+            SyncMode::Request => {
+                // Synced by the job that waits for it (the same request's last one).
+                Ok(())
+            }
             SyncMode::Interval(_) => {
-                gauges.dirty.store(true, Ordering::Release);
+                if total > 0 {
+                    gauges.dirty.store(true, Ordering::Release);
+                }
                 Ok(())
             }
         },
@@ -366,6 +424,46 @@ mod tests {
         // An empty request costs nothing.
         writer.write(Vec::new()).await.unwrap();
         assert_eq!(calls(&store, "spool.put"), 1);
+    }
+
+    /// A request written in chunks: at most one put per chunk, one sync after the last, then
+    /// the answer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn chunks_are_put_in_order_and_synced_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, spool) = open(tmp.path()).await;
+        let writer = Writer::start(
+            store.clone(),
+            spool.clone(),
+            options(SyncMode::Request, None),
+        );
+        let rows = MetricGenerator::new(5, 1_700_000_000_000).batch(30);
+        let (tx, rx) = mpsc::channel(2);
+        let sent = rows.clone();
+        let producer = tokio::spawn(async move {
+            for chunk in sent.chunks(10) {
+                tx.send(chunk.to_vec()).await.unwrap();
+            }
+        });
+        writer.write_chunks(rx).await.unwrap();
+        producer.await.unwrap();
+        // Chunks queued together share a put; never more puts than chunks.
+        assert!((1..=3).contains(&calls(&store, "spool.put")));
+        assert_eq!(calls(&store, "spool.sync"), 1);
+        spool.flush().await.unwrap();
+        let back = spool
+            .read_range(TimeRange::all())
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(back, rows, "every row, in order");
+        // No chunk at all: nothing is put or synced.
+        let (tx, rx) = mpsc::channel(1);
+        drop(tx);
+        writer.write_chunks(rx).await.unwrap();
+        assert_eq!(calls(&store, "spool.sync"), 1);
     }
 
     /// `interval` answers before the sync; the timer syncs what was written, once.

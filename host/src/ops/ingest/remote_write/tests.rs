@@ -916,3 +916,60 @@ fn rows_that_would_dwarf_the_body_are_413_before_they_are_built() {
         }
     }
 }
+
+/// Rows built in chunks are the rows `decode` builds, in order, chunk by chunk.
+#[test]
+fn checked_requests_build_the_same_rows_in_chunks() {
+    let mapping = RowMapping::default();
+    let limits = DecodeLimits::default();
+    let mut series = Vec::new();
+    for i in 0..7 {
+        series.push(proto::v1::TimeSeries {
+            labels: vec![
+                proto::v1::Label {
+                    name: "__name__".into(),
+                    value: "m".into(),
+                },
+                proto::v1::Label {
+                    name: "i".into(),
+                    value: i.to_string(),
+                },
+            ],
+            samples: vec![
+                proto::v1::Sample {
+                    value: f64::from(i),
+                    timestamp: 1,
+                },
+                proto::v1::Sample {
+                    value: f64::from_bits(crate::ops::ingest::mapping::STALE_NAN_BITS),
+                    timestamp: 2,
+                },
+                proto::v1::Sample {
+                    value: 0.5,
+                    timestamp: 3,
+                },
+            ],
+            ..Default::default()
+        });
+    }
+    let request = proto::v1::WriteRequest {
+        timeseries: series,
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prost::Message::encode_to_vec(&request))
+        .unwrap();
+    let whole = decode(Version::V1, &body, &limits, &mapping, 9).unwrap();
+    assert_eq!(whole.rows.len(), 14);
+    assert_eq!(whole.samples, 21);
+    let checked = check(Version::V1, &body, &limits).unwrap();
+    assert_eq!(checked.row_count(), 14);
+    assert_eq!(checked.counts().samples, 21);
+    let mut chunks = Vec::new();
+    checked.rows(&mapping, 9, 3, |rows| chunks.push(rows));
+    assert_eq!(
+        chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+        [3, 3, 3, 3, 2]
+    );
+    assert_eq!(chunks.concat(), whole.rows);
+}
