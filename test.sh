@@ -14,6 +14,12 @@
 # remote write), and the OpenTelemetry Python SDK's OTLP/HTTP exporter, pinned in a virtual
 # environment at target/otel-venv (python3 with venv; created only when missing or when the
 # pins change, so reruns are fast; the tests find it there, or at $EDGESTORE_OTEL_PYTHON).
+# The shipping tests (host/tests/ship_s3.rs) upload segments to a real S3-protocol server and check
+# them with an S3 client that is not ours: moto's server mode (`moto[server]`, in memory on a
+# loopback port: conditional PUT If-None-Match, multipart uploads, user metadata, versioning to
+# see every write, IAM checks switchable for the wrong-credentials test) and the AWS CLI v1
+# (`awscli`), both from PyPI, pinned in a second venv at target/s3-venv (same rule: created only
+# when missing or when the pins change; or the venv at $EDGESTORE_S3_VENV).
 # As root the missing packages are installed with apt-get (Debian/Ubuntu); otherwise the script
 # names them and stops.
 set -euo pipefail
@@ -62,18 +68,27 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# The OpenTelemetry SDK's OTLP/HTTP exporter at exact versions, in a venv the ingest tests run.
-otel_pins="opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2"
-otel_venv=target/otel-venv
-if [ "$(cat "$otel_venv/.pins" 2>/dev/null)" != "$otel_pins" ]; then
-  python=python3
+# pinned_venv DIR PINS: a venv at DIR with exactly the packages PINS (pip requirement words),
+# made anew only when it is missing or was made for other pins (DIR/.pins, written last, so an
+# interrupted install is redone).
+pinned_venv() {
+  local dir=$1 pins=$2 python=python3
+  if [ "$(cat "$dir/.pins" 2>/dev/null)" = "$pins" ]; then
+    return
+  fi
   has_venv "$python" || python=/usr/bin/python3
-  rm -rf "$otel_venv"
-  "$python" -m venv "$otel_venv"
-  # shellcheck disable=SC2086 # the pins are words
-  "$otel_venv/bin/pip" install -q --disable-pip-version-check $otel_pins
-  echo "$otel_pins" > "$otel_venv/.pins"
-fi
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  local words
+  read -r -a words <<< "$pins" # split into words, no globbing (`moto[server]` is no pattern)
+  "$dir/bin/pip" install -q --disable-pip-version-check "${words[@]}"
+  echo "$pins" > "$dir/.pins"
+}
+
+# The OpenTelemetry SDK's OTLP/HTTP exporter at exact versions, in a venv the ingest tests run.
+pinned_venv target/otel-venv "opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2"
+# An S3-protocol server (moto_server) and the AWS CLI (aws), in a venv the shipping tests run.
+pinned_venv target/s3-venv "moto[server]==5.2.5 awscli==1.46.3"
 
 if [ "$install_only" = true ]; then
   exit 0

@@ -240,6 +240,7 @@ async fn long_transaction_is_unhealthy(engine: Engine) {
         answer_within: Duration::from_millis(200),
         // This test is about the transaction; the machine's disk may be nearly full.
         max_disk_used_percent: 100.0,
+        ..HealthConfig::default()
     };
     tokio::time::sleep(Duration::from_millis(40)).await;
     let target = HealthTarget {

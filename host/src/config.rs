@@ -37,6 +37,7 @@ use crate::client::{
 use crate::grants::{DbTarget, Labels, DEFAULT_LABEL};
 pub use crate::ops::health::HealthConfig;
 pub use crate::ops::ingest::IngestConfig;
+pub use crate::ops::ship::ShipConfig;
 pub use crate::ops::tls::TlsConfig;
 pub use crate::resilience::{BreakerConfig, RetryConfig};
 
@@ -137,6 +138,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Prometheus remote write and OTLP received by `serve`, the library's own type.
     pub ingest: IngestConfig,
+    /// Finished segments shipped to object storage, the library's own type.
+    pub ship: ShipConfig,
 }
 
 /// `database.type`.
@@ -536,6 +539,21 @@ impl Config {
         self.ingest
             .validate()
             .map_err(|e| bad(e.key, e.value, e.reason))?;
+        self.ship
+            .validate()
+            .map_err(|e| bad(e.key, e.value, &e.reason))?;
+        if self.health.max_ship_lag.is_zero() {
+            return Err(bad("health.maxShipLag", "0s", "must be positive"));
+        }
+        if let Ok(Some(crate::ops::ship::TargetUrl::File { dir })) = self.ship.target_url() {
+            if inside(&self.host.data_dir, &dir) {
+                return Err(bad(
+                    "ship.target",
+                    format!("{:?}", self.ship.target.as_deref().unwrap_or_default()),
+                    "must be outside the data directory (the sandboxed engine can write there)",
+                ));
+            }
+        }
         self.database_target()?;
         self.spool_path()?;
         if let Some(cache) = &self.host.cache_dir {
@@ -948,6 +966,62 @@ mod tests {
         assert!(e.contains("ingest.sync"), "{e}");
     }
 
+    #[test]
+    fn the_ship_section_parses_and_is_checked() {
+        let c = load(
+            Some(
+                "ship: {target: 's3://metrics/edge', endpoint: 'http://127.0.0.1:9000', \
+                 region: eu-west-1, pathStyle: true, allowHttp: true, profile: edge, \
+                 keyTemplate: '{identifier}/{year}/{segment}', concurrency: 2, \
+                 partSize: 16777216, interval: 30s, deleteAfter: false, maxBytesPerSecond: 1000000}\n\
+                 health: {maxShipLag: 15m}\n",
+            ),
+            &[("EDGESTORE_SHIP_CONCURRENCY", "8")],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.ship.target.as_deref(), Some("s3://metrics/edge"));
+        assert_eq!(c.ship.concurrency, 8, "the environment wins over the file");
+        assert_eq!(c.ship.interval, Duration::from_secs(30));
+        assert_eq!(c.ship.max_bytes_per_second, Some(1_000_000));
+        assert!(c.ship.path_style && c.ship.allow_http && !c.ship.delete_after);
+        assert_eq!(c.health.max_ship_lag, Duration::from_secs(900));
+        let c = load(
+            None,
+            &[
+                ("EDGESTORE_SHIP_TARGET", "file:///srv/outbox"),
+                ("EDGESTORE_SHIP_KEY_TEMPLATE", "{segment}"),
+            ],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert_eq!(c.ship.target.as_deref(), Some("file:///srv/outbox"));
+        assert_eq!(c.ship.key_template, "{segment}");
+        assert!(!Config::default().ship.enabled());
+        for (yaml, key) in [
+            ("ship: {target: 'ftp://x'}", "ship.target"),
+            (
+                "ship: {keyTemplate: '{identifier}/{date}'}",
+                "ship.keyTemplate",
+            ),
+            (
+                "ship: {target: 's3://b', endpoint: 'http://127.0.0.1:9000'}",
+                "ship.endpoint",
+            ),
+            ("ship: {partSize: 1024}", "ship.partSize"),
+            ("ship: {concurrency: 0}", "ship.concurrency"),
+            ("ship: {bucket: x}", "ship.bucket"),
+            ("health: {maxShipLag: 0s}", "health.maxShipLag"),
+            (
+                "host: {dataDir: /srv/es}\nship: {target: 'file:///srv/es/outbox'}",
+                "ship.target",
+            ),
+        ] {
+            let e = err(Some(yaml), &[]);
+            assert!(e.contains(&format!("`{key}`")), "{yaml}: {e}");
+        }
+    }
+
     /// One set of defaults: a store opened by the library with no configuration behaves like
     /// the CLI with none.
     #[test]
@@ -1006,6 +1080,7 @@ mod tests {
             "health.maxDiskUsedPercent",
             "health.maxTransactionAge",
             "health.answerWithin",
+            "health.maxShipLag",
         ] {
             assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
         }
@@ -1019,7 +1094,7 @@ mod tests {
             ),
             (
                 "health",
-                "{maxDiskUsedPercent: 90.0, maxTransactionAge: 30s, answerWithin: 5s}",
+                "{maxDiskUsedPercent: 90.0, maxTransactionAge: 30s, answerWithin: 5s, maxShipLag: 1h}",
             ),
         ] {
             let documented: Value = serde_yaml_ng::from_str(yaml).unwrap();

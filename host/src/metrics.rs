@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edgestore::spool::Usage;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::error::{Error, Result};
@@ -49,6 +49,10 @@ pub struct Metrics {
     breaker: IntGauge,
     ingest_requests: IntCounterVec,
     ingest_rows: IntCounterVec,
+    ship_segments: IntCounter,
+    ship_bytes: IntCounter,
+    ship_failures: IntCounterVec,
+    ship_lag: Gauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> Result<T> {
@@ -154,6 +158,37 @@ impl Metrics {
                 &["protocol"],
             ))?,
         )?;
+        let ship_segments = reg(
+            &registry,
+            built(IntCounter::new(
+                "edgestore_ship_segments_total",
+                "Segments shipped to the object store and acknowledged (uploaded, or found there already).",
+            ))?,
+        )?;
+        let ship_bytes = reg(
+            &registry,
+            built(IntCounter::new(
+                "edgestore_ship_bytes_total",
+                "Bytes of the segments shipped and acknowledged.",
+            ))?,
+        )?;
+        let ship_failures = reg(
+            &registry,
+            built(IntCounterVec::new(
+                Opts::new(
+                    "edgestore_ship_failures_total",
+                    "Segments whose shipping failed, by kind (transient, throttled, denied, no-bucket, rejected, conflict, corrupt, local, store, config).",
+                ),
+                &["kind"],
+            ))?,
+        )?;
+        let ship_lag = reg(
+            &registry,
+            built(Gauge::new(
+                "edgestore_ship_lag_seconds",
+                "Age of the oldest segment waiting to be shipped (since it was finished); 0 when none waits.",
+            ))?,
+        )?;
         Ok(Metrics {
             registry,
             engine,
@@ -167,6 +202,10 @@ impl Metrics {
             breaker,
             ingest_requests,
             ingest_rows,
+            ship_segments,
+            ship_bytes,
+            ship_failures,
+            ship_lag,
         })
     }
 
@@ -212,6 +251,22 @@ impl Metrics {
         if rows > 0 {
             self.ingest_rows.with_label_values(&[protocol]).inc_by(rows);
         }
+    }
+
+    /// One segment shipped and acknowledged.
+    pub fn ship_segment(&self, bytes: u64) {
+        self.ship_segments.inc();
+        self.ship_bytes.inc_by(bytes);
+    }
+
+    /// One segment's shipping failed with `kind`.
+    pub fn ship_failure(&self, kind: &str) {
+        self.ship_failures.with_label_values(&[kind]).inc();
+    }
+
+    /// The age of the oldest pending segment.
+    pub fn set_ship_lag(&self, lag: Duration) {
+        self.ship_lag.set(lag.as_secs_f64());
     }
 
     /// Segments finished.
@@ -277,6 +332,9 @@ mod tests {
         m.set_open_connections(2);
         m.set_breaker(BreakerState::Open);
         m.set_disk_usage(&Usage::default());
+        m.ship_segment(300);
+        m.ship_failure("throttled");
+        m.set_ship_lag(Duration::from_millis(2500));
         let text = m.gather_text().unwrap();
         for want in [
             "edgestore_operation_duration_seconds_bucket{engine=\"native\",operation=\"get\",le=\"0.0001\"} 1",
@@ -287,6 +345,10 @@ mod tests {
             "edgestore_open_connections 2",
             "edgestore_circuit_breaker_state 2",
             "edgestore_disk_usage_bytes{state=\"quarantined\"} 0",
+            "edgestore_ship_segments_total 1",
+            "edgestore_ship_bytes_total 300",
+            "edgestore_ship_failures_total{kind=\"throttled\"} 1",
+            "edgestore_ship_lag_seconds 2.5",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

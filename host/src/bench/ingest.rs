@@ -385,6 +385,7 @@ impl Server {
                 ingest: ingest.clone(),
                 max_spool_bytes: cap,
                 tls: None,
+                ship: crate::ops::ship::ShipConfig::default(),
             };
             let endpoint =
                 HttpEndpoint::start(listen, store.clone(), spool.clone(), options, Some(routes))

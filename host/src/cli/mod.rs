@@ -33,7 +33,7 @@ use edgestore_host::{DbTarget, Labels, Store};
 #[command(name = "edgestore", version)]
 pub struct Cli {
     /// YAML config file (sections database, storage, host, retention, resilience, health,
-    /// serve; camelCase keys).
+    /// serve, ingest, ship; camelCase keys).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (config `host.dataDir`; default ./edgestore-data): the only directory
@@ -57,7 +57,7 @@ pub enum Command {
     /// Write realistic resource tags and metrics into the data directory and report what
     /// happened: transactions, rotation, compression, upload marking and purging.
     Demo(demo::DemoArgs),
-    /// The metrics spool: put, and list, cat, usage, verify, ack, purge, flush.
+    /// The metrics spool: put, ship, and list, cat, usage, verify, ack, purge, flush.
     #[command(subcommand)]
     Spool(spool::SpoolCommand),
     /// The repository's built-in models: models, count, get, find, and put, delete.
@@ -65,14 +65,16 @@ pub enum Command {
     Db(db::DbCommand),
     /// Check the store: exit 0 when healthy, 1 with the reasons when not (database unreachable,
     /// disk above health.maxDiskUsedPercent, a transaction open too long, circuit open, data
-    /// or spool directory not writable).
+    /// or spool directory not writable; with ship.target: segments waiting longer than
+    /// health.maxShipLag, or shipping failing permanently).
     Health(ops::HealthArgs),
     /// Backend, connection status, disk usage, record counts, last operation time.
     Diag(ops::DiagArgs),
     /// The store's metrics in the Prometheus text format.
     Metrics(ops::MetricsArgs),
     /// Long-running ingest (JSON lines on stdin, or --generate RATE) serving GET /metrics and
-    /// GET /healthz; rotates on storage.maxInterval; flushes and exits 0 on SIGTERM/SIGINT.
+    /// GET /healthz; rotates on storage.maxInterval; ships finished segments when ship.target
+    /// is set; flushes and exits 0 on SIGTERM/SIGINT.
     Serve(ops::ServeArgs),
     /// Measure throughput, latency, memory and start-up against edgestore's performance
     /// targets and print one table (figure, median, target, PASS/MISS); also written as JSON.

@@ -15,6 +15,7 @@ use edgestore_host::config::Flags;
 use edgestore_host::diag::{self, Diagnostics};
 use edgestore_host::health::{check, HealthReport, HealthTarget};
 use edgestore_host::serve::{self, ServeOptions, Source};
+use edgestore_host::ship;
 use edgestore_host::{AsyncSpool, Store};
 
 use super::{ownership_note, Ctx, Inspection, Refused};
@@ -96,6 +97,7 @@ pub async fn health(ctx: &Ctx, _args: &HealthArgs) -> anyhow::Result<()> {
             };
             let checked = check(&store, &target, &ctx.config.health).await;
             report.reasons.extend(checked.reasons);
+            report.reasons.extend(ship_reasons(ctx));
             // Closing is best effort here: the report is what matters.
             let _ = close(store, spool).await;
         }
@@ -107,6 +109,32 @@ pub async fn health(ctx: &Ctx, _args: &HealthArgs) -> anyhow::Result<()> {
     } else {
         bail!("unhealthy: {}", report.reasons.join("; "))
     }
+}
+
+/// With `ship.target` set: the shipping lag from the pending segments (listed locally) and the
+/// owner's last permanent shipping failure (its status file).
+fn ship_reasons(ctx: &Ctx) -> Vec<String> {
+    let (Ok(Some(url)), Ok(spool)) = (ctx.config.ship.target_url(), ctx.config.spool_path()) else {
+        return Vec::new();
+    };
+    let data_dir = &ctx.config.host.data_dir;
+    match ship::status::list_pending(&data_dir.join(spool)) {
+        Ok(pending) => ship::status::health_reasons(
+            &url.to_string(),
+            &pending,
+            ship::status::read_failure(data_dir).as_ref(),
+            ctx.config.health.max_ship_lag,
+            now_ms(),
+        ),
+        Err(e) => vec![format!("shipping: cannot list pending segments: {e}")],
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// `edgestore diag`.
@@ -154,6 +182,12 @@ pub async fn metrics(ctx: &Ctx, _args: &MetricsArgs) -> anyhow::Result<()> {
     let spool = spool.map_err(anyhow::Error::msg)?;
     let usage = spool.usage().await.context("spool usage")?;
     store.metrics().set_disk_usage(&usage);
+    if ctx.config.ship.enabled() {
+        let dir = ctx.config.host.data_dir.join(ctx.config.spool_path()?);
+        let pending = ship::status::list_pending(&dir).context("list pending segments")?;
+        let lag = ship::status::lag(&pending, now_ms()).map_or(Duration::ZERO, |(_, d)| d);
+        store.metrics().set_ship_lag(lag);
+    }
     store.engine_health().await.context("reach the engine")?;
     store.breaker_state();
     print!("{}", store.metrics().gather_text()?);
@@ -203,6 +237,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         ingest: ctx.config.ingest.clone(),
         max_spool_bytes: ctx.config.retention.max_bytes,
         tls: ctx.config.serve.tls.clone(),
+        ship: ctx.config.ship.clone(),
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
         println!("listening on {addr}");

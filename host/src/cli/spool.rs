@@ -8,6 +8,8 @@
 //! nothing that was accepted is lost, and nothing after the bad line is taken.
 //! `spool cat` prints rows exactly as stored: a document's own bytes, a metric's canonical JSON
 //! (the agent's field order), so `cat` gives back what `put` took.
+//! `spool ship` uploads the pending segments to `ship.target` and acknowledges each once the
+//! target confirmed it ([`edgestore_host::ship`]); a running owner is asked to do it.
 
 use std::io::Write;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use edgestore::{present, Metric, TimeRange};
 use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::config::Flags;
 use edgestore_host::owner::Ownership;
+use edgestore_host::ship::{RoundReport, Shipper, ShipperOptions};
 use edgestore_host::{AsyncReader, AsyncSpool, Store};
 
 use super::input::Lines;
@@ -40,6 +43,12 @@ pub enum SpoolCommand {
     /// JSON values with --documents. A bad line N stops the input: the good lines before it
     /// are flushed (durable), the error names line N, the exit status is non-zero.
     Put(PutArgs),
+    /// Upload the pending segments to the object store of config `ship.target` (S3 or a
+    /// directory), one object each, verified, then mark them uploaded (`deleteAfter`: then
+    /// the retention purge). With --once: ship what is pending, print `shipped N segments
+    /// (B bytes) to TARGET`, exit non-zero if any failed; without: every ship.interval until
+    /// SIGTERM/SIGINT. A running owner (serve) is asked to do it (--once).
+    Ship(ShipArgs),
     /// The shared commands.
     #[command(flatten)]
     Shared(Shared),
@@ -63,6 +72,17 @@ pub struct PutArgs {
     /// Brotli quality 0..=11 (config `storage.compressionLevel`).
     #[arg(long, value_name = "N")]
     pub level: Option<u32>,
+}
+
+/// `spool ship` options.
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// The spool.
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    /// Ship what is pending now and exit with a summary.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `spool purge`'s retention options (this CLI's configuration; the standalone component
@@ -112,13 +132,14 @@ impl SpoolCommand {
                     flags.set("retention.dropPending", "--drop-pending", "true");
                 }
             }
-            SpoolCommand::Shared(_) => {}
+            SpoolCommand::Ship(_) | SpoolCommand::Shared(_) => {}
         }
     }
 
     fn spool(&self) -> &SpoolArgs {
         match self {
             SpoolCommand::Put(a) => &a.spool,
+            SpoolCommand::Ship(a) => &a.spool,
             SpoolCommand::Shared(c) => c.spool(),
         }
     }
@@ -126,6 +147,7 @@ impl SpoolCommand {
     fn name(&self) -> &'static str {
         match self {
             SpoolCommand::Put(_) => "put",
+            SpoolCommand::Ship(_) => "ship",
             SpoolCommand::Shared(c) => c.name(),
         }
     }
@@ -148,6 +170,7 @@ pub async fn run(ctx: &Ctx, cmd: SpoolCommand) -> anyhow::Result<()> {
         }
         SpoolCommand::Shared(Shared::Verify { .. }) => verify(ctx, &path, &identifier).await,
         SpoolCommand::Shared(Shared::Flush { .. }) => flush(ctx, &path, &identifier).await,
+        SpoolCommand::Ship(args) => ship(ctx, &path, &identifier, &args).await,
         cmd => match ctx.mutate(&format!("spool {}", cmd.name())).await? {
             Mutation::Own(store) => {
                 let result = async {
@@ -328,6 +351,88 @@ async fn flush(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
     out(&present::segments(&new, ctx.json))
 }
 
+/// `ship`: as owner, a shipper on this process's spool (one round with --once, else rounds
+/// until a stop signal); beside a running owner, one round of the owner's shipper.
+async fn ship(ctx: &Ctx, path: &str, identifier: &str, args: &ShipArgs) -> anyhow::Result<()> {
+    match ctx.mutate("spool ship").await? {
+        Mutation::Own(store) => {
+            let result = async {
+                let Some(target) = ctx.config.ship.target.as_deref() else {
+                    bail!(
+                        "no ship.target configured: set it in the config file (ship: {{target: \
+                         s3://bucket/prefix}}) or EDGESTORE_SHIP_TARGET"
+                    );
+                };
+                let spool = store
+                    .spool(path, ctx.config.spool_config(identifier))
+                    .await
+                    .with_context(|| format!("open the spool {path}"))?;
+                let options = ShipperOptions {
+                    config: ctx.config.ship.clone(),
+                    data_dir: ctx.config.host.data_dir.clone(),
+                    spool_dir: path.to_owned(),
+                    breaker: store.breaker_config(),
+                    report: !args.once,
+                };
+                let shipper = Shipper::open(spool, store.metrics().clone(), options)?;
+                if args.once {
+                    return print_round(ctx, &shipper.ship_once().await?);
+                }
+                eprintln!(
+                    "edgestore spool ship: shipping to {target} every {}; stop with SIGTERM or SIGINT",
+                    humantime::format_duration(ctx.config.ship.interval)
+                );
+                shipper
+                    .run(async {
+                        if let Err(e) = edgestore_host::serve::stop_signal().await {
+                            eprintln!("edgestore spool ship: {e}; stopping");
+                        }
+                    })
+                    .await;
+                Ok(())
+            }
+            .await;
+            let closed = store.close().await;
+            result?;
+            Ok(closed?)
+        }
+        Mutation::Forward(client, owner) => {
+            if !args.once {
+                bail!(
+                    "{} owns the data directory and ships on its own when its ship.target is set; \
+                     `edgestore spool ship --once` asks it to ship now",
+                    owner.describe()
+                );
+            }
+            eprintln!("note: forwarded to the owner, {}", owner.describe());
+            let report: RoundReport = client
+                .call("/v1/spool/ship", &serde_json::json!({}))
+                .await?;
+            print_round(ctx, &report)
+        }
+    }
+}
+
+/// A round's summary on stdout; segments left pending (failed, not tried) or quarantined make
+/// the command fail with the reasons.
+fn print_round(ctx: &Ctx, report: &RoundReport) -> anyhow::Result<()> {
+    if ctx.json {
+        out(&present::to_json(report))?;
+    } else {
+        out(&format!("{}\n", report.summary()))?;
+    }
+    let left = report.failed + report.skipped + report.quarantined;
+    if left > 0 {
+        let why = if report.failures.is_empty() {
+            "the round stopped early".to_owned()
+        } else {
+            report.failures.join("; ")
+        };
+        bail!("{left} segments not shipped: {why}");
+    }
+    Ok(())
+}
+
 /// The finished segments as an inspection sees them (no recovery); none when the spool
 /// directory does not exist yet.
 async fn finished_segments(
@@ -486,6 +591,7 @@ async fn command(ctx: &Ctx, spool: &Target, cmd: SpoolCommand) -> anyhow::Result
             out(&present::count("marked uploaded", moved, json))
         }
         SpoolCommand::Shared(Shared::Purge { .. }) => out(&spool.purge(json).await?),
+        SpoolCommand::Ship(_) => bail!("spool ship does not run here"),
         SpoolCommand::Shared(other) => bail!("spool {} does not run here", other.name()),
     }
 }

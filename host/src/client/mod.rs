@@ -24,7 +24,7 @@ use crate::backend::{on_table, Backend};
 use crate::error::{Error, Result};
 use crate::grants::Grants;
 use crate::metrics::Metrics;
-use crate::resilience::{retry, BreakerState, CircuitBreaker, RetryConfig};
+use crate::resilience::{retry, BreakerConfig, BreakerState, CircuitBreaker, RetryConfig};
 
 mod config;
 pub mod owner;
@@ -354,6 +354,12 @@ impl Store {
         let state = self.shared.breaker.state();
         self.shared.metrics.set_breaker(state);
         state
+    }
+
+    /// The breaker's settings (`resilience.breaker`): services that guard a dependency of their
+    /// own (the shipper's target) use the same.
+    pub fn breaker_config(&self) -> BreakerConfig {
+        self.shared.breaker.config()
     }
 
     /// The failure that opened the circuit last, in words.

@@ -15,6 +15,7 @@
 //! | `POST /v1/spool/flush`, `/v1/spool/sync` | `{}` | `{}` |
 //! | `POST /v1/spool/ack` | `{"names": [segment]}` | `{"moved": n}`; an unknown name is `not-found` and nothing moves |
 //! | `POST /v1/spool/purge`, `/v1/spool/verify` | `{"json": bool}` | `{"output": report text, "bad": [segment]}` |
+//! | `POST /v1/spool/ship` | `{}` | the round's [`RoundReport`] (the owner's shipper and `ship` settings; `invalid-input` when it has no `ship.target`) |
 //! | `POST /v1/db/upsert` | `{"schema", "rows": [row]}` | `{"rows": n}` (one transaction) |
 //! | `POST /v1/db/delete` | `{"schema", "keys": [key]}` | `{"deleted": [bool]}` (stops after the first missing key) |
 //!
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{AsyncSpool, Store};
 use crate::error::{Error, Result};
+use crate::ops::ship::{RoundReport, ShipError, Shipper};
 
 /// Largest request body the endpoint reads (a batch of rows is far smaller).
 pub const MAX_BODY_BYTES: u64 = 64 << 20;
@@ -157,6 +159,16 @@ impl AdminServer {
     /// Serve `store` (which must own `data_dir`) and its `spool` on the data directory's
     /// socket, and record the socket in the owner record. Runs inside a tokio runtime.
     pub fn start(data_dir: &Path, store: Store, spool: AsyncSpool) -> Result<AdminServer> {
+        AdminServer::start_with_shipper(data_dir, store, spool, None)
+    }
+
+    /// [`AdminServer::start`], with the owner's shipper answering `spool ship --once`.
+    pub fn start_with_shipper(
+        data_dir: &Path,
+        store: Store,
+        spool: AsyncSpool,
+        shipper: Option<Shipper>,
+    ) -> Result<AdminServer> {
         if store.is_inspector() {
             return Err(Error::Config(
                 "only the store that owns the data directory serves its admin socket".into(),
@@ -202,7 +214,8 @@ impl AdminServer {
             .name("edgestore-admin".into())
             .spawn(move || {
                 for mut request in srv.incoming_requests() {
-                    let response = runtime.block_on(handle(&mut request, &s, &sp));
+                    let response =
+                        runtime.block_on(handle(&mut request, &s, &sp, shipper.as_ref()));
                     let _ = request.respond(response);
                 }
             })
@@ -304,12 +317,17 @@ fn check_identifier(spool: &AsyncSpool, wanted: &str) -> Result<()> {
     }
 }
 
-async fn handle(request: &mut tiny_http::Request, store: &Store, spool: &AsyncSpool) -> Response {
+async fn handle(
+    request: &mut tiny_http::Request,
+    store: &Store,
+    spool: &AsyncSpool,
+    shipper: Option<&Shipper>,
+) -> Response {
     if *request.method() != tiny_http::Method::Post {
         return error_response(&bad_request("only POST".into()));
     }
     let route = request.url().split('?').next().unwrap_or("").to_owned();
-    let out = route_request(&route, request, store, spool).await;
+    let out = route_request(&route, request, store, spool, shipper).await;
     match out {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -321,6 +339,7 @@ async fn route_request(
     request: &mut tiny_http::Request,
     store: &Store,
     spool: &AsyncSpool,
+    shipper: Option<&Shipper>,
 ) -> Result<Response> {
     Ok(match route {
         "/v1/spool/put" => {
@@ -383,6 +402,18 @@ async fn route_request(
                 },
             )
         }
+        "/v1/spool/ship" => {
+            read_body::<Empty>(request)?;
+            let shipper = shipper.ok_or_else(|| {
+                bad_request(
+                    "the owner ships nothing: its configuration has no ship.target (set it \
+                     there; serve then ships on its own)"
+                        .into(),
+                )
+            })?;
+            let report: RoundReport = shipper.ship_once().await.map_err(ship_error)?;
+            json_response(200, &report)
+        }
         "/v1/db/upsert" => {
             let req: UpsertRequest = read_body(request)?;
             let rows = store.upsert_rows(req.schema, req.rows).await?;
@@ -399,6 +430,14 @@ async fn route_request(
             ))))
         }
     })
+}
+
+/// A shipping round that could not run, as the store error the socket answers with.
+fn ship_error(e: ShipError) -> Error {
+    match e {
+        ShipError::Store(e) => e,
+        other => Error::Store(edgestore::Error::new(ErrorCode::Io, other.to_string())),
+    }
 }
 
 /// A client of an owner's admin socket.

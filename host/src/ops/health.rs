@@ -10,7 +10,10 @@
 //! - the file system holding the data directory is at most `max_disk_used_percent` full;
 //! - the data directory and the spool directory accept a new file (a real write probe: a
 //!   permission bit says nothing when running as root, a read-only mount or a path that is
-//!   not a directory does).
+//!   not a directory does);
+//! - with shipping configured, the oldest pending segment is at most `max_ship_lag` old and
+//!   the last shipping attempt did not fail permanently (the shipper's own reasons,
+//!   [`crate::ship`], added by `serve` and `edgestore health`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use crate::error::Error;
 use crate::resilience::BreakerState;
 
 /// Thresholds of the health checks (config section `health`: `maxDiskUsedPercent`,
-/// `maxTransactionAge`, `answerWithin`).
+/// `maxTransactionAge`, `answerWithin`, `maxShipLag`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct HealthConfig {
@@ -39,15 +42,20 @@ pub struct HealthConfig {
     /// long call or transaction holding the store makes it miss this.
     #[serde(with = "crate::duration")]
     pub answer_within: Duration,
+    /// With shipping configured (`ship.target`), unhealthy when the oldest pending segment was
+    /// finished longer ago than this ([`crate::ship`]).
+    #[serde(with = "crate::duration")]
+    pub max_ship_lag: Duration,
 }
 
 impl Default for HealthConfig {
-    /// 90 %, 30 s, 5 s.
+    /// 90 %, 30 s, 5 s, 1 h.
     fn default() -> Self {
         HealthConfig {
             max_disk_used_percent: 90.0,
             max_transaction_age: Duration::from_secs(30),
             answer_within: Duration::from_secs(5),
+            max_ship_lag: Duration::from_secs(3600),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The operations services, built on the client: [`health`], [`diag`], [`serve`], [`admin`] (the owner's
-//! admin socket), [`ingest`]. New services (shipping, backup) belong here.
+//! admin socket), [`ingest`], [`ship`] (segments to object storage). New services (backup)
+//! belong here.
 //!
 //! What the client's dispatch reports and guards with ([`crate::metrics`],
 //! [`crate::resilience`]) sits below the client, at the crate's top, so the client never
@@ -10,4 +11,5 @@ pub mod diag;
 pub mod health;
 pub mod ingest;
 pub mod serve;
+pub mod ship;
 pub mod tls;

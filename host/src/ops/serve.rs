@@ -4,8 +4,12 @@
 //! generated rows). The listener (loopback by default) also answers `GET /metrics` and
 //! `GET /healthz`.
 //!
+//! With `ship.target` set, a [`Shipper`] runs beside the ingest writer: finished segments go to
+//! object storage every `ship.interval`, and `/healthz` adds its lag and failures.
+//!
 //! On SIGTERM or SIGINT the listener stops taking requests and answers those in flight (their
-//! rows are written first), then every row already read is put and the spool flushed into
+//! rows are written first), the shipper stops (an upload in flight gets a few seconds, else it
+//! is dropped unacknowledged), then every row already read is put and the spool flushed into
 //! finished segments before [`run`] returns.
 //!
 //! The listener is axum on the store's tokio runtime: concurrent ingest requests share one
@@ -34,6 +38,7 @@ use crate::ops::health::{check, HealthConfig, HealthTarget};
 use crate::ops::ingest::http::Ingest;
 use crate::ops::ingest::writer::{Writer, WriterOptions};
 use crate::ops::ingest::IngestConfig;
+use crate::ops::ship::{ShipConfig, Shipper, ShipperOptions};
 use crate::ops::tls::TlsConfig;
 
 /// Largest batch handed to one `put`.
@@ -71,6 +76,8 @@ pub struct ServeOptions {
     pub max_spool_bytes: Option<u64>,
     /// HTTPS instead of HTTP on the listener.
     pub tls: Option<TlsConfig>,
+    /// Shipping finished segments to object storage; off without `ship.target`.
+    pub ship: ShipConfig,
 }
 
 /// What a finished `serve` did.
@@ -98,6 +105,7 @@ struct OpsState {
     store: Store,
     spool: AsyncSpool,
     options: ServeOptions,
+    shipper: Option<Shipper>,
 }
 
 impl HttpEndpoint {
@@ -109,6 +117,18 @@ impl HttpEndpoint {
         spool: AsyncSpool,
         options: ServeOptions,
         ingest: Option<Ingest>,
+    ) -> Result<Self> {
+        HttpEndpoint::start_with_shipper(listen, store, spool, options, ingest, None).await
+    }
+
+    /// [`HttpEndpoint::start`], with `/healthz` and `/metrics` also reporting on `shipper`.
+    pub async fn start_with_shipper(
+        listen: SocketAddr,
+        store: Store,
+        spool: AsyncSpool,
+        options: ServeOptions,
+        ingest: Option<Ingest>,
+        shipper: Option<Shipper>,
     ) -> Result<Self> {
         // A bad certificate fails here, before anything listens.
         let acceptor = options.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
@@ -125,6 +145,7 @@ impl HttpEndpoint {
                 store,
                 spool,
                 options,
+                shipper,
             });
         let mut router = match ingest {
             Some(ingest) => ops.merge(ingest.routes()),
@@ -194,6 +215,9 @@ async fn metrics_route(State(ops): State<OpsState>) -> Response {
     if let Ok(u) = ops.spool.usage().await {
         ops.store.metrics().set_disk_usage(&u);
     }
+    if let Some(shipper) = &ops.shipper {
+        shipper.refresh_lag().await;
+    }
     ops.store.breaker_state();
     match ops.store.metrics().gather_text() {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
@@ -212,7 +236,11 @@ async fn healthz_route(State(ops): State<OpsState>) -> Response {
         spool_dir: Some(&ops.options.spool_dir),
         spool: Some(&ops.spool),
     };
-    let report = check(&ops.store, &target, &ops.options.health).await;
+    let mut report = check(&ops.store, &target, &ops.options.health).await;
+    if let Some(shipper) = &ops.shipper {
+        let reasons = shipper.health(ops.options.health.max_ship_lag).await;
+        report.reasons.extend(reasons);
+    }
     let status = if report.healthy() {
         StatusCode::OK
     } else {
@@ -291,8 +319,9 @@ fn spawn_generator(rows_per_second: f64, tx: mpsc::Sender<Metric>) {
     });
 }
 
-/// A future that resolves on SIGTERM or SIGINT.
-async fn stop_signal() -> Result<&'static str> {
+/// A future that resolves on SIGTERM or SIGINT (with the signal's name); the handlers are
+/// installed when it is first polled.
+pub async fn stop_signal() -> Result<&'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -338,6 +367,22 @@ pub async fn run(
         },
     );
     let ingest = Ingest::new(&options.ingest, writer, store.metrics().clone())?;
+    // A target that cannot be set up (no credentials, no such directory) fails here, before
+    // anything listens; no request is sent until a segment is pending.
+    let shipper = if options.ship.enabled() {
+        let ship_options = ShipperOptions {
+            config: options.ship.clone(),
+            data_dir: options.data_dir.clone(),
+            spool_dir: options.spool_dir.clone(),
+            breaker: store.breaker_config(),
+            report: true,
+        };
+        let shipper = Shipper::open(spool.clone(), store.metrics().clone(), ship_options)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Some(shipper)
+    } else {
+        None
+    };
     if !options.listen.ip().is_loopback() {
         if !ingest.requires_token() {
             eprintln!(
@@ -352,18 +397,24 @@ pub async fn run(
             );
         }
     }
-    let http = HttpEndpoint::start(
+    let http = HttpEndpoint::start_with_shipper(
         options.listen,
         store.clone(),
         spool.clone(),
         options.clone(),
         Some(ingest.clone()),
+        shipper.clone(),
     )
     .await?;
     // Mutations from other processes come in through the admin socket; without one (turned
     // off, or the data directory's path too long for a socket) they are refused, naming us.
     let admin = if options.admin {
-        match AdminServer::start(&options.data_dir, store.clone(), spool.clone()) {
+        match AdminServer::start_with_shipper(
+            &options.data_dir,
+            store.clone(),
+            spool.clone(),
+            shipper.clone(),
+        ) {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!(
@@ -376,6 +427,16 @@ pub async fn run(
         None
     };
     on_listening(http.addr());
+    let (ship_stop, ship_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ship_task = shipper.map(|shipper| {
+        tokio::spawn(async move {
+            shipper
+                .run(async {
+                    let _ = ship_stopped.await;
+                })
+                .await;
+        })
+    });
 
     let (tx, mut rx) = mpsc::channel::<Metric>(MAX_BATCH * 4);
     let mut bad_rx = match source {
@@ -405,6 +466,8 @@ pub async fn run(
             }
         }
     }
+    // The shipper stops starting uploads now; it gets its grace while the listener drains.
+    let _ = ship_stop.send(());
     // No more requests: those in flight are answered (their rows written) before the flush.
     http.stop().await;
     summary.ingested_rows = ingest.rows_written();
@@ -413,6 +476,11 @@ pub async fn run(
     if admin.is_some() {
         drop(admin);
         let _ = store.set_admin_endpoint(None);
+    }
+    if let Some(task) = ship_task {
+        if let Err(e) = task.await {
+            eprintln!("edgestore serve: the shipper stopped abnormally: {e}");
+        }
     }
     while let Ok(m) = rx.try_recv() {
         batch.push(m);

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+/// An S3-protocol server (moto) and the AWS CLI, for the shipping tests.
+pub mod s3;
+
 use std::io::BufRead as _;
 use std::io::BufReader;
 use std::net::SocketAddr;
@@ -230,6 +233,60 @@ impl Drop for Daemon {
                 self.name, self.name
             );
         }
+    }
+}
+
+/// Run `cmd` to its end with stdin closed, killing it (and failing the test, with what it wrote)
+/// if it has not finished within `timeout`.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
+    let out = tempfile::NamedTempFile::new().expect("a file for stdout");
+    let err = tempfile::NamedTempFile::new().expect("a file for stderr");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.reopen().expect("reopen stdout"))
+        .stderr(err.reopen().expect("reopen stderr"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                std::fs::read_to_string(out.path()).unwrap_or_default(),
+                std::fs::read_to_string(err.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(out.path()).unwrap_or_default(),
+        stderr: std::fs::read(err.path()).unwrap_or_default(),
+    }
+}
+
+/// Poll `check` every `every` until it gives a value; fail after `timeout`, naming `what`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(every);
     }
 }
 
