@@ -331,11 +331,20 @@ impl Shipper {
                         }
                         report.permanent |= kind.is_permanent();
                         let label = kind.as_str().to_owned();
-                        if let Err(at) = report.kinds.binary_search(&label) {
-                            report.kinds.insert(at, label);
-                        }
+                        // A failure of the target (credentials, bucket, network) is the same
+                        // for every segment: reported once per kind. A conflict or a corrupt
+                        // segment is about that segment: each is reported.
+                        let per_segment =
+                            matches!(kind, FailureKind::Conflict | FailureKind::Corrupt);
+                        let first_of_kind = match report.kinds.binary_search(&label) {
+                            Ok(_) => false,
+                            Err(at) => {
+                                report.kinds.insert(at, label);
+                                true
+                            }
+                        };
                         let message = e.to_string();
-                        if !report.failures.contains(&message) {
+                        if (per_segment || first_of_kind) && !report.failures.contains(&message) {
                             report.failures.push(message);
                         }
                         self.note_failure(&e);

@@ -420,6 +420,8 @@ async fn a_failed_upload_leaves_the_segment_pending() {
         "{report:?}"
     );
     assert!(report.troubled && !report.permanent, "{report:?}");
+    // The target's failure is the same for every segment tried: said once.
+    assert_eq!(report.failures.len(), 1, "{report:?}");
     assert_eq!(f.pending_names(), names);
     assert!(f
         .states()
