@@ -510,22 +510,14 @@ impl Translator<'_> {
             point.count as f64,
             timestamp_ms,
         ));
-        if let Some(sum) = point.sum {
-            rows.push(Sample::new(
-                labels.clone(),
-                &format!("{name}_sum"),
-                None,
-                sum,
-                timestamp_ms,
-            ));
-        }
-        rows.push(Sample::new(
+        sum_and_count(
+            &mut rows,
             labels,
-            &format!("{name}_count"),
-            None,
-            point.count as f64,
+            name,
+            point.sum,
+            point.count,
             timestamp_ms,
-        ));
+        );
         Ok(rows)
     }
 
@@ -548,22 +540,44 @@ impl Translator<'_> {
                 timestamp_ms,
             ));
         }
+        sum_and_count(
+            &mut rows,
+            labels,
+            name,
+            Some(point.sum),
+            point.count,
+            timestamp_ms,
+        );
+        Ok(rows)
+    }
+}
+
+/// The `<name>_sum` (when there is one) and `<name>_count` rows histograms and summaries end
+/// with, as the Prometheus exposition names them.
+fn sum_and_count(
+    rows: &mut Vec<Sample>,
+    labels: BTreeMap<String, String>,
+    name: &str,
+    sum: Option<f64>,
+    count: u64,
+    timestamp_ms: i64,
+) {
+    if let Some(sum) = sum {
         rows.push(Sample::new(
             labels.clone(),
             &format!("{name}_sum"),
             None,
-            point.sum,
+            sum,
             timestamp_ms,
         ));
-        rows.push(Sample::new(
-            labels,
-            &format!("{name}_count"),
-            None,
-            point.count as f64,
-            timestamp_ms,
-        ));
-        Ok(rows)
     }
+    rows.push(Sample::new(
+        labels,
+        &format!("{name}_count"),
+        None,
+        count as f64,
+        timestamp_ms,
+    ));
 }
 
 /// How many exemplars the points carry (received, not stored).
