@@ -210,6 +210,51 @@ pub(crate) fn tidy(text: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What went wrong, shortest first: an S3 error body's `Code: Message (HTTP status)`, or a
+/// status alone, or the innermost cause of the chain (`tcp connect error: Connection refused
+/// (os error 111)`), with the client's retry count when it retried. The whole chain of
+/// `object_store` messages (URL, retry settings, every layer) repeats the key and hides the
+/// cause at the end of a long line.
+pub(crate) fn cause_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let full = chain_text(e);
+    let retries = retries_in(&full)
+        .filter(|n| *n > 0)
+        .map(|n| format!(" (after {n} retries)"))
+        .unwrap_or_default();
+    if let Some(at) = full.find("status code: ") {
+        // `status code: 404 Not Found: NoSuchBucket: The specified bucket does not exist`
+        let rest = &full[at + "status code: ".len()..];
+        let (status, body) = rest.split_once(':').unwrap_or((rest, ""));
+        let (status, body) = (status.trim(), body.trim());
+        return if body.is_empty() {
+            format!("HTTP {status}{retries}")
+        } else {
+            let code = status.split(' ').next().unwrap_or(status);
+            format!("{body} (HTTP {code}){retries}")
+        };
+    }
+    let mut innermost = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        innermost = s.to_string();
+        next = s.source();
+    }
+    let innermost = tidy(&innermost);
+    if innermost.is_empty() {
+        full
+    } else {
+        format!("{innermost}{retries}")
+    }
+}
+
+/// `Error after N retries` in `object_store`'s retry message.
+fn retries_in(text: &str) -> Option<u32> {
+    let at = text.find("after ")? + "after ".len();
+    let rest = &text[at..];
+    let end = rest.find(" retries")?;
+    rest[..end].trim().parse().ok()
+}
+
 fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = next {
@@ -319,6 +364,28 @@ mod tests {
             "PUT k: Server returned non-2xx status code: 404 Not Found: NoSuchBucket: The specified bucket does not exist"
         );
         assert_eq!(tidy("a\n  b"), "a b");
+        assert_eq!(
+            cause_text(&generic(xml)),
+            "NoSuchBucket: The specified bucket does not exist (HTTP 404)"
+        );
+        assert_eq!(
+            cause_text(&generic(
+                "Error after 3 retries in 1.2s, max_retries:10, retry_timeout:180s, source:\
+                 error sending request for url (http://127.0.0.1:1/b/k): Server returned \
+                 non-2xx status code: 503 Service Unavailable: "
+            )),
+            "HTTP 503 Service Unavailable (after 3 retries)"
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error: Connection refused (os error 111)")]
+        struct Refused;
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error after 2 retries in 3ms, max_retries:10, source: error sending request")]
+        struct Outer(#[source] Refused);
+        assert_eq!(
+            cause_text(&Outer(Refused)),
+            "tcp connect error: Connection refused (os error 111) (after 2 retries)"
+        );
         assert!(conditional_unsupported(&generic(
             "Server returned non-2xx status code: 501 Not Implemented: "
         )));

@@ -23,7 +23,7 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use super::error::{chain_text, classify, conditional_unsupported, FailureKind, ShipError};
+use super::error::{cause_text, classify, conditional_unsupported, FailureKind, ShipError};
 use super::target::Target;
 use super::throttle::Throttle;
 
@@ -100,7 +100,7 @@ fn target_error(
         target: target.name().to_owned(),
         op,
         key: key.to_string(),
-        message: chain_text(e),
+        message: cause_text(e),
     }
 }
 

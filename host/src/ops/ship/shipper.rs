@@ -10,7 +10,8 @@
 //!   one probe after the cool-down). The client retries one request itself (5xx, 429,
 //!   503 SlowDown) a few times with backoff ([`super::target::client_retry`]).
 //! - **Backoff between rounds.** After a troubled round the next waits longer, doubling from
-//!   `ship.interval` up to 5 minutes (jittered), and at least until the breaker's probe.
+//!   `ship.interval` up to a minute (jittered), and at least until the breaker's probe: a
+//!   target that comes back is found within a minute.
 //! - **Reported once per change.** A failure is printed when it differs from the last round's,
 //!   and once more when shipping works again; the last permanent failure is kept for health
 //!   (in memory and in the data directory's status file).
@@ -39,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::resilience::{BreakerConfig, BreakerState, CircuitBreaker, RetryConfig};
 
 /// The longest wait between rounds after failures.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long segments in flight may take to finish once asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Retention purge at least this often while shipping (also after every round that
