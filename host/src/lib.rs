@@ -13,7 +13,7 @@
 //! 2. the engines: `backend` (the seam, the native engine), then `component`, which gets what
 //!    it needs of a store's configuration as [`ComponentSource`] and `ComponentLimits`;
 //! 3. `client`: the store, its dispatch, the owner lock;
-//! 4. `ops`: services built on the client (`health`, `serve`, `admin`, `ingest`, `ship`);
+//! 4. `ops`: services built on the client (`health`, `serve`, `admin`, `ingest`, `ship`, `backup`);
 //! 5. `config`: reads the runtime types below it (`StoreConfig`, `RetryConfig`,
 //!    `BreakerConfig`, `HealthConfig`), owned by the modules that use them; then `bench`.
 //!
@@ -44,6 +44,7 @@
 //! | `edgestore serve`: the listener (`/metrics`, `/healthz`, ingest), stdin rows, clean stop on a signal (`ops/serve.rs`) | [`serve`] |
 //! | ingest: Prometheus remote write and OTLP decoded into rows, group commit, back-pressure, status codes (`ops/ingest/`) | [`ingest`] |
 //! | shipping: finished segments to S3-compatible object storage or a directory, exactly once, verified, then acknowledged (`ops/ship/`) | [`ship`] |
+//! | backup: the databases' write-ahead log shipped continuously with snapshots, point-in-time restore, verification by restoring (`ops/backup/`) | [`backup`] |
 //! | HTTPS for the listener (`ops/tls.rs`) | [`tls`] |
 //! | the owner's admin socket: mutations from other processes, and its client (`ops/admin.rs`) | [`admin`] |
 //! | measurements shared by `edgestore bench` and `cargo bench` | [`mod@bench`] |
@@ -66,7 +67,7 @@ pub mod resilience;
 
 pub use client::{owner, tx};
 pub use component::{artifacts, bindings, engine};
-pub use ops::{admin, diag, health, ingest, serve, ship, tls};
+pub use ops::{admin, backup, diag, health, ingest, serve, ship, tls};
 
 pub use client::{
     AsyncReader, AsyncSpool, AsyncStorage, ComponentSource, Engine, Store, StoreConfig,

@@ -53,6 +53,10 @@ pub struct Metrics {
     ship_bytes: IntCounter,
     ship_failures: IntCounterVec,
     ship_lag: Gauge,
+    backup_bytes: IntCounterVec,
+    backup_failures: IntCounter,
+    backup_age: Gauge,
+    backup_verified: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> Result<T> {
@@ -189,6 +193,38 @@ impl Metrics {
                 "Age of the oldest segment waiting to be shipped (since it was finished); 0 when none waits.",
             ))?,
         )?;
+        let backup_bytes = reg(
+            &registry,
+            built(IntCounterVec::new(
+                Opts::new(
+                    "edgestore_backup_bytes_total",
+                    "Bytes written to every backup target, by kind (snapshot, increment).",
+                ),
+                &["kind"],
+            ))?,
+        )?;
+        let backup_failures = reg(
+            &registry,
+            built(IntCounter::new(
+                "edgestore_backup_failures_total",
+                "Backup rounds that failed (capture, upload or verify).",
+            ))?,
+        )?;
+        let backup_age = reg(
+            &registry,
+            built(Gauge::new(
+                "edgestore_backup_age_seconds",
+                "Age of the newest state every backup target holds (0 while backups keep up).",
+            ))?,
+        )?;
+        let backup_verified = reg(
+            &registry,
+            built(IntGauge::new(
+                "edgestore_backup_verified",
+                "1 when the last verification restored the latest backup and it matched, 0 when it failed, -1 before any.",
+            ))?,
+        )?;
+        backup_verified.set(-1);
         Ok(Metrics {
             registry,
             engine,
@@ -206,6 +242,10 @@ impl Metrics {
             ship_bytes,
             ship_failures,
             ship_lag,
+            backup_bytes,
+            backup_failures,
+            backup_age,
+            backup_verified,
         })
     }
 
@@ -267,6 +307,26 @@ impl Metrics {
     /// The age of the oldest pending segment.
     pub fn set_ship_lag(&self, lag: Duration) {
         self.ship_lag.set(lag.as_secs_f64());
+    }
+
+    /// Bytes written to the backup targets.
+    pub fn backup_bytes(&self, kind: &str, bytes: u64) {
+        self.backup_bytes.with_label_values(&[kind]).inc_by(bytes);
+    }
+
+    /// A backup round failed.
+    pub fn backup_failure(&self) {
+        self.backup_failures.inc();
+    }
+
+    /// Age of the newest state every target holds.
+    pub fn set_backup_age(&self, age: Duration) {
+        self.backup_age.set(age.as_secs_f64());
+    }
+
+    /// The last verification's outcome.
+    pub fn set_backup_verified(&self, ok: bool) {
+        self.backup_verified.set(i64::from(ok));
     }
 
     /// Segments finished.
