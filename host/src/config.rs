@@ -140,6 +140,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Finished segments shipped to object storage, the library's own type.
     pub ship: ShipConfig,
+    /// Continuous backup of the databases, the library's own type.
+    pub backup: crate::ops::backup::BackupConfig,
 }
 
 /// `database.type`.
@@ -545,6 +547,12 @@ impl Config {
         if self.health.max_ship_lag.is_zero() {
             return Err(bad("health.maxShipLag", "0s", "must be positive"));
         }
+        if self.health.max_backup_age.is_zero() {
+            return Err(bad("health.maxBackupAge", "0s", "must be positive"));
+        }
+        self.backup
+            .validate()
+            .map_err(|e| bad(e.key, e.value, &e.reason))?;
         if let Ok(Some(crate::ops::ship::TargetUrl::File { dir })) = self.ship.target_url() {
             if inside(&self.host.data_dir, &dir) {
                 return Err(bad(
@@ -1012,6 +1020,10 @@ mod tests {
             ("ship: {concurrency: 0}", "ship.concurrency"),
             ("ship: {bucket: x}", "ship.bucket"),
             ("health: {maxShipLag: 0s}", "health.maxShipLag"),
+            ("health: {maxBackupAge: 0s}", "health.maxBackupAge"),
+            ("backup: {interval: 0s}", "backup.interval"),
+            ("backup: {databases: ['no/slash']}", "backup.databases"),
+            ("backup: {targets: [{url: 'ftp://x'}]}", "backup.targets.url"),
             (
                 "host: {dataDir: /srv/es}\nship: {target: 'file:///srv/es/outbox'}",
                 "ship.target",
@@ -1069,6 +1081,27 @@ mod tests {
     }
 
     #[test]
+    fn backup_section_loads_with_environment_overrides() {
+        let c = load(
+            Some(
+                "backup: {targets: [{url: 'file:///srv/backup'}, {url: 's3://b/p', \
+                 endpoint: 'http://127.0.0.1:9000', pathStyle: true, allowHttp: true}], \
+                 interval: 2s}",
+            ),
+            &[("EDGESTORE_BACKUP_VERIFY_INTERVAL", "10m")],
+            &Flags::new(),
+        )
+        .unwrap();
+        assert!(c.backup.enabled());
+        assert_eq!(c.backup.targets.len(), 2);
+        assert!(c.backup.targets[1].path_style && c.backup.targets[1].allow_http);
+        assert_eq!(c.backup.interval, Duration::from_secs(2));
+        assert_eq!(c.backup.verify_interval, Duration::from_secs(600));
+        assert_eq!(c.backup.databases, vec!["default".to_owned()]);
+        assert!(!Config::default().backup.enabled());
+    }
+
+    #[test]
     fn runtime_sections_keep_their_documented_keys() {
         let keys = keys();
         for k in [
@@ -1081,6 +1114,7 @@ mod tests {
             "health.maxTransactionAge",
             "health.answerWithin",
             "health.maxShipLag",
+            "health.maxBackupAge",
         ] {
             assert!(keys.contains(&k.to_string()), "{k} in {keys:?}");
         }
@@ -1094,7 +1128,8 @@ mod tests {
             ),
             (
                 "health",
-                "{maxDiskUsedPercent: 90.0, maxTransactionAge: 30s, answerWithin: 5s, maxShipLag: 1h}",
+                "{maxDiskUsedPercent: 90.0, maxTransactionAge: 30s, answerWithin: 5s, maxShipLag: 1h, \
+                 maxBackupAge: 5m}",
             ),
         ] {
             let documented: Value = serde_yaml_ng::from_str(yaml).unwrap();

@@ -386,6 +386,7 @@ impl Server {
                 max_spool_bytes: cap,
                 tls: None,
                 ship: crate::ops::ship::ShipConfig::default(),
+                backup: crate::ops::backup::BackupConfig::default(),
             };
             let endpoint =
                 HttpEndpoint::start(listen, store.clone(), spool.clone(), options, Some(routes))

@@ -2,6 +2,7 @@
 //! command runs in (the loaded [`Config`] and a [`Store`] opened from it, so each command works
 //! on either engine). One file per command group.
 
+pub mod backup;
 pub mod bench;
 pub mod db;
 pub mod demo;
@@ -33,7 +34,7 @@ use edgestore_host::{DbTarget, Labels, Store};
 #[command(name = "edgestore", version)]
 pub struct Cli {
     /// YAML config file (sections database, storage, host, retention, resilience, health,
-    /// serve, ingest, ship; camelCase keys).
+    /// serve, ingest, ship, backup; camelCase keys).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (config `host.dataDir`; default ./edgestore-data): the only directory
@@ -76,6 +77,13 @@ pub enum Command {
     /// GET /healthz; rotates on storage.maxInterval; ships finished segments when ship.target
     /// is set; flushes and exits 0 on SIGTERM/SIGINT.
     Serve(ops::ServeArgs),
+    /// The databases' continuous backup to backup.targets: now, list, verify.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a database from a backup target as of a point in time (--at) or the newest
+    /// (--latest) into a directory no store owns (--to); the result passes SQLite's integrity
+    /// check before it is moved into place.
+    Restore(backup::RestoreArgs),
     /// Measure throughput, latency, memory and start-up against edgestore's performance
     /// targets and print one table (figure, median, target, PASS/MISS); also written as JSON.
     /// Runs on its own temporary stores, never on the data directory.
@@ -100,6 +108,8 @@ impl Cli {
             | Command::Health(_)
             | Command::Diag(_)
             | Command::Metrics(_)
+            | Command::Backup(_)
+            | Command::Restore(_)
             | Command::Bench(_) => {}
         }
         flags
@@ -247,6 +257,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Diag(args) => ops::diag(&ctx, &args).await,
         Command::Metrics(args) => ops::metrics(&ctx, &args).await,
         Command::Serve(args) => ops::serve(&ctx, &args).await,
+        Command::Backup(cmd) => backup::run(&ctx, cmd).await,
+        Command::Restore(args) => backup::restore(&ctx, &args).await,
         // Dispatched by `main` before any runtime starts: the measurements drive their own.
         Command::Bench(_) => anyhow::bail!("edgestore bench runs outside the command runtime"),
     }

@@ -98,6 +98,7 @@ pub async fn health(ctx: &Ctx, _args: &HealthArgs) -> anyhow::Result<()> {
             let checked = check(&store, &target, &ctx.config.health).await;
             report.reasons.extend(checked.reasons);
             report.reasons.extend(ship_reasons(ctx));
+            report.reasons.extend(backup_reasons(ctx));
             // Closing is best effort here: the report is what matters.
             let _ = close(store, spool).await;
         }
@@ -127,6 +128,22 @@ fn ship_reasons(ctx: &Ctx) -> Vec<String> {
             now_ms(),
         ),
         Err(e) => vec![format!("shipping: cannot list pending segments: {e}")],
+    }
+}
+
+/// With `backup.targets` set: the owner's last recorded backup status (its status file):
+/// failures, the newest backed-up state's age, the last verification.
+fn backup_reasons(ctx: &Ctx) -> Vec<String> {
+    if !ctx.config.backup.enabled() {
+        return Vec::new();
+    }
+    match edgestore_host::backup::runner::read_status(&ctx.config.host.data_dir) {
+        Some(status) => edgestore_host::backup::runner::health_reasons(
+            &status,
+            ctx.config.health.max_backup_age,
+            now_ms(),
+        ),
+        None => Vec::new(),
     }
 }
 
@@ -238,6 +255,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         max_spool_bytes: ctx.config.retention.max_bytes,
         tls: ctx.config.serve.tls.clone(),
         ship: ctx.config.ship.clone(),
+        backup: ctx.config.backup.clone(),
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
         println!("listening on {addr}");

@@ -15,6 +15,8 @@
 //! | `POST /v1/spool/flush`, `/v1/spool/sync` | `{}` | `{}` |
 //! | `POST /v1/spool/ack` | `{"names": [segment]}` | `{"moved": n}`; an unknown name is `not-found` and nothing moves |
 //! | `POST /v1/spool/purge`, `/v1/spool/verify` | `{"json": bool}` | `{"output": report text, "bad": [segment]}` |
+//! | `POST /v1/backup/now` | `{}` | the backup status after one round (`invalid-input` without `backup.targets`) |
+//! | `POST /v1/backup/verify` | `{}` | the verification reports |
 //! | `POST /v1/spool/ship` | `{}` | the round's [`RoundReport`] (the owner's shipper and `ship` settings; `invalid-input` when it has no `ship.target`) |
 //! | `POST /v1/db/upsert` | `{"schema", "rows": [row]}` | `{"rows": n}` (one transaction) |
 //! | `POST /v1/db/delete` | `{"schema", "keys": [key]}` | `{"deleted": [bool]}` (stops after the first missing key) |
@@ -159,15 +161,16 @@ impl AdminServer {
     /// Serve `store` (which must own `data_dir`) and its `spool` on the data directory's
     /// socket, and record the socket in the owner record. Runs inside a tokio runtime.
     pub fn start(data_dir: &Path, store: Store, spool: AsyncSpool) -> Result<AdminServer> {
-        AdminServer::start_with_shipper(data_dir, store, spool, None)
+        AdminServer::start_with_services(data_dir, store, spool, Services::default())
     }
 
-    /// [`AdminServer::start`], with the owner's shipper answering `spool ship --once`.
-    pub fn start_with_shipper(
+    /// [`AdminServer::start`], with the owner's shipper answering `spool ship --once` and its
+    /// backup answering `backup now|verify`.
+    pub fn start_with_services(
         data_dir: &Path,
         store: Store,
         spool: AsyncSpool,
-        shipper: Option<Shipper>,
+        services: Services,
     ) -> Result<AdminServer> {
         if store.is_inspector() {
             return Err(Error::Config(
@@ -214,8 +217,7 @@ impl AdminServer {
             .name("edgestore-admin".into())
             .spawn(move || {
                 for mut request in srv.incoming_requests() {
-                    let response =
-                        runtime.block_on(handle(&mut request, &s, &sp, shipper.as_ref()));
+                    let response = runtime.block_on(handle(&mut request, &s, &sp, &services));
                     let _ = request.respond(response);
                 }
             })
@@ -321,13 +323,13 @@ async fn handle(
     request: &mut tiny_http::Request,
     store: &Store,
     spool: &AsyncSpool,
-    shipper: Option<&Shipper>,
+    services: &Services,
 ) -> Response {
     if *request.method() != tiny_http::Method::Post {
         return error_response(&bad_request("only POST".into()));
     }
     let route = request.url().split('?').next().unwrap_or("").to_owned();
-    let out = route_request(&route, request, store, spool, shipper).await;
+    let out = route_request(&route, request, store, spool, services).await;
     match out {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -339,7 +341,7 @@ async fn route_request(
     request: &mut tiny_http::Request,
     store: &Store,
     spool: &AsyncSpool,
-    shipper: Option<&Shipper>,
+    services: &Services,
 ) -> Result<Response> {
     Ok(match route {
         "/v1/spool/put" => {
@@ -404,7 +406,7 @@ async fn route_request(
         }
         "/v1/spool/ship" => {
             read_body::<Empty>(request)?;
-            let shipper = shipper.ok_or_else(|| {
+            let shipper = services.shipper.as_ref().ok_or_else(|| {
                 bad_request(
                     "the owner ships nothing: its configuration has no ship.target (set it \
                      there; serve then ships on its own)"
@@ -413,6 +415,24 @@ async fn route_request(
             })?;
             let report: RoundReport = shipper.ship_once().await.map_err(ship_error)?;
             json_response(200, &report)
+        }
+        "/v1/backup/now" | "/v1/backup/verify" => {
+            read_body::<Empty>(request)?;
+            let backup = services.backup.as_ref().ok_or_else(|| {
+                bad_request(
+                    "the owner backs up nothing: its configuration has no backup.targets (set \
+                     them there; serve then backs up on its own)"
+                        .into(),
+                )
+            })?;
+            let failed = |e: crate::ops::backup::BackupError| {
+                Error::Store(edgestore::Error::new(ErrorCode::Io, e.to_string()))
+            };
+            if route == "/v1/backup/now" {
+                json_response(200, &backup.backup_now().await.map_err(failed)?)
+            } else {
+                json_response(200, &backup.verify().await.map_err(failed)?)
+            }
         }
         "/v1/db/upsert" => {
             let req: UpsertRequest = read_body(request)?;
@@ -430,6 +450,15 @@ async fn route_request(
             ))))
         }
     })
+}
+
+/// The owner's services beside its store that forwarded commands reach.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    /// Answers `spool ship --once`.
+    pub shipper: Option<Shipper>,
+    /// Answers `backup now` and `backup verify`.
+    pub backup: Option<crate::ops::backup::BackupRunner>,
 }
 
 /// A shipping round that could not run, as the store error the socket answers with.

@@ -13,7 +13,9 @@
 //!   not a directory does);
 //! - with shipping configured, the oldest pending segment is at most `max_ship_lag` old and
 //!   the last shipping attempt did not fail permanently (the shipper's own reasons,
-//!   [`crate::ship`], added by `serve` and `edgestore health`).
+//!   [`crate::ship`], added by `serve` and `edgestore health`);
+//! - with backup configured, the newest backed-up state is at most `max_backup_age` old, the
+//!   last round did not fail and the last verification passed ([`crate::backup`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,10 @@ pub struct HealthConfig {
     /// finished longer ago than this ([`crate::ship`]).
     #[serde(with = "crate::duration")]
     pub max_ship_lag: Duration,
+    /// With backup configured (`backup.targets`), unhealthy when the newest state every
+    /// target holds is older than this, or the last verification failed ([`crate::backup`]).
+    #[serde(with = "crate::duration")]
+    pub max_backup_age: Duration,
 }
 
 impl Default for HealthConfig {
@@ -56,6 +62,7 @@ impl Default for HealthConfig {
             max_transaction_age: Duration::from_secs(30),
             answer_within: Duration::from_secs(5),
             max_ship_lag: Duration::from_secs(3600),
+            max_backup_age: Duration::from_secs(300),
         }
     }
 }

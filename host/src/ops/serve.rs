@@ -34,6 +34,8 @@ use crate::client::{AsyncSpool, Store};
 use crate::error::{Error, Result};
 use crate::metrics::CONTENT_TYPE;
 use crate::ops::admin::AdminServer;
+use crate::ops::admin::Services;
+use crate::ops::backup::{BackupConfig, BackupRunner};
 use crate::ops::health::{check, HealthConfig, HealthTarget};
 use crate::ops::ingest::http::Ingest;
 use crate::ops::ingest::writer::{Writer, WriterOptions};
@@ -78,6 +80,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsConfig>,
     /// Shipping finished segments to object storage; off without `ship.target`.
     pub ship: ShipConfig,
+    /// Continuous backup of the databases; off without `backup.targets`.
+    pub backup: BackupConfig,
 }
 
 /// What a finished `serve` did.
@@ -105,7 +109,7 @@ struct OpsState {
     store: Store,
     spool: AsyncSpool,
     options: ServeOptions,
-    shipper: Option<Shipper>,
+    services: Services,
 }
 
 impl HttpEndpoint {
@@ -118,17 +122,26 @@ impl HttpEndpoint {
         options: ServeOptions,
         ingest: Option<Ingest>,
     ) -> Result<Self> {
-        HttpEndpoint::start_with_shipper(listen, store, spool, options, ingest, None).await
+        HttpEndpoint::start_with_services(
+            listen,
+            store,
+            spool,
+            options,
+            ingest,
+            Services::default(),
+        )
+        .await
     }
 
-    /// [`HttpEndpoint::start`], with `/healthz` and `/metrics` also reporting on `shipper`.
-    pub async fn start_with_shipper(
+    /// [`HttpEndpoint::start`], with `/healthz` and `/metrics` also reporting on the shipper
+    /// and the backup in `services`.
+    pub async fn start_with_services(
         listen: SocketAddr,
         store: Store,
         spool: AsyncSpool,
         options: ServeOptions,
         ingest: Option<Ingest>,
-        shipper: Option<Shipper>,
+        services: Services,
     ) -> Result<Self> {
         // A bad certificate fails here, before anything listens.
         let acceptor = options.tls.as_ref().map(TlsConfig::acceptor).transpose()?;
@@ -145,7 +158,7 @@ impl HttpEndpoint {
                 store,
                 spool,
                 options,
-                shipper,
+                services,
             });
         let mut router = match ingest {
             Some(ingest) => ops.merge(ingest.routes()),
@@ -215,8 +228,11 @@ async fn metrics_route(State(ops): State<OpsState>) -> Response {
     if let Ok(u) = ops.spool.usage().await {
         ops.store.metrics().set_disk_usage(&u);
     }
-    if let Some(shipper) = &ops.shipper {
+    if let Some(shipper) = &ops.services.shipper {
         shipper.refresh_lag().await;
+    }
+    if let Some(backup) = &ops.services.backup {
+        backup.refresh_metrics();
     }
     ops.store.breaker_state();
     match ops.store.metrics().gather_text() {
@@ -237,9 +253,14 @@ async fn healthz_route(State(ops): State<OpsState>) -> Response {
         spool: Some(&ops.spool),
     };
     let mut report = check(&ops.store, &target, &ops.options.health).await;
-    if let Some(shipper) = &ops.shipper {
+    if let Some(shipper) = &ops.services.shipper {
         let reasons = shipper.health(ops.options.health.max_ship_lag).await;
         report.reasons.extend(reasons);
+    }
+    if let Some(backup) = &ops.services.backup {
+        report
+            .reasons
+            .extend(backup.health(ops.options.health.max_backup_age));
     }
     let status = if report.healthy() {
         StatusCode::OK
@@ -383,6 +404,24 @@ pub async fn run(
     } else {
         None
     };
+    let backup = if options.backup.enabled() {
+        let spool_dir = options.data_dir.join(&options.spool_dir);
+        let runner = BackupRunner::open(
+            &options.backup,
+            &options.data_dir,
+            Some(spool_dir),
+            store.metrics().clone(),
+            true,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        Some(runner)
+    } else {
+        None
+    };
+    let services = Services {
+        shipper: shipper.clone(),
+        backup: backup.clone(),
+    };
     if !options.listen.ip().is_loopback() {
         if !ingest.requires_token() {
             eprintln!(
@@ -397,23 +436,23 @@ pub async fn run(
             );
         }
     }
-    let http = HttpEndpoint::start_with_shipper(
+    let http = HttpEndpoint::start_with_services(
         options.listen,
         store.clone(),
         spool.clone(),
         options.clone(),
         Some(ingest.clone()),
-        shipper.clone(),
+        services.clone(),
     )
     .await?;
     // Mutations from other processes come in through the admin socket; without one (turned
     // off, or the data directory's path too long for a socket) they are refused, naming us.
     let admin = if options.admin {
-        match AdminServer::start_with_shipper(
+        match AdminServer::start_with_services(
             &options.data_dir,
             store.clone(),
             spool.clone(),
-            shipper.clone(),
+            services,
         ) {
             Ok(a) => Some(a),
             Err(e) => {
@@ -427,6 +466,16 @@ pub async fn run(
         None
     };
     on_listening(http.addr());
+    let (backup_stop, backup_stopped) = tokio::sync::oneshot::channel::<()>();
+    let backup_task = backup.map(|runner| {
+        tokio::spawn(async move {
+            runner
+                .run(async {
+                    let _ = backup_stopped.await;
+                })
+                .await;
+        })
+    });
     let (ship_stop, ship_stopped) = tokio::sync::oneshot::channel::<()>();
     let ship_task = shipper.map(|shipper| {
         tokio::spawn(async move {
@@ -490,6 +539,13 @@ pub async fn run(
         spool.put(batch).await?;
     }
     spool.flush().await?;
+    // The backup's last round sees every transaction of this run.
+    let _ = backup_stop.send(());
+    if let Some(task) = backup_task {
+        if let Err(e) = task.await {
+            eprintln!("edgestore serve: the backup stopped abnormally: {e}");
+        }
+    }
     if let Some(bad) = bad_rx.as_mut() {
         if let Ok(n) = bad.try_recv() {
             summary.bad_lines = n;

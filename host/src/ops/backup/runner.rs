@@ -24,6 +24,12 @@ use super::store::BackupTarget;
 use super::{BackupConfig, BackupError};
 use crate::metrics::Metrics;
 
+/// The owner's backup status in the data directory, for `edgestore health` in another
+/// process.
+pub const STATUS_FILE: &str = ".edgestore-backup.json";
+/// How often the status file is rewritten while nothing but its time changes.
+const STATUS_EVERY_MS: i64 = 30_000;
+
 /// Bytes waiting for a target past which the queue is dropped for a new generation later.
 pub const MAX_QUEUED_BYTES: u64 = 256 << 20;
 /// Increments captured at most in one round (a busy log comes in several).
@@ -65,7 +71,7 @@ struct Database {
 }
 
 /// What one database's backup stands at.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {
     /// The label.
@@ -87,7 +93,7 @@ pub struct DatabaseStatus {
 }
 
 /// The whole backup's status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupStatus {
     /// The targets' URLs.
@@ -97,7 +103,7 @@ pub struct BackupStatus {
 }
 
 /// What one verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// The label.
@@ -130,6 +136,8 @@ struct Inner {
     targets: Vec<BackupTarget>,
     databases: Vec<Arc<Mutex<Database>>>,
     status: Mutex<BackupStatus>,
+    /// What the status file last said (errors and verification) and when it was written.
+    saved: Mutex<Option<(String, i64)>>,
     metrics: Metrics,
     /// One round at a time.
     rounds: tokio::sync::Mutex<()>,
@@ -218,6 +226,7 @@ impl BackupRunner {
                 targets,
                 databases,
                 status: Mutex::new(status),
+                saved: Mutex::new(None),
                 metrics,
                 rounds: tokio::sync::Mutex::new(()),
                 report,
@@ -266,6 +275,7 @@ impl BackupRunner {
             }
         }
         self.refresh_age();
+        self.save_status();
         match first_error {
             Some(e) => Err(e),
             None => Ok(self.status()),
@@ -341,6 +351,46 @@ impl BackupRunner {
             }
             d.queue.pop_front();
         }
+    }
+
+    /// Write the status file when errors or verification changed, or its time is old.
+    fn save_status(&self) {
+        let status = self.status();
+        let signature: String = status
+            .databases
+            .iter()
+            .map(|d| format!("{:?}{:?}{:?}", d.last_error, d.verify_result, d.generation))
+            .collect();
+        let now = now_ms();
+        let mut saved = lock(&self.inner.saved);
+        let due = match saved.as_ref() {
+            Some((sig, at)) => *sig != signature || now - at >= STATUS_EVERY_MS,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let path = self.inner.data_dir.join(STATUS_FILE);
+        let tmp = self
+            .inner
+            .data_dir
+            .join(format!("{STATUS_FILE}.{}.tmp", std::process::id()));
+        let written = serde_json::to_vec(&status)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => *saved = Some((signature, now)),
+            Err(e) if self.inner.report => {
+                eprintln!("edgestore backup: cannot record the backup status: {e}")
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Refresh the backup-age gauge, for an exporter between rounds.
+    pub fn refresh_metrics(&self) {
+        self.refresh_age();
     }
 
     fn refresh_age(&self) {
@@ -461,36 +511,14 @@ impl BackupRunner {
                 reports.push(report);
             }
         }
+        self.save_status();
         Ok(reports)
     }
 
     /// Health reasons: a failing backup, a last good backup older than `max_age`, a failed
     /// verification.
     pub fn health(&self, max_age: Duration) -> Vec<String> {
-        let now = now_ms();
-        let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-        let mut reasons = Vec::new();
-        for d in self.status().databases {
-            if let Some(e) = &d.last_error {
-                reasons.push(format!("backup of database {:?} fails: {e}", d.label));
-            }
-            match d.backed_up_at_ms {
-                Some(t) if now.saturating_sub(t) > max_ms => reasons.push(format!(
-                    "backup of database {:?}: the newest backup is {} s old (health.maxBackupAge {} s)",
-                    d.label,
-                    now.saturating_sub(t) / 1000,
-                    max_age.as_secs()
-                )),
-                _ => {}
-            }
-            if let Some(result) = d.verify_result.as_ref().filter(|r| *r != "ok") {
-                reasons.push(format!(
-                    "backup of database {:?} failed verification: {result}",
-                    d.label
-                ));
-            }
-        }
-        reasons
+        health_reasons(&self.status(), max_age, now_ms())
     }
 
     /// Run rounds until `stop` resolves: every `backup.interval`, a new generation every
@@ -548,6 +576,41 @@ impl BackupRunner {
     }
 }
 
+/// Health reasons from a status: a failing backup, a newest backed-up state older than
+/// `max_age`, a failed verification.
+pub fn health_reasons(status: &BackupStatus, max_age: Duration, now: i64) -> Vec<String> {
+    let max_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    let mut reasons = Vec::new();
+    for d in &status.databases {
+        if let Some(e) = &d.last_error {
+            reasons.push(format!("backup of database {:?} fails: {e}", d.label));
+        }
+        if let Some(t) = d.backed_up_at_ms {
+            if now.saturating_sub(t) > max_ms {
+                reasons.push(format!(
+                    "backup of database {:?}: the newest backup is {} s old (health.maxBackupAge {} s)",
+                    d.label,
+                    now.saturating_sub(t) / 1000,
+                    max_age.as_secs()
+                ));
+            }
+        }
+        if let Some(result) = d.verify_result.as_ref().filter(|r| *r != "ok") {
+            reasons.push(format!(
+                "backup of database {:?} failed verification: {result}",
+                d.label
+            ));
+        }
+    }
+    reasons
+}
+
+/// The status the data directory's owner last recorded, if any.
+pub fn read_status(data_dir: &Path) -> Option<BackupStatus> {
+    let bytes = std::fs::read(data_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Start a generation if one is due, else capture what is new, into the queue.
 fn capture_into_queue(
     db: &Arc<Mutex<Database>>,
@@ -555,6 +618,11 @@ fn capture_into_queue(
 ) -> Result<(), BackupError> {
     let mut d = lock(db);
     let started = now_ms();
+    if d.capturer.is_none() && !d.path.exists() {
+        // No database yet: nothing to back up, nothing wrong.
+        d.captured_at_ms = started;
+        return Ok(());
+    }
     d.captured_at_ms = started;
     if d.needs_snapshot || d.capturer.is_none() {
         start_generation(&mut d, spool_dir)?;
