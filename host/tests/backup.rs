@@ -355,3 +355,67 @@ fn a_killed_owner_leaves_a_restorable_backup_with_everything_older_than_the_inte
         drop(serving);
     }
 }
+
+#[test]
+fn a_killed_restore_leaves_no_database_and_the_next_one_succeeds() {
+    if !sqlite_available() {
+        return;
+    }
+    let store = Store::new("native", "", "");
+    let target = store.dir("target");
+    std::fs::write(
+        &store.config,
+        format!(
+            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    // A few MB, so a restore takes long enough to be killed in its middle.
+    let lines: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"type":"pod","namespace":"ns","name":"n{i:05}","labels":{{"pad":"{}"}}}}"#,
+                "x".repeat(1000)
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    store.put(&refs);
+    store.run_ok(&["backup", "now"]);
+    let to = store.dir("restored");
+    let db = to.join("edgestore.sqlite");
+    for delay_ms in [5u64, 20, 40, 80, 150] {
+        let mut child = store
+            .cmd()
+            .args(["restore", "--latest", "--to"])
+            .arg(&to)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if db.exists() {
+            // It finished before the kill: whole and sound.
+            assert_eq!(
+                sqlite3(&db).len(),
+                3000,
+                "after a kill at {delay_ms} ms ({status})"
+            );
+            std::fs::remove_file(&db).unwrap();
+        }
+    }
+    // A restore killed between creating the lock file and writing its record leaves an empty
+    // lock file, which counts as an owner starting up for 2 s (see the ownership rules).
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(store.restore(&["--latest"], &to).len(), 3000);
+    let leftovers: Vec<_> = std::fs::read_dir(&to)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

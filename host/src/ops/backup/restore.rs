@@ -19,6 +19,9 @@ use super::increment::{self, Increment, Manifest};
 use super::store::BackupTarget;
 use super::BackupError;
 
+/// The name prefix of a restore's scratch file in the destination.
+const SCRATCH_PREFIX: &str = ".restore-";
+
 /// What to restore, where.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -116,7 +119,7 @@ pub async fn materialize(
         });
     }
     let scratch = tempfile::Builder::new()
-        .prefix(".restore-")
+        .prefix(SCRATCH_PREFIX)
         .tempfile_in(dir)
         .map_err(io(format!("create a scratch file in {}", dir.display())))?;
     let mut file = OpenOptions::new()
@@ -229,6 +232,18 @@ pub async fn restore(
     // Held while writing: no store can start in the destination meanwhile.
     let _lock = crate::client::owner::DirLock::acquire(&dir, to, "edgestore restore")
         .map_err(|e| BackupError::Refused(format!("restore into {}: {e}", to.display())))?;
+    // A restore killed midway left its scratch file: ours to remove, under the lock.
+    if let Ok(entries) = std::fs::read_dir(to) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(SCRATCH_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let file = edgestore::layout::label_file(&options.label)
         .map_err(|e| BackupError::Refused(e.to_string()))?;
     let dest = to.join(&file);

@@ -139,13 +139,16 @@ async fn restores_exactly_the_state_at_each_point_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_database_writes_nothing_and_one_row_is_a_small_increment() {
     let f = fixture();
-    // About 8 MB of rows, then a snapshot.
+    // A 100 MB database, then a snapshot.
     f.app
         .execute_batch(
-            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 40000) \
-             INSERT INTO item SELECT i, printf('%0200d', i), i FROM c;",
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100000) \
+             INSERT INTO item SELECT i, printf('%01000d', i), i FROM c;",
         )
         .unwrap();
+    let size = std::fs::metadata(f.data.join("edgestore.sqlite")).unwrap().len()
+        + std::fs::metadata(f.data.join("edgestore.sqlite-wal")).map_or(0, |m| m.len());
+    assert!(size > 100_000_000, "{size} bytes");
     f.runner.backup_now().await.unwrap();
     let files = || walk(&f.target_dir);
     let before = files();
@@ -161,9 +164,10 @@ async fn an_idle_database_writes_nothing_and_one_row_is_a_small_increment() {
     let new: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
     assert_eq!(new.len(), 1, "{new:?}");
     let size = std::fs::metadata(new[0]).unwrap().len();
+    eprintln!("one changed row in a 100 MB database: a {size}-byte increment");
     assert!(size < 64 * 1024, "one changed row: {size} bytes");
     let rows = restore_at(&f, None).await.unwrap();
-    assert_eq!(rows.len(), 40_000);
+    assert_eq!(rows.len(), 100_000);
     assert_eq!(rows[12344].2, -1);
 }
 
