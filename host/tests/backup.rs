@@ -419,3 +419,87 @@ fn a_killed_restore_leaves_no_database_and_the_next_one_succeeds() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn pending_spool_segments_come_back_with_the_database() {
+    if !sqlite_available() {
+        return;
+    }
+    let store = Store::new("native", "", "");
+    let target = store.dir("target");
+    std::fs::write(
+        &store.config,
+        format!(
+            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms, spool: true}}\n\
+             storage: {{maxRecords: 500}}\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let _serving = store.serve();
+    store.put(&[r#"{"type":"pod","namespace":"ns","name":"a","labels":{}}"#]);
+    // Rows into the spool through the owner, finished into segments, not shipped.
+    let rows: String = (0..1200)
+        .map(|i| {
+            format!(
+                "{{\"cloud_account_id\":\"c\",\"cluster_name\":\"k\",\"created_at\":\"2024-01-01T00:00:00Z\",\
+                 \"id\":\"{i}\",\"labels\":{{}},\"metric_name\":\"m\",\"node_name\":\"n\",\
+                 \"timestamp\":\"{}\",\"value\":\"1\"}}\n",
+                1_700_000_000_000i64 + i
+            )
+        })
+        .collect();
+    let mut put = store
+        .cmd()
+        .args(["spool", "put", "--flush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(rows.as_bytes())
+        .unwrap();
+    let out = put.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    settle();
+    let spool = store.data.join("metrics");
+    let mut segments: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json.br"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+
+    let to = store.dir("device-lost");
+    store.run_ok(&[
+        "restore",
+        "--latest",
+        "--spool",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    for name in &segments {
+        let original = std::fs::read(spool.join(name)).unwrap();
+        let restored = std::fs::read(to.join("metrics").join(name)).unwrap();
+        assert!(original == restored, "{name} differs");
+        assert!(to.join("metrics").join(format!("{name}.sum")).exists());
+    }
+    // The restored directory is a store of its own: its spool lists them pending.
+    let listed = output_within(
+        edgestore(&to, "native").args(["spool", "list", "--json"]),
+        CMD_TIMEOUT,
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let pending = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "pending")
+        .count();
+    assert_eq!(pending, segments.len(), "{listed}");
+}

@@ -62,6 +62,10 @@ pub struct RestoreArgs {
     /// The database label.
     #[arg(long, default_value = edgestore::layout::DEFAULT_LABEL)]
     pub label: String,
+    /// Also bring back the spool segments that were pending and copied with the backup
+    /// (backup.spool), those finished by --at, into the spool's path (storage.path) under --to.
+    #[arg(long)]
+    pub spool: bool,
     /// S3 endpoint for a URL not in backup.targets (e.g. http://127.0.0.1:9000).
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -297,10 +301,16 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("no target")?;
+    let spool = if args.spool {
+        Some(ctx.config.spool_path()?)
+    } else {
+        None
+    };
     let options = RestoreOptions {
         label: args.label.clone(),
         at_ms,
         to: args.to.clone(),
+        spool,
     };
     let report = backup::restore(&target, &options).await?;
     if ctx.json {
@@ -316,6 +326,13 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<()> {
         report.transactions,
         rfc3339(report.restored_at_ms)
     );
+    if args.spool {
+        text.push_str(&format!(
+            "brought back {} spool segments into {}\n",
+            report.spool_segments,
+            args.to.join(ctx.config.spool_path()?).display()
+        ));
+    }
     if let Some(stopped) = &report.stopped {
         text.push_str(&format!("note: {stopped}\n"));
     }

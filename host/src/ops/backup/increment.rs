@@ -5,6 +5,8 @@
 //! {prefix}/{label}/{generation}/snapshot.json   its manifest, written last (no manifest: an
 //!                                               unfinished generation, ignored)
 //! {prefix}/{label}/{generation}/{seq}.inc       increment `seq` (1, 2, ...; 10 digits)
+//! {prefix}/{label}/{generation}/spool/{segment}  with `backup.spool`: a pending segment and
+//!                                               its `.sum` sidecar, as they were in the spool
 //! ```
 //!
 //! A generation is a snapshot and the increments after it: restoring one is copying the
@@ -36,6 +38,8 @@ const DIGEST_LEN: usize = 32;
 pub const SNAPSHOT: &str = "snapshot.db";
 /// The snapshot manifest's object name.
 pub const MANIFEST: &str = "snapshot.json";
+/// The folder of a generation's copied spool segments (`spool/{segment}`, `spool/{segment}.sum`).
+pub const SPOOL_DIR: &str = "spool";
 /// The increments' suffix.
 pub const INCREMENT_SUFFIX: &str = ".inc";
 

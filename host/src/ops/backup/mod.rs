@@ -110,6 +110,10 @@ pub struct BackupConfig {
     /// How often `serve` verifies the latest backup by restoring it.
     #[serde(with = "crate::duration")]
     pub verify_interval: Duration,
+    /// Also copy the spool's pending (finished, not yet shipped) segments to the targets, with
+    /// the first database's generations, so an unshipped spool survives the device's loss
+    /// (`restore --spool` brings them back).
+    pub spool: bool,
 }
 
 impl Default for BackupConfig {
@@ -123,6 +127,7 @@ impl Default for BackupConfig {
             snapshot_interval: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),
             verify_interval: Duration::from_secs(3600),
+            spool: false,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct RestoreOptions {
     pub at_ms: Option<i64>,
     /// The destination directory: the database is written there under its usual file name.
     pub to: PathBuf,
+    /// Also bring back the spool segments copied with the generation (`backup.spool`) into
+    /// this directory under `to` (the spool's path), those finished by the point in time.
+    pub spool: Option<String>,
 }
 
 /// What a restore did.
@@ -57,6 +60,8 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Why it stopped before the time asked for, when it did (a missing increment).
     pub stopped: Option<String>,
+    /// Spool segments brought back (with `spool`).
+    pub spool_segments: u64,
 }
 
 fn io(what: impl Into<String>) -> impl Fn(std::io::Error) -> BackupError {
@@ -140,6 +145,7 @@ pub async fn materialize(
         path: scratch.path().to_path_buf(),
         bytes: 0,
         stopped: None,
+        spool_segments: 0,
     };
     let seqs = target.increments(label, &generation).await?;
     'increments: for (expected, seq) in (1u64..).zip(seqs) {
@@ -264,7 +270,71 @@ pub async fn restore(
         let _ = d.sync_all();
     }
     report.path = dest;
+    if let Some(spool) = &options.spool {
+        let dir = to.join(spool);
+        report.spool_segments = restore_spool(
+            target,
+            &options.label,
+            &report.generation,
+            options.at_ms,
+            &dir,
+        )
+        .await?;
+    }
     Ok(report)
+}
+
+/// Bring back the segments copied with `generation` that were finished by `at_ms` (all
+/// without it) into `dir`, each with its sidecar; an existing file is left as it is. The
+/// number of segments written.
+async fn restore_spool(
+    target: &BackupTarget,
+    label: &str,
+    generation: &str,
+    at_ms: Option<i64>,
+    dir: &Path,
+) -> Result<u64, BackupError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    let names = target.spool_objects(label, generation).await?;
+    let mut written = 0;
+    for name in names.iter().filter(|n| !n.ends_with(".sum")) {
+        let Some(segment) = edgestore::spool::SegmentName::parse(name) else {
+            continue;
+        };
+        if at_ms.is_some_and(|t| segment.stop_ms > t) || dir.join(name).exists() {
+            continue;
+        }
+        let sum_name = format!("{name}.sum");
+        let folder = increment::SPOOL_DIR;
+        if names.contains(&sum_name) {
+            let sum = target
+                .get(label, generation, &format!("{folder}/{sum_name}"))
+                .await?;
+            write_new(&dir.join(&sum_name), &sum)?;
+        }
+        let bytes = target
+            .get(label, generation, &format!("{folder}/{name}"))
+            .await?;
+        // The segment last: a segment in the spool always has its sidecar beside it.
+        write_new(&dir.join(name), &bytes)?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Write `bytes` to `path` through a temporary and a rename, synced.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(SCRATCH_PREFIX)
+        .tempfile_in(dir)
+        .map_err(io(format!("create a file in {}", dir.display())))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io(format!("write {}", path.display())))?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| io(format!("move into place {}", path.display()))(e.error))?;
+    Ok(())
 }
 
 /// Row counts and an order-independent content hash per table: what a verified backup must

@@ -68,6 +68,9 @@ struct Database {
     needs_snapshot: bool,
     /// When the last capture started: every transaction committed before is captured.
     captured_at_ms: i64,
+    /// With `backup.spool` (first database only): the spool directory, and the segments
+    /// already queued in this generation.
+    spool: Option<(PathBuf, std::collections::BTreeSet<String>)>,
 }
 
 /// What one database's backup stands at.
@@ -193,7 +196,7 @@ impl BackupRunner {
         report: bool,
     ) -> Result<BackupRunner, BackupError> {
         let mut databases = Vec::new();
-        for label in &config.databases {
+        for (i, label) in config.databases.iter().enumerate() {
             let file = edgestore::layout::label_file(label)
                 .map_err(|e| BackupError::Refused(e.to_string()))?;
             databases.push(Arc::new(Mutex::new(Database {
@@ -205,6 +208,10 @@ impl BackupRunner {
                 queue: VecDeque::new(),
                 needs_snapshot: true,
                 captured_at_ms: 0,
+                spool: spool_dir
+                    .as_ref()
+                    .filter(|_| config.spool && i == 0)
+                    .map(|dir| (dir.clone(), std::collections::BTreeSet::new())),
             })));
         }
         let status = BackupStatus {
@@ -656,6 +663,56 @@ fn capture_into_queue(
         });
         d.next_seq += 1;
     }
+    queue_spool(&mut d)
+}
+
+/// With `backup.spool`: queue the pending segments (and their sidecars) not yet copied in this
+/// generation, after the generation's own objects.
+fn queue_spool(d: &mut Database) -> Result<(), BackupError> {
+    let Some((generation, _)) = d.generation.clone() else {
+        return Ok(());
+    };
+    let Some((dir, copied)) = d.spool.as_mut() else {
+        return Ok(());
+    };
+    let pending = crate::ops::ship::status::list_pending(dir).map_err(|e| BackupError::Io {
+        what: format!("list the pending segments in {}", dir.display()),
+        source: e,
+    })?;
+    let mut queued = Vec::new();
+    for p in pending {
+        if copied.contains(&p.name) {
+            continue;
+        }
+        let read = |name: &str| std::fs::read(dir.join(name));
+        let (segment, sidecar) = match (read(&p.name), read(&format!("{}.sum", p.name))) {
+            (Ok(s), Ok(c)) => (s, Some(c)),
+            (Ok(s), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (s, None),
+            // Shipped or purged meanwhile: nothing to keep.
+            (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(BackupError::Io {
+                    what: format!("read the segment {}", p.name),
+                    source: e,
+                })
+            }
+        };
+        // The sidecar first: a segment on the target always has its checksum beside it.
+        if let Some(sum) = sidecar {
+            queued.push((format!("{}/{}.sum", increment::SPOOL_DIR, p.name), sum));
+        }
+        queued.push((format!("{}/{}", increment::SPOOL_DIR, p.name), segment));
+        copied.insert(p.name);
+    }
+    for (name, bytes) in queued {
+        d.queue.push_back(Queued {
+            generation: generation.clone(),
+            name,
+            bytes: Bytes::from(bytes),
+            kind: "spool",
+            done: Vec::new(),
+        });
+    }
     Ok(())
 }
 
@@ -716,7 +773,10 @@ fn start_generation(d: &mut Database, spool_dir: Option<&Path>) -> Result<(), Ba
     d.generation = Some((generation, snapshot.at_ms));
     d.next_seq = 1;
     d.needs_snapshot = false;
-    Ok(())
+    if let Some((_, copied)) = d.spool.as_mut() {
+        copied.clear();
+    }
+    queue_spool(d)
 }
 
 /// Restore the latest point of `label` from `target` into a scratch directory and compare.

@@ -183,6 +183,34 @@ impl BackupTarget {
         Ok(seqs)
     }
 
+    /// The spool segments copied into a generation (names, sidecars included).
+    pub async fn spool_objects(
+        &self,
+        label: &str,
+        generation: &str,
+    ) -> Result<Vec<String>, BackupError> {
+        let prefix = self.key(label, Some(generation), Some(increment::SPOOL_DIR));
+        let path = ObjectPath::parse(&prefix).map_err(|e| self.fail(e))?;
+        let listed = self
+            .target
+            .store()
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|e| {
+                self.fail(format!(
+                    "LIST {prefix}: {}",
+                    crate::ops::ship::error::cause_text(&e)
+                ))
+            })?;
+        let mut names: Vec<String> = listed
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The full key of an object, for messages.
     pub fn describe(&self, label: &str, generation: &str, name: &str) -> String {
         self.key(label, Some(generation), Some(name))

@@ -69,6 +69,7 @@ async fn restore_at(f: &Fixture, at: Option<i64>) -> Result<Vec<(i64, String, i6
             label: "default".into(),
             at_ms: at,
             to: to.path().to_path_buf(),
+            spool: None,
         },
     )
     .await?;
@@ -146,7 +147,9 @@ async fn an_idle_database_writes_nothing_and_one_row_is_a_small_increment() {
              INSERT INTO item SELECT i, printf('%01000d', i), i FROM c;",
         )
         .unwrap();
-    let size = std::fs::metadata(f.data.join("edgestore.sqlite")).unwrap().len()
+    let size = std::fs::metadata(f.data.join("edgestore.sqlite"))
+        .unwrap()
+        .len()
         + std::fs::metadata(f.data.join("edgestore.sqlite-wal")).map_or(0, |m| m.len());
     assert!(size > 100_000_000, "{size} bytes");
     f.runner.backup_now().await.unwrap();
@@ -258,6 +261,7 @@ async fn a_damaged_increment_is_named_and_never_applied() {
             label: "default".into(),
             at_ms: None,
             to: to.path().to_path_buf(),
+            spool: None,
         },
     )
     .await;
@@ -302,6 +306,7 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
             label: "default".into(),
             at_ms: None,
             to: to.path().to_path_buf(),
+            spool: None,
         };
         let report = restore(target, &options).await.unwrap();
         assert_eq!(rows(&report.path).len(), 2, "{}", target.name());
@@ -317,6 +322,7 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
             label: "default".into(),
             at_ms: None,
             to: data.clone(),
+            spool: None,
         },
     )
     .await
