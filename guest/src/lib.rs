@@ -61,5 +61,5 @@ pub use repository::{
 };
 pub use spool::{Metric, Spool, SpoolConfig, SyncPolicy, TimeRange};
 #[cfg(feature = "sqlite")]
-pub use sql::sqlite::{SqliteDatabase, SqliteOptions};
+pub use sql::sqlite::{SqliteDatabase, SqliteOptions, WriterHook};
 pub use sql::{Connection, Database, RetryPolicy};

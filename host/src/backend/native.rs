@@ -21,7 +21,7 @@ use edgestore::spool::{
 use edgestore::sql::Database;
 use edgestore::{
     ErrorCode, Metric, Schema, Spool, SpoolConfig, SqliteDatabase, SqliteOptions, SystemClock,
-    TimeRange, TxMode,
+    TimeRange, TxMode, WriterHook,
 };
 
 use crate::backend::state::{
@@ -130,6 +130,11 @@ impl NativeBackend {
         // Inspecting: a WAL reader beside the owner, never a write (a private in-memory
         // database belongs to this store alone, so it stays writable).
         options.read_only = self.grants.read_only() && dsn != ":memory:";
+        // Commits are captured as they happen when a backup of this file runs.
+        options.on_open_writer = Some(WriterHook(Arc::new(|conn, dsn| {
+            crate::commit_hooks::install(conn, std::path::Path::new(dsn));
+            Ok(())
+        })));
         let sqlite = Arc::new(SqliteDatabase::open_with(options)?);
         let db: Arc<dyn Database> = sqlite.clone();
         let store = CoreStore::new(db);

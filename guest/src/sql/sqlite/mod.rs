@@ -12,6 +12,6 @@ mod pool;
 
 pub use connection::{SqliteConnection, READ_ONLY_MESSAGE};
 pub use errors::{classify, translate};
-pub use pool::{SqliteDatabase, SqliteOptions, DEFAULT_MMAP_SIZE};
+pub use pool::{SqliteDatabase, SqliteOptions, WriterHook, DEFAULT_MMAP_SIZE};
 /// The rusqlite version the driver is built on, so the host and tests use the same one.
 pub use rusqlite;

@@ -51,6 +51,22 @@ pub struct SqliteOptions {
     /// out a read-only connection (reads in deferred transactions work). Not for a private
     /// `:memory:` database (`invalid-input`: it would always be empty).
     pub read_only: bool,
+    /// Called with each connection opened for writing a file database, before its first
+    /// use: the host installs its commit hooks there (continuous backup).
+    pub on_open_writer: Option<WriterHook>,
+}
+
+/// The function of a [`WriterHook`].
+pub type WriterHookFn = dyn Fn(&rusqlite::Connection, &str) -> Result<()> + Send + Sync;
+
+/// See [`SqliteOptions::on_open_writer`]: the connection, and the DSN it was opened with.
+#[derive(Clone)]
+pub struct WriterHook(pub std::sync::Arc<WriterHookFn>);
+
+impl std::fmt::Debug for WriterHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterHook")
+    }
 }
 
 /// Default [`SqliteOptions::mmap_size`]: 64 MiB (a 32-bit device that cannot map it falls
@@ -66,6 +82,7 @@ impl SqliteOptions {
             retry: RetryPolicy::default(),
             mmap_size: DEFAULT_MMAP_SIZE,
             read_only: false,
+            on_open_writer: None,
         }
     }
 }
@@ -255,6 +272,11 @@ fn open_connection(options: &SqliteOptions, kind: Kind, reader: bool) -> Result<
         _ => rusqlite::Connection::open_with_flags(&options.dsn, flags),
     };
     let raw = raw.map_err(|e| diagnose_open(options, kind, translate(e)))?;
+    if let (Some(hook), false, false, Kind::File) =
+        (&options.on_open_writer, reader, options.read_only, kind)
+    {
+        (hook.0)(&raw, &options.dsn)?;
+    }
     let mut conn = SqliteConnection::new(raw, options.retry)?;
     if kind == Kind::File {
         // A pragma result row is returned (the size in force): `query`, not `execute`.

@@ -119,7 +119,12 @@ fn open_target(
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
             } | OpenFlags::SQLITE_OPEN_NOFOLLOW
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            rusqlite::Connection::open_with_flags(path, flags).map_err(translate)?
+            let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+            if !grants.read_only() {
+                // Commits are captured as they happen when a backup of this file runs.
+                crate::commit_hooks::install(&raw, &path);
+            }
+            raw
         }
     };
     raw.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)

@@ -17,12 +17,15 @@
 //! starts a read transaction there; SQLite's online backup run on that connection copies the
 //! database exactly as of that point, while writers go on.
 //!
-//! **Commit times.** Each transaction is stamped with the time it was captured: an upper
-//! bound of its commit time, so restoring to a time T never includes a transaction committed
-//! after T. `serve` captures every `backup.interval`; `edgestore backup now` at once.
+//! **Commit times.** A transaction committed through the host's own connections is read by
+//! the committing thread right after its commit ([`crate::commit_hooks`]) and stamped with that
+//! moment; anything else (another process writing the file) is stamped when a round finds it.
+//! Either is an upper bound of the commit's time, so restoring to a time T never includes a
+//! transaction committed after T, and includes every one committed through the host before.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -35,6 +38,9 @@ use super::BackupError;
 pub const ROLLOVER_BYTES: u64 = 16 << 20;
 /// Frames read at most into one increment.
 const MAX_FRAMES: usize = 16_384;
+/// Bytes of frames the commit hooks hold between rounds at most; past it, later commits wait
+/// for the next round (stamped then).
+const MAX_BUFFERED_BYTES: usize = 64 << 20;
 /// How long the capturer waits for the write lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
@@ -49,27 +55,194 @@ pub struct Snapshot {
     pub at_ms: i64,
 }
 
+/// Where reading the log stands, and what the commit hooks read since the last round.
+#[derive(Debug)]
+struct LogReader {
+    wal_path: PathBuf,
+    wal: Option<File>,
+    position: Option<WalPosition>,
+    page_size: u32,
+    /// Whole transactions the hooks read, each group with the time right after its read.
+    buffered: Vec<(Vec<wal::Frame>, i64)>,
+    buffered_bytes: usize,
+}
+
+impl LogReader {
+    fn io(&self, what: &str) -> impl Fn(std::io::Error) -> BackupError {
+        let what = format!("{what} {}", self.wal_path.display());
+        move |e| BackupError::Io {
+            what: what.clone(),
+            source: e,
+        }
+    }
+
+    /// The log's header, opening the log if it exists now; `None` when there is no valid log.
+    fn header(&mut self) -> Result<Option<wal::WalHeader>, BackupError> {
+        if self.wal.is_none() {
+            match File::open(&self.wal_path) {
+                Ok(f) => self.wal = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.io("open")(e)),
+            }
+        }
+        let failed = self.io("read");
+        let Some(file) = self.wal.as_mut() else {
+            return Ok(None);
+        };
+        wal::read_header(file).map_err(failed)
+    }
+
+    /// Committed transactions after the position, and whether they reach the log's end; the
+    /// position moves past them.
+    fn read_new(&mut self) -> Result<(Vec<wal::Frame>, bool), BackupError> {
+        let Some(header) = self.header()? else {
+            return Ok((Vec::new(), true));
+        };
+        if self.page_size != 0 && header.page_size != self.page_size {
+            return Err(BackupError::NeedSnapshot(format!(
+                "the page size changed from {} to {}",
+                self.page_size, header.page_size
+            )));
+        }
+        let failed = self.io("read");
+        let Some(file) = self.wal.as_mut() else {
+            return Ok((Vec::new(), true));
+        };
+        let read =
+            wal::read_transactions(file, &header, self.position, MAX_FRAMES).map_err(failed)?;
+        if let Some(end) = read.end {
+            self.position = Some(end);
+        }
+        self.page_size = header.page_size;
+        Ok((read.frames, read.complete))
+    }
+
+    /// Every committed transaction after the position, to the log's end (under the write lock
+    /// the end does not move).
+    fn read_to_end(&mut self) -> Result<Vec<wal::Frame>, BackupError> {
+        let mut frames = Vec::new();
+        loop {
+            let (more, complete) = self.read_new()?;
+            frames.extend(more);
+            if complete {
+                return Ok(frames);
+            }
+        }
+    }
+
+    /// The hooks' groups, then `frames` stamped `at_ms`, as increment `seq`.
+    fn increment(&mut self, seq: u64, frames: Vec<wal::Frame>, at_ms: i64) -> Option<Increment> {
+        let mut groups = std::mem::take(&mut self.buffered);
+        self.buffered_bytes = 0;
+        if !frames.is_empty() {
+            groups.push((frames, at_ms));
+        }
+        if groups.is_empty() {
+            return None;
+        }
+        let mut times = Vec::new();
+        let mut all = Vec::new();
+        for (frames, at) in groups {
+            times.extend(frames.iter().filter(|f| f.commit_pages > 0).map(|_| at));
+            all.extend(frames);
+        }
+        // Non-decreasing, as a restore expects.
+        let mut latest = i64::MIN;
+        for t in &mut times {
+            latest = latest.max(*t);
+            *t = latest;
+        }
+        Some(Increment::from_frames(seq, self.page_size, all, |i| {
+            times.get(i).copied().unwrap_or(at_ms)
+        }))
+    }
+}
+
+/// One database's log reading, shared between its [`Capturer`] and the commit hooks of the
+/// connections writing it.
+#[derive(Debug)]
+pub struct CommitCapture {
+    log: Mutex<LogReader>,
+}
+
+impl CommitCapture {
+    fn lock(&self) -> MutexGuard<'_, LogReader> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl crate::commit_hooks::CommitObserver for CommitCapture {
+    /// Called by the committing thread right after a commit: read the new transactions now
+    /// and stamp them with this moment. Errors are left for the next round to meet.
+    fn on_commit(&self) {
+        let mut log = self.lock();
+        if log.position.is_none() || log.buffered_bytes > MAX_BUFFERED_BYTES {
+            return;
+        }
+        if let Ok((frames, _)) = log.read_new() {
+            if !frames.is_empty() {
+                let at = now_ms();
+                log.buffered_bytes += frames.iter().map(|f| f.data.len()).sum::<usize>();
+                log.buffered.push((frames, at));
+            }
+        }
+    }
+}
+
+/// Two read transactions taking turns (see the module doc).
+struct Readers {
+    conns: [Connection; 2],
+    /// Which one holds the read transaction now.
+    active: usize,
+}
+
+impl Readers {
+    /// Start a read transaction on the other reader, then end the current one's.
+    fn turn(&mut self, db: &Path) -> Result<(), BackupError> {
+        let next = 1 - self.active;
+        self.conns[next]
+            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
+            .map_err(sql(db, "start a read transaction"))?;
+        let current = &self.conns[self.active];
+        if !current.is_autocommit() {
+            current
+                .execute_batch("COMMIT")
+                .map_err(sql(db, "end a read transaction"))?;
+        }
+        self.active = next;
+        Ok(())
+    }
+
+    fn holding(&self) -> &Connection {
+        &self.conns[self.active]
+    }
+
+    fn spare(&self) -> &Connection {
+        &self.conns[1 - self.active]
+    }
+}
+
 /// The live side of one database's backup: its connections and where capturing stands.
 pub struct Capturer {
     db_path: PathBuf,
     wal_path: PathBuf,
-    /// Two readers taking turns holding the read transaction (see the module doc).
-    readers: [Connection; 2],
-    /// Which reader holds it now.
-    active: usize,
+    shared: Arc<CommitCapture>,
+    readers: Readers,
     /// Takes the write lock for snapshots and rollovers.
     gate: Connection,
-    wal: Option<File>,
-    position: Option<WalPosition>,
-    page_size: u32,
 }
 
 impl std::fmt::Debug for Capturer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Capturer")
             .field("db_path", &self.db_path)
-            .field("position", &self.position)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Capturer {
+    fn drop(&mut self) {
+        crate::commit_hooks::unregister(&self.db_path);
     }
 }
 
@@ -97,8 +270,9 @@ pub fn now_ms() -> i64 {
 }
 
 impl Capturer {
-    /// Connections to the database at `db_path` (which must exist and be in WAL mode), and a
-    /// snapshot: the start of a generation.
+    /// Connections to the database at `db_path` (which must exist), switched to WAL mode if
+    /// it is not, and a snapshot: the start of a generation. From then on the commit hooks of
+    /// the host's connections to it capture each commit as it happens.
     pub fn start(db_path: &Path) -> Result<(Capturer, Snapshot), BackupError> {
         if !db_path.is_file() {
             return Err(BackupError::Database {
@@ -116,17 +290,30 @@ impl Capturer {
         }
         let mut wal_path = db_path.as_os_str().to_owned();
         wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
+        let shared = Arc::new(CommitCapture {
+            log: Mutex::new(LogReader {
+                wal_path: wal_path.clone(),
+                wal: None,
+                position: None,
+                page_size: 0,
+                buffered: Vec::new(),
+                buffered_bytes: 0,
+            }),
+        });
         let mut capturer = Capturer {
             db_path: db_path.to_path_buf(),
-            wal_path: PathBuf::from(wal_path),
-            readers: [open(db_path)?, open(db_path)?],
-            active: 0,
+            wal_path,
+            shared,
+            readers: Readers {
+                conns: [open(db_path)?, open(db_path)?],
+                active: 0,
+            },
             gate,
-            wal: None,
-            position: None,
-            page_size: 0,
         };
         let snapshot = capturer.snapshot()?;
+        let observer: Arc<dyn crate::commit_hooks::CommitObserver> = capturer.shared.clone();
+        crate::commit_hooks::register(db_path, &observer);
         Ok((capturer, snapshot))
     }
 
@@ -135,143 +322,76 @@ impl Capturer {
         &self.db_path
     }
 
-    fn err<'a>(&'a self, what: &str) -> impl Fn(rusqlite::Error) -> BackupError + 'a {
-        sql(&self.db_path, what)
-    }
-
-    fn io(&self, what: &str) -> impl Fn(std::io::Error) -> BackupError + '_ {
-        let what = format!("{what} {}", self.wal_path.display());
-        move |e| BackupError::Io {
-            what: what.clone(),
-            source: e,
-        }
-    }
-
-    /// The log's header, opening the log if it exists now; `None` when there is no valid log.
-    fn header(&mut self) -> Result<Option<wal::WalHeader>, BackupError> {
-        if self.wal.is_none() {
-            match File::open(&self.wal_path) {
-                Ok(f) => self.wal = Some(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(self.io("open")(e)),
-            }
-        }
-        let Some(file) = self.wal.as_mut() else {
-            return Ok(None);
-        };
-        let header = wal::read_header(file);
-        header.map_err(self.io("read"))
-    }
-
-    /// Committed transactions after the position, and whether they reach the log's end; the
-    /// position moves past them.
-    fn read_new(&mut self) -> Result<(Vec<wal::Frame>, bool), BackupError> {
-        let Some(header) = self.header()? else {
-            return Ok((Vec::new(), true));
-        };
-        if self.page_size != 0 && header.page_size != self.page_size {
-            return Err(BackupError::NeedSnapshot(format!(
-                "the page size changed from {} to {}",
-                self.page_size, header.page_size
-            )));
-        }
-        let Some(file) = self.wal.as_mut() else {
-            return Ok((Vec::new(), true));
-        };
-        let read = wal::read_transactions(file, &header, self.position, MAX_FRAMES)
-            .map_err(self.io("read"))?;
-        if let Some(end) = read.end {
-            self.position = Some(end);
-        }
-        self.page_size = header.page_size;
-        Ok((read.frames, read.complete))
-    }
-
-    /// Every committed transaction after the position, to the log's end (under the write lock
-    /// the end does not move).
-    fn read_to_end(&mut self) -> Result<Vec<wal::Frame>, BackupError> {
-        let mut frames = Vec::new();
-        loop {
-            let (more, complete) = self.read_new()?;
-            frames.extend(more);
-            if complete {
-                return Ok(frames);
-            }
-        }
-    }
-
-    /// Start a read transaction on the other reader, then end the current one's.
-    fn turn_readers(&mut self) -> Result<(), BackupError> {
-        let next = 1 - self.active;
-        self.readers[next]
-            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
-            .map_err(self.err("start a read transaction"))?;
-        let current = &self.readers[self.active];
-        if !current.is_autocommit() {
-            current
-                .execute_batch("COMMIT")
-                .map_err(self.err("end a read transaction"))?;
-        }
-        self.active = next;
-        Ok(())
-    }
-
-    /// Take the write lock: writers wait until [`Capturer::unlock`].
+    /// Take the write lock: writers wait until [`Capturer::unlock`]. Never called with the
+    /// log's lock held (a committing thread may be waiting for it in its hook).
     fn lock(&self) -> Result<(), BackupError> {
         self.gate
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(self.err("take the write lock"))
+            .map_err(sql(&self.db_path, "take the write lock"))
     }
 
     fn unlock(&self) {
         let _ = self.gate.execute_batch("ROLLBACK");
     }
 
-    /// A consistent copy of the database now; capturing continues after it.
+    /// A consistent copy of the database now; capturing continues after it (what was
+    /// captured but not yet taken by [`Capturer::capture`] is dropped: the copy holds it).
     pub fn snapshot(&mut self) -> Result<Snapshot, BackupError> {
         self.lock()?;
-        let locked = (|| {
+        let locked = {
+            let mut log = self.shared.lock();
             // The log to its end: the snapshot holds all of it; capturing continues after.
-            self.position = None;
-            self.page_size = 0;
-            self.wal = None;
-            self.read_to_end()?;
-            self.turn_readers()
-        })();
+            log.position = None;
+            log.page_size = 0;
+            log.wal = None;
+            log.buffered.clear();
+            log.buffered_bytes = 0;
+            log.read_to_end()
+                .and_then(|_| self.readers.turn(&self.db_path))
+                .map(|()| log.page_size)
+        };
         let at_ms = now_ms();
         self.unlock();
-        locked?;
+        let known_page_size = locked?;
         let scratch = tempfile::NamedTempFile::new().map_err(|e| BackupError::Io {
             what: "create a scratch file for the snapshot".into(),
             source: e,
         })?;
+        let db = &self.db_path;
         {
-            let mut copy = Connection::open(scratch.path()).map_err(self.err("open the copy"))?;
-            let source = &self.readers[self.active];
-            let backup = rusqlite::backup::Backup::new(source, &mut copy)
-                .map_err(self.err("start the online backup"))?;
-            backup
-                .step(-1)
-                .map_err(self.err("copy the database"))
-                .and_then(|state| match state {
-                    rusqlite::backup::StepResult::Done => Ok(()),
-                    other => Err(BackupError::Database {
-                        path: self.db_path.clone(),
-                        message: format!("the online backup stopped: {other:?}"),
-                    }),
-                })?;
+            let mut copy = Connection::open(scratch.path()).map_err(sql(db, "open the copy"))?;
+            let backup = rusqlite::backup::Backup::new(self.readers.holding(), &mut copy)
+                .map_err(sql(db, "start the online backup"))?;
+            let state = backup.step(-1).map_err(sql(db, "copy the database"))?;
+            if state != rusqlite::backup::StepResult::Done {
+                return Err(BackupError::Database {
+                    path: db.clone(),
+                    message: format!("the online backup stopped: {state:?}"),
+                });
+            }
         }
         let bytes = std::fs::read(scratch.path()).map_err(|e| BackupError::Io {
             what: "read the snapshot copy".into(),
             source: e,
         })?;
-        let page_size = match self.page_size {
-            0 => self.readers[self.active]
+        let page_size = match known_page_size {
+            0 => self
+                .readers
+                .holding()
                 .query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
-                .map_err(self.err("page size"))?,
+                .map_err(sql(db, "page size"))?,
             n => n,
         };
-        self.page_size = page_size;
+        let mut log = self.shared.lock();
+        log.page_size = page_size;
+        // Hooks capture from here on (a position, even at the log's start, says so).
+        if log.position.is_none() {
+            log.position = Some(WalPosition {
+                salt: (0, 0),
+                frames: 0,
+                checksum: (0, 0),
+            });
+        }
         Ok(Snapshot {
             bytes,
             page_size,
@@ -283,67 +403,73 @@ impl Capturer {
     /// a very busy log comes in several increments (call again until `None`). When the log has
     /// grown past [`ROLLOVER_BYTES`] it is restarted afterwards.
     pub fn capture(&mut self, seq: u64) -> Result<Option<Increment>, BackupError> {
-        let (mut frames, complete) = self.read_new()?;
-        if frames.is_empty() {
+        let (complete, empty) = {
+            let mut log = self.shared.lock();
+            let (frames, complete) = log.read_new()?;
+            let empty = frames.is_empty() && log.buffered.is_empty();
+            if !empty {
+                // Put back as the newest group: taken below with the others.
+                let at = now_ms();
+                if !frames.is_empty() {
+                    log.buffered.push((frames, at));
+                }
+            }
+            if complete && !empty {
+                // The reader may move only past what has been copied (see the module doc).
+                self.readers.turn(&self.db_path)?;
+            }
+            (complete, empty)
+        };
+        if empty {
             return Ok(None);
         }
-        if !complete {
-            // The reader may move only past what has been copied (see the module doc).
-            let at_ms = now_ms();
-            return Ok(Some(Increment::from_frames(
-                seq,
-                self.page_size,
-                frames,
-                |_| at_ms,
-            )));
-        }
-        self.turn_readers()?;
         let wal_bytes = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
-        if wal_bytes > ROLLOVER_BYTES {
-            frames.extend(self.rollover()?);
+        if complete && wal_bytes > ROLLOVER_BYTES {
+            self.rollover()?;
         }
         let at_ms = now_ms();
-        Ok(Some(Increment::from_frames(
-            seq,
-            self.page_size,
-            frames,
-            |_| at_ms,
-        )))
+        Ok(self.shared.lock().increment(seq, Vec::new(), at_ms))
     }
 
     /// Copy the log to its end under the write lock, checkpoint it completely and let the next
-    /// writer start it afresh. Returns the frames read under the lock.
-    fn rollover(&mut self) -> Result<Vec<wal::Frame>, BackupError> {
+    /// writer start it afresh. What it read joins the hooks' groups.
+    fn rollover(&mut self) -> Result<(), BackupError> {
         self.lock()?;
         let result = (|| {
-            let frames = self.read_to_end()?;
-            self.turn_readers()?;
+            let mut log = self.shared.lock();
+            let frames = log.read_to_end()?;
+            if !frames.is_empty() {
+                let at = now_ms();
+                log.buffered.push((frames, at));
+            }
+            self.readers.turn(&self.db_path)?;
             // The reader that just ended checkpoints (it is free); the one now holding began at
             // the log's end, so the checkpoint may copy all of it.
-            let spare = &self.readers[1 - self.active];
-            let (log, done): (i64, i64) = spare
+            let (pages, done): (i64, i64) = self
+                .readers
+                .spare()
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get(1)?, r.get(2)?))
                 })
-                .map_err(self.err("checkpoint"))?;
-            if log >= 0 && log == done {
+                .map_err(sql(&self.db_path, "checkpoint"))?;
+            if pages >= 0 && pages == done {
                 // All copied: restart the read so it no longer holds the log (SQLite then reads
                 // the database file only), letting the next writer start the log afresh.
-                let holding = &self.readers[self.active];
-                holding
+                self.readers
+                    .holding()
                     .execute_batch("COMMIT; BEGIN; SELECT count(*) FROM sqlite_master;")
-                    .map_err(self.err("restart the read transaction"))?;
+                    .map_err(sql(&self.db_path, "restart the read transaction"))?;
             }
-            Ok(frames)
+            Ok(())
         })();
         self.unlock();
         result
     }
 
-    /// The committed state the capturer's read transaction sees: call right after a capture
-    /// under [`Capturer::capture_exact`], where it is exactly the captured state.
+    /// The committed state the capturer's read transaction sees: right after
+    /// [`Capturer::capture_exact`], exactly the captured state.
     pub fn reader(&self) -> &Connection {
-        &self.readers[self.active]
+        self.readers.holding()
     }
 
     /// Capture with writers held off, so the read transaction afterwards sees exactly the
@@ -351,21 +477,12 @@ impl Capturer {
     pub fn capture_exact(&mut self, seq: u64) -> Result<Option<Increment>, BackupError> {
         self.lock()?;
         let result = (|| {
-            let frames = self.read_to_end()?;
-            self.turn_readers()?;
-            Ok(frames)
+            let mut log = self.shared.lock();
+            let frames = log.read_to_end()?;
+            self.readers.turn(&self.db_path)?;
+            Ok(log.increment(seq, frames, now_ms()))
         })();
         self.unlock();
-        let frames = result?;
-        if frames.is_empty() {
-            return Ok(None);
-        }
-        let at_ms = now_ms();
-        Ok(Some(Increment::from_frames(
-            seq,
-            self.page_size,
-            frames,
-            |_| at_ms,
-        )))
+        result
     }
 }

@@ -719,6 +719,31 @@ fn queue_spool(d: &mut Database) -> Result<(), BackupError> {
 /// A fresh snapshot as a new generation: its objects go to the queue (snapshot, then
 /// manifest); what was still queued of the old generation stays ahead of it.
 fn start_generation(d: &mut Database, spool_dir: Option<&Path>) -> Result<(), BackupError> {
+    // The old generation first gets what was committed up to now, so it ends where the new
+    // one starts (a restore between the two finds every transaction).
+    if let (Some((old, _)), Some(capturer)) = (d.generation.clone(), d.capturer.as_mut()) {
+        let mut seq = d.next_seq;
+        let mut tail = Vec::new();
+        loop {
+            match capturer.capture(seq) {
+                Ok(Some(inc)) => {
+                    tail.push(Queued {
+                        generation: old.clone(),
+                        name: increment::increment_name(seq),
+                        bytes: Bytes::from(inc.encode()),
+                        kind: "increment",
+                        done: Vec::new(),
+                    });
+                    seq += 1;
+                }
+                // Cannot be continued (page size changed): the snapshot covers it.
+                Ok(None) | Err(BackupError::NeedSnapshot(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        d.queue.extend(tail);
+        d.next_seq = seq;
+    }
     let snapshot = match d.capturer.as_mut() {
         Some(c) => c.snapshot()?,
         None => {

@@ -329,3 +329,62 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
     .unwrap_err();
     assert!(matches!(live, BackupError::Refused(_)), "{live}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_through_the_hosts_connections_carry_their_own_time() {
+    let f = fixture();
+    crate::commit_hooks::install(&f.app, &f.data.join("edgestore.sqlite"));
+    f.runner.backup_now().await.unwrap();
+    tick().await;
+    // No round between the commits: each is stamped when it committed, not when found.
+    let before_1 = now();
+    tick().await;
+    f.app
+        .execute("INSERT INTO item VALUES (1, 'a', 1)", [])
+        .unwrap();
+    let t1 = now();
+    tick().await;
+    f.app
+        .execute("UPDATE item SET n = 2 WHERE id = 1", [])
+        .unwrap();
+    let t2 = now();
+    tick().await;
+    f.app.execute("DELETE FROM item", []).unwrap();
+    let t3 = now();
+    tick().await;
+    f.runner.backup_now().await.unwrap();
+    assert_eq!(restore_at(&f, Some(before_1)).await.unwrap(), vec![]);
+    assert_eq!(
+        restore_at(&f, Some(t1)).await.unwrap(),
+        vec![(1, "a".into(), 1)]
+    );
+    assert_eq!(
+        restore_at(&f, Some(t2)).await.unwrap(),
+        vec![(1, "a".into(), 2)]
+    );
+    assert_eq!(restore_at(&f, Some(t3)).await.unwrap(), vec![]);
+    // Many commits, a rollover, a new generation: still every one at its time.
+    let mut times = Vec::new();
+    for i in 10..400 {
+        f.app
+            .execute(
+                "INSERT INTO item VALUES (?1, printf('%0100000d', ?1), ?1)",
+                [i],
+            )
+            .unwrap();
+        if (i - 10) % 97 == 0 {
+            // A sampled point: the next commit is a later millisecond.
+            times.push((i, now()));
+            tick().await;
+        }
+        if i == 200 {
+            f.runner.backup_now().await.unwrap();
+            f.runner.rotate();
+        }
+    }
+    f.runner.backup_now().await.unwrap();
+    for (i, at) in &times {
+        let rows = restore_at(&f, Some(*at)).await.unwrap();
+        assert_eq!(rows.last().map(|r| r.0), Some(*i), "at row {i}");
+    }
+}
