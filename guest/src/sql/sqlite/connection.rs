@@ -69,6 +69,7 @@ fn read(v: ValueRef<'_>) -> Result<Value> {
 
 impl SqliteConnection {
     /// Wrap an open rusqlite connection: busy handler off (we retry ourselves), foreign keys on,
+    /// `secure_delete` on (deleted content is overwritten with zeros, not left in free pages),
     /// a statement cache for `prepare_cached`.
     pub fn new(conn: rusqlite::Connection, retry: RetryPolicy) -> Result<Self> {
         conn.busy_timeout(std::time::Duration::ZERO)
@@ -80,6 +81,7 @@ impl SqliteConnection {
             read_only: false,
         };
         c.execute("PRAGMA foreign_keys = ON", &[])?;
+        c.query("PRAGMA secure_delete = ON", &[])?;
         Ok(c)
     }
 
@@ -250,6 +252,51 @@ mod tests {
         assert!(c.is_autocommit());
         let fk = c.query("PRAGMA foreign_keys", &[]).unwrap();
         assert_eq!(fk, vec![vec![Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn deleted_rows_leave_no_trace_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let c = SqliteConnection::new(
+            rusqlite::Connection::open(&path).unwrap(),
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        c.execute("PRAGMA journal_mode = WAL", &[]).unwrap();
+        c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", &[])
+            .unwrap();
+        for i in 0..200 {
+            c.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                &[
+                    Value::Integer(i),
+                    Value::Text(format!("keep-{i:04}-{}", "k".repeat(40))),
+                ],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO t VALUES (1000, 'secret-7f3a9c-subject-to-erasure')",
+            &[],
+        )
+        .unwrap();
+        c.query("PRAGMA wal_checkpoint(TRUNCATE)", &[]).unwrap();
+        c.execute("DELETE FROM t WHERE id = 1000", &[]).unwrap();
+        c.query("PRAGMA wal_checkpoint(TRUNCATE)", &[]).unwrap();
+        let needle = b"secret-7f3a9c";
+        for file in [path.clone(), dir.path().join("db.sqlite-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} still holds the deleted value",
+                file.display()
+            );
+        }
+        assert_eq!(
+            c.query("SELECT count(*) FROM t", &[]).unwrap(),
+            vec![vec![Value::Integer(200)]]
+        );
     }
 
     #[test]
