@@ -135,8 +135,9 @@ impl Grants {
             ))
         };
         if !read_only {
-            std::fs::create_dir_all(data_dir).map_err(|e| io("create", e))?;
+            create_data_dir(data_dir).map_err(|e| io("create", e))?;
         }
+        check_not_world_writable(data_dir, "data directory")?;
         let dir =
             Dir::open_ambient_dir(data_dir, ambient_authority()).map_err(|e| io("open", e))?;
         let data_dir = data_dir.canonicalize().map_err(|e| io("resolve", e))?;
@@ -200,6 +201,43 @@ impl Grants {
             None => LabelAccess::Unknown,
         }
     }
+}
+
+/// Create the data directory (and missing parents) readable by its owner only (0700); an
+/// existing one is left as it is.
+pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Refuse a directory or key file anyone on the machine may write (mode `o+w`): whoever can
+/// replace its files can replace the data, the key or the code's inputs.
+pub fn check_not_world_writable(path: &Path, what: &str) -> crate::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Missing: the caller's own open reports it.
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(Error::Store(edgestore::Error::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{what} {} is writable by every user (mode {mode:04o}): anyone on this machine \
+                 could replace what is in it; refused (chmod o-w {}, e.g. chmod 700 for a \
+                 directory, 600 for a file)",
+                path.display(),
+                path.display()
+            ),
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

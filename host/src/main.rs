@@ -14,6 +14,9 @@ fn main() -> std::process::ExitCode {
     if let Some(code) = edgestore_host::bench::memory::child_main_if_requested() {
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // Least privilege: what the store creates (database, spool, logs, sockets' directories)
+    // is readable by this user only: files 0600, directories 0700.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = cli::Cli::parse();
     if let cli::Command::Bench(bench) = &args.command {
         // The measurements start and drop their own runtimes: run them outside ours.

@@ -155,7 +155,7 @@ impl Ctx {
     /// (`edgestore <command>` in the lock file). Another owner is [`Refused`].
     pub async fn own(&self, command: &str) -> anyhow::Result<Store> {
         let dir = &self.config.host.data_dir;
-        std::fs::create_dir_all(dir)
+        edgestore_host::grants::create_data_dir(dir)
             .with_context(|| format!("create data directory {}", dir.display()))?;
         let mut config = self.config.store_config()?;
         config.command = format!("edgestore {command}");

@@ -214,7 +214,7 @@ pub async fn metrics(ctx: &Ctx, _args: &MetricsArgs) -> anyhow::Result<()> {
 /// `edgestore serve`.
 pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
     let dir = &ctx.config.host.data_dir;
-    std::fs::create_dir_all(dir)
+    edgestore_host::grants::create_data_dir(dir)
         .with_context(|| format!("create data directory {}", dir.display()))?;
     let mut config = ctx.config.store_config()?;
     config.command = "edgestore serve".to_owned();

@@ -78,6 +78,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    crate::grants::check_not_world_writable(path, "serve.tls.keyFile")?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
         Error::Config(format!(
             "serve.tls.keyFile {}: cannot read a private key: {e}",

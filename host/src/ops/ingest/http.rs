@@ -77,6 +77,7 @@ impl Ingest {
         let token = match &config.bearer_token_file {
             None => None,
             Some(path) => {
+                crate::grants::check_not_world_writable(path, "ingest.bearerTokenFile")?;
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     Error::Config(format!(
                         "ingest.bearerTokenFile {}: cannot read it: {e}",
