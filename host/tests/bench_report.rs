@@ -69,13 +69,24 @@ const FIGURES: &[&str] = &[
     "ingest.remote_write.native.8_senders.p99",
     "ingest.flood_429.16_senders.rss_growth",
     "ingest.flood_429.16_senders.refused",
+    "ship.s3.mb_per_s",
+    "ship.s3.aws_cli.mb_per_s",
+    "ship.s3.vs_aws_cli",
+    "ship.s3.cpu_ms_per_mb",
+    "ship.s3.cpu_ms_per_mb.during_ingest",
 ];
 
 /// Run `edgestore bench --quick --json <extra> --out <tmp>`; its output and the written report.
 fn bench(extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    bench_with(extra, &[])
+}
+
+/// [`bench`] with more environment variables.
+fn bench_with(extra: &[&str], env: &[(&str, &str)]) -> (std::process::Output, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.json");
     let run = Command::new(env!("CARGO_BIN_EXE_edgestore"))
+        .envs(env.iter().copied())
         .args(["bench", "--quick", "--json"])
         .args(extra)
         .arg("--out")
@@ -118,8 +129,19 @@ fn quick_report_has_every_figure_with_finite_values_and_a_status() {
         match status {
             "PASS" | "MISS" => assert!(!target.is_empty(), "{name} judged without a target"),
             "INFO" => assert!(target.is_empty(), "{name} has a target but no verdict"),
-            // Only the comparison with the brotli CLI may be skipped (no CLI on PATH).
-            "SKIP" => assert_eq!(name, "spool.savings.l6.vs_brotli_cli"),
+            // Only the comparisons with tools that may be missing are skipped: the brotli CLI
+            // (not on PATH), moto and the AWS CLI (no venv), and then all ship figures.
+            "SKIP" => {
+                let name = name.as_str().unwrap_or_default();
+                assert!(
+                    name == "spool.savings.l6.vs_brotli_cli" || name.starts_with("ship.s3."),
+                    "{name} skipped"
+                );
+                assert!(
+                    f["note"].as_str().is_some_and(|n| !n.is_empty()),
+                    "{name} skipped without saying why"
+                );
+            }
             other => panic!("{name}: status {other}"),
         }
         if status == "SKIP" {
@@ -149,4 +171,25 @@ fn only_measures_the_named_groups_and_says_so() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("everything"));
+}
+
+#[test]
+fn ship_figures_are_skipped_with_how_to_install_when_the_venv_is_missing() {
+    let (_, written) = bench_with(
+        &["--only", "ship"],
+        &[("EDGESTORE_S3_VENV", "/nonexistent/edgestore-s3-venv")],
+    );
+    assert_eq!(written["mode"], "quick (only ship)");
+    let figures = written["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, &FIGURES[FIGURES.len() - 5..]);
+    for f in figures {
+        assert_eq!(f["status"], "SKIP", "{}", f["figure"]);
+        assert!(f["value"].is_null());
+        let note = f["note"].as_str().unwrap();
+        assert!(note.contains("./test.sh --install-only"), "{note}");
+    }
 }

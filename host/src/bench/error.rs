@@ -9,6 +9,9 @@ pub enum BenchError {
     /// The core failed.
     #[error(transparent)]
     Store(#[from] edgestore::Error),
+    /// The shipper failed (the ship figures' child).
+    #[error(transparent)]
+    Ship(#[from] crate::ship::ShipError),
     /// The raw rusqlite baseline failed.
     #[error("raw rusqlite baseline: {0}")]
     Sqlite(#[from] rusqlite::Error),

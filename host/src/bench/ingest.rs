@@ -248,6 +248,71 @@ impl RemoteWrite {
     }
 }
 
+/// A remote write load in the background (the ship figures measure shipping under it): a
+/// fresh native server as [`RemoteWrite::http`] starts one, and one sender posting the
+/// workload's requests back to back on a thread of its own until [`Load::stop`].
+pub struct Load {
+    server: Server,
+    stop: Arc<AtomicBool>,
+    sender: std::thread::JoinHandle<Result<u64>>,
+    started: Instant,
+}
+
+impl RemoteWrite {
+    /// Start the load; see [`Load`].
+    pub fn load(&self, host: &Host) -> Result<Load> {
+        let server = Server::start(
+            host,
+            Side::Native,
+            None,
+            self.config(),
+            SyncSetting::Interval,
+            None,
+        )?;
+        let addr = server.addr;
+        let bodies: Vec<Bytes> = self.requests.iter().map(|r| r.body.clone()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let sender = std::thread::spawn(move || {
+            client_runtime()?.block_on(async move {
+                let mut sender = Sender::new(addr);
+                let mut sent = 0u64;
+                for body in bodies.iter().cycle() {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    expect_2xx(sender.post(body.clone()).await?)?;
+                    sent += 1;
+                }
+                Ok(sent)
+            })
+        });
+        Ok(Load {
+            server,
+            stop,
+            sender,
+            started: Instant::now(),
+        })
+    }
+}
+
+impl Load {
+    /// Stop the sender, then the server; the samples it wrote (every answer was a 2xx) and
+    /// for how long.
+    pub fn stop(self, host: &Host) -> Result<(u64, Duration)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self
+            .sender
+            .join()
+            .map_err(|_| BenchError::Check("the load's sender panicked".into()));
+        let elapsed = self.started.elapsed();
+        let stopped = self.server.stop(host);
+        let requests = sent??;
+        stopped?;
+        Ok((requests * SAMPLES_PER_REQUEST as u64, elapsed))
+    }
+}
+
 /// What concurrent senders measured.
 #[derive(Debug, Clone)]
 pub struct Concurrent {

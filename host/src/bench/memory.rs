@@ -4,7 +4,8 @@
 //! The child is the current executable (the `edgestore` binary or the bench binary) started
 //! with [`CHILD_ENV`] set; its `main` calls [`child_main_if_requested`] first. The child runs
 //! the work, then prints `VmHWM` from `/proc/self/status` (Linux). The ingest flood figure
-//! ([`super::ingest::flood_rss`]) runs in such a child too, for the same reason.
+//! ([`super::ingest::flood_rss`]) runs in such a child too, for the same reason, and so does
+//! the ship figures' upload ([`super::ship`]), whose whole process is what is timed.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +18,8 @@ use super::error::{BenchError, Result};
 use super::spool::BATCH;
 
 /// Set to `<ingest|read>:<rows>:<dir>` (or `flood:<millis>:<dir>`, see
-/// [`super::ingest::flood_rss`]) to make the executable a measuring child.
+/// [`super::ingest::flood_rss`], or `ship:<segments>:<job>`, see [`super::ship`]) to make the
+/// executable a measuring child.
 pub const CHILD_ENV: &str = "EDGESTORE_BENCH_CHILD";
 
 /// The child work of the ingest flood figure.
@@ -124,6 +126,9 @@ fn child(spec: &str) -> Result<()> {
         .map_err(|_| BenchError::Check(format!("bad row count in {CHILD_ENV}: {spec}")))?;
     if work == FLOOD {
         return super::ingest::flood_child(rows, Path::new(dir));
+    }
+    if work == super::ship::SHIP {
+        return super::ship::ship_child(rows, dir);
     }
     let spool: Spool<Metric> = Spool::open_path(dir, config())?;
     let t = Instant::now();

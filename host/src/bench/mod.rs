@@ -15,6 +15,7 @@
 //! | repository against raw rusqlite; point operations; host client on both engines | [`repo`] |
 //! | peak RSS in a child process | [`memory`] |
 //! | remote write through `serve`'s HTTP route against spool put; senders; a flood at the cap | [`ingest`] |
+//! | shipping segments to a loopback S3 server against the AWS CLI; CPU per MB | [`ship`] |
 //! | cold compile and warm open of the component | [`startup`] |
 //! | the report: figures, status, table and JSON | [`report`] |
 
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod memory;
 pub mod repo;
 pub mod report;
+pub mod ship;
 pub mod spool;
 pub mod startup;
 pub mod stats;
@@ -56,6 +58,8 @@ pub enum Group {
     Memory,
     /// Remote write through `serve`'s HTTP route, concurrent senders, a flood at the cap.
     Ingest,
+    /// Shipping segments to a loopback S3 server against the AWS CLI; CPU per MB.
+    Ship,
 }
 
 /// The sizes of one mode.
@@ -85,6 +89,8 @@ pub struct Sizes {
     pub requests_per_sender: usize,
     /// How long the senders flood the spool at its byte cap.
     pub flood: std::time::Duration,
+    /// Rows of each spool segment the ship figures upload (level 1), oldest first.
+    pub ship_segment_rows: &'static [usize],
 }
 
 impl Sizes {
@@ -104,6 +110,7 @@ impl Sizes {
                 remote_write_samples: 10_000,
                 requests_per_sender: 2,
                 flood: std::time::Duration::from_millis(500),
+                ship_segment_rows: &[20_000, 20_000, 20_000],
             },
             Mode::Full => Sizes {
                 reps: 5,
@@ -118,6 +125,7 @@ impl Sizes {
                 remote_write_samples: 100_000,
                 requests_per_sender: 25,
                 flood: std::time::Duration::from_secs(3),
+                ship_segment_rows: &ship::FULL_SEGMENT_ROWS,
             },
         }
     }
@@ -155,10 +163,11 @@ impl Figures {
         self.list.push(f);
     }
 
-    fn skip(&mut self, figure: &str, unit: &str, target: Target, note: String) {
+    fn skip(&mut self, figure: &str, unit: &str, target: Option<Target>, note: String) {
         let target = match target {
-            Target::AtLeast(b) => format!(">= {b}"),
-            Target::AtMost(b) => format!("<= {b}"),
+            None => String::new(),
+            Some(Target::AtLeast(b)) => format!(">= {b}"),
+            Some(Target::AtMost(b)) => format!("<= {b}"),
         };
         let f = BenchFigure {
             figure: figure.into(),
@@ -222,6 +231,9 @@ pub fn run(
     }
     if wanted(Group::Ingest) {
         ingest_figures(&mut f, &host, &sizes)?;
+    }
+    if wanted(Group::Ship) {
+        ship_figures(&mut f, &host, &sizes)?;
     }
 
     Ok(BenchReport {
@@ -383,7 +395,7 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                 None => f.skip(
                     "spool.savings.l6.vs_brotli_cli",
                     "x",
-                    Target::AtMost(1.0),
+                    Some(Target::AtMost(1.0)),
                     "the brotli CLI is not on PATH".into(),
                 ),
             }
@@ -787,6 +799,147 @@ fn ingest_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                 .as_deref()
                 .map(|e| format!(" (first: {e})"))
                 .unwrap_or_default()
+        ),
+    );
+    Ok(())
+}
+
+/// Samples of the remote write load the ship figures run under (cycled, requests of 2,000).
+const SHIP_LOAD_SAMPLES: usize = 20_000;
+
+/// How long that load runs before the upload starts, so the upload meets it in full swing.
+const SHIP_LOAD_WARM_UP: std::time::Duration = std::time::Duration::from_millis(300);
+
+fn ship_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
+    let Some(venv) = ship::venv() else {
+        let note = ship::missing_venv_note();
+        for (name, unit, target) in [
+            ("ship.s3.mb_per_s", "MB/s", None),
+            ("ship.s3.aws_cli.mb_per_s", "MB/s", None),
+            ("ship.s3.vs_aws_cli", "x", Some(Target::AtLeast(0.9))),
+            ("ship.s3.cpu_ms_per_mb", "ms/MB", None),
+            ("ship.s3.cpu_ms_per_mb.during_ingest", "ms/MB", None),
+        ] {
+            f.skip(name, unit, target, note.clone());
+        }
+        return Ok(());
+    };
+    let w = ship::Workload::new(sizes.ship_segment_rows)?;
+    let server = ship::S3Server::start(&venv)?;
+    server.create_bucket()?;
+    let aws_version = server.aws_version();
+    let load = ingest::RemoteWrite::new(SHIP_LOAD_SAMPLES, ingest::LEVEL)?;
+    let concurrency = crate::ship::ShipConfig::default().concurrency;
+    let (mut ours, mut aws, mut busy, mut load_rates, mut aws_fixed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..sizes.reps {
+        let prefixes = [
+            format!("ours-{rep}"),
+            format!("aws-{rep}"),
+            format!("ours-busy-{rep}"),
+        ];
+        ours.push(w.ours(&server, &prefixes[0], concurrency)?);
+        aws.push(w.aws_cli(&server, &prefixes[1])?);
+        aws_fixed.push(server.aws_fixed_cost()?);
+        let running = load.load(host)?;
+        std::thread::sleep(SHIP_LOAD_WARM_UP);
+        let shipped = w.ours(&server, &prefixes[2], concurrency);
+        let stopped = running.stop(host);
+        busy.push(shipped?);
+        let (samples, elapsed) = stopped?;
+        load_rates.push(samples as f64 / secs(elapsed));
+        // Checked by a client that is not ours, then cleared: every rep meets the same server.
+        let listing = server.objects()?;
+        for prefix in &prefixes {
+            w.check_uploaded(&listing, prefix)?;
+        }
+        server.empty_bucket()?;
+    }
+    drop(server);
+
+    let mb = w.bytes() as f64 / MB;
+    let med = |runs: &[ship::Run], of: fn(&ship::Run) -> std::time::Duration| {
+        median(&runs.iter().map(|r| secs(of(r))).collect::<Vec<_>>())
+    };
+    let (o, a, b) = (
+        med(&ours, |r| r.wall),
+        med(&aws, |r| r.wall),
+        med(&busy, |r| r.wall),
+    );
+    let round = med(&ours, |r| r.round.unwrap_or_default());
+    let per_mb =
+        |runs: &[ship::Run], of: fn(&ship::Run) -> std::time::Duration| med(runs, of) * 1e3 / mb;
+    let workload = format!(
+        "{} segments ({} over the {} MiB part size), {:.1} MB, level {}, {} reps",
+        w.count(),
+        w.multipart(),
+        crate::ship::DEFAULT_PART_SIZE >> 20,
+        mb,
+        ship::LEVEL,
+        sizes.reps
+    );
+    f.add(
+        "ship.s3.mb_per_s",
+        mb / o,
+        "MB/s",
+        None,
+        format!(
+            "`spool ship --once` as a child process to moto on loopback, whole process timed, \
+             {o:.2} s (its round alone {round:.2} s); ship.concurrency {concurrency} (default), \
+             {} MiB parts; {workload}",
+            crate::ship::DEFAULT_PART_SIZE >> 20
+        ),
+    );
+    f.add(
+        "ship.s3.aws_cli.mb_per_s",
+        mb / a,
+        "MB/s",
+        None,
+        format!(
+            "{aws_version} `s3 cp --recursive` of the same files to the same server, whole \
+             process timed, {a:.2} s (its start-up and one request, `aws s3 ls`: {:.2} s, {:.2} \
+             s CPU); {} concurrent requests, 8 MiB chunks (its defaults)",
+            med(&aws_fixed, |r| r.wall),
+            med(&aws_fixed, |r| r.cpu),
+            ship::AWS_CLI_CONCURRENCY
+        ),
+    );
+    f.add(
+        "ship.s3.vs_aws_cli",
+        a / o,
+        "x",
+        Some(Target::AtLeast(0.9)),
+        format!(
+            "our rate / the AWS CLI's, interleaved; moto's CPU: {:.1} ms/MB, {:.0} % of a core \
+             during ours, {:.1} ms/MB, {:.0} % during the AWS CLI's",
+            per_mb(&ours, |r| r.server_cpu),
+            med(&ours, |r| r.server_cpu) / o * 100.0,
+            per_mb(&aws, |r| r.server_cpu),
+            med(&aws, |r| r.server_cpu) / a * 100.0
+        ),
+    );
+    f.add(
+        "ship.s3.cpu_ms_per_mb",
+        per_mb(&ours, |r| r.cpu),
+        "ms/MB",
+        None,
+        format!(
+            "user + sys of the whole child (start-up included) per MB shipped; the AWS CLI's \
+             {:.1} ms/MB",
+            per_mb(&aws, |r| r.cpu)
+        ),
+    );
+    f.add(
+        "ship.s3.cpu_ms_per_mb.during_ingest",
+        per_mb(&busy, |r| r.cpu),
+        "ms/MB",
+        None,
+        format!(
+            "the same while one sender posts remote write back to back to an in-process serve \
+             listener (native, level {}, {:.0} samples/s); the upload at {:.1} MB/s",
+            ingest::LEVEL,
+            median(&load_rates),
+            mb / b
         ),
     );
     Ok(())
