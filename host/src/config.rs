@@ -142,6 +142,8 @@ pub struct Config {
     pub ship: ShipConfig,
     /// Continuous backup of the databases, the library's own type.
     pub backup: crate::ops::backup::BackupConfig,
+    /// The hash-chained audit log, the library's own type.
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `database.type`.
@@ -547,6 +549,13 @@ impl Config {
         if self.health.max_ship_lag.is_zero() {
             return Err(bad("health.maxShipLag", "0s", "must be positive"));
         }
+        if self.audit.max_bytes < 4096 {
+            return Err(bad(
+                "audit.maxBytes",
+                self.audit.max_bytes,
+                "must be at least 4096",
+            ));
+        }
         if self.health.max_backup_age.is_zero() {
             return Err(bad("health.maxBackupAge", "0s", "must be positive"));
         }
@@ -627,6 +636,7 @@ impl Config {
         store.max_connections = self.database.max_connections;
         store.finish_worker = self.storage.finish_worker;
         store.queue_capacity = self.host.max_queued_calls;
+        store.audit_max_bytes = self.audit.enabled.then_some(self.audit.max_bytes);
         Ok(store)
     }
 
@@ -1023,7 +1033,10 @@ mod tests {
             ("health: {maxBackupAge: 0s}", "health.maxBackupAge"),
             ("backup: {interval: 0s}", "backup.interval"),
             ("backup: {databases: ['no/slash']}", "backup.databases"),
-            ("backup: {targets: [{url: 'ftp://x'}]}", "backup.targets.url"),
+            (
+                "backup: {targets: [{url: 'ftp://x'}]}",
+                "backup.targets.url",
+            ),
             (
                 "host: {dataDir: /srv/es}\nship: {target: 'file:///srv/es/outbox'}",
                 "ship.target",

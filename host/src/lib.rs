@@ -39,6 +39,7 @@
 //! | the YAML configuration, env overrides, mapping to [`StoreConfig`] (`config.rs`; durations as humantime text in `duration.rs`) | [`config`] |
 //! | Prometheus metrics of one store (`metrics.rs`) | [`metrics`] |
 //! | retry with backoff, the circuit breaker (`resilience.rs`) | [`resilience`] |
+//! | the hash-chained audit log of mutations and refused accesses (`audit.rs`) | [`audit`] |
 //! | commit hooks on the host's writing connections, for the backup's commit times (`commit_hooks.rs`) | [`commit_hooks`] |
 //! | health checks, `edgestore health`, `/healthz` (`ops/health.rs`) | [`health`] |
 //! | `edgestore diag`'s report (`ops/diag.rs`) | [`diag`] |
@@ -59,6 +60,7 @@ pub mod bench;
 pub mod client;
 mod component;
 pub mod config;
+pub mod audit;
 pub mod commit_hooks;
 mod duration;
 pub mod error;

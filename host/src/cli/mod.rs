@@ -2,6 +2,7 @@
 //! command runs in (the loaded [`Config`] and a [`Store`] opened from it, so each command works
 //! on either engine). One file per command group.
 
+pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod db;
@@ -34,7 +35,7 @@ use edgestore_host::{DbTarget, Labels, Store};
 #[command(name = "edgestore", version)]
 pub struct Cli {
     /// YAML config file (sections database, storage, host, retention, resilience, health,
-    /// serve, ingest, ship, backup; camelCase keys).
+    /// serve, ingest, ship, backup, audit; camelCase keys).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (config `host.dataDir`; default ./edgestore-data): the only directory
@@ -77,6 +78,9 @@ pub enum Command {
     /// GET /healthz; rotates on storage.maxInterval; ships finished segments when ship.target
     /// is set; flushes and exits 0 on SIGTERM/SIGINT.
     Serve(ops::ServeArgs),
+    /// The hash-chained audit log of mutations and refused accesses (DATA/.audit): verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// The databases' continuous backup to backup.targets: now, list, verify.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
@@ -108,6 +112,7 @@ impl Cli {
             | Command::Health(_)
             | Command::Diag(_)
             | Command::Metrics(_)
+            | Command::Audit(_)
             | Command::Backup(_)
             | Command::Restore(_)
             | Command::Bench(_) => {}
@@ -258,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(args) => ops::metrics(&ctx, &args).await,
         Command::Serve(args) => ops::serve(&ctx, &args).await,
         Command::Backup(cmd) => backup::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Restore(args) => backup::restore(&ctx, &args).await,
         // Dispatched by `main` before any runtime starts: the measurements drive their own.
         Command::Bench(_) => anyhow::bail!("edgestore bench runs outside the command runtime"),

@@ -60,6 +60,9 @@ pub struct StoreConfig {
     /// Native engine: a second thread per spool compresses rotated segments (config
     /// `storage.finishWorker`; off by default). The component has no threads and ignores it.
     pub finish_worker: bool,
+    /// The audit log (`DATA/.audit/`, [`crate::audit`]): its file size before rotating;
+    /// `None` writes none. Only an owning store writes it.
+    pub audit_max_bytes: Option<u64>,
 }
 
 impl StoreConfig {
@@ -85,6 +88,7 @@ impl StoreConfig {
             breaker: BreakerConfig::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             finish_worker: false,
+            audit_max_bytes: None,
         }
     }
 }

@@ -88,6 +88,16 @@ struct Shared {
     /// Spools open in this store by path: opening the same path again shares the spool (two
     /// spools on one directory would recover each other's journals).
     spools: tokio::sync::Mutex<std::collections::HashMap<String, (u64, SpoolConfig)>>,
+    /// The audit log, when this store owns the directory and keeps one.
+    audit: Option<Arc<crate::audit::AuditLog>>,
+}
+
+/// An access the sandbox, a grant or a permission refused.
+fn is_refusal(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        edgestore::ErrorCode::AccessDenied | edgestore::ErrorCode::PermissionDenied
+    )
 }
 
 /// A handle on one store. Clones share the same engine instance.
@@ -227,6 +237,18 @@ impl Store {
         });
         ready_rx.await.map_err(|_| Error::Closed)??;
         let breaker = CircuitBreaker::new(config.breaker, Arc::new(edgestore::SystemClock));
+        let audit = match (config.read_only, config.audit_max_bytes) {
+            (false, Some(max)) => Some(Arc::new(
+                crate::audit::AuditLog::open(&config.data_dir, max, engine_name, &config.command)
+                    .map_err(|e| {
+                    Error::Store(edgestore::Error::io(
+                        format!("open the audit log in {}", config.data_dir.display()),
+                        e,
+                    ))
+                })?,
+            )),
+            _ => None,
+        };
         let store = Store {
             jobs,
             shared: Arc::new(Shared {
@@ -239,6 +261,7 @@ impl Store {
                 read_only: config.read_only,
                 lock: weak_lock,
                 spools: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+                audit,
             }),
         };
         if let Some(every) = config.flush_interval {
@@ -335,8 +358,54 @@ impl Store {
         sh.activity.last_op_ms.store(now_ms(), Ordering::Relaxed);
         if let Err(e) = &out {
             sh.metrics.error(e);
+            if is_refusal(e) {
+                self.audit(op, "", None, Err(e));
+            }
         }
         out
+    }
+
+    /// Append to the audit log (when this store keeps one): `op` on `target`, touching
+    /// `count`, with its outcome. A refused access is logged by the dispatch itself, so a
+    /// caller's refusal is not logged twice. Failing to write the log is reported once on
+    /// stderr; the operation's own outcome stands.
+    pub fn audit(&self, op: &str, target: &str, count: Option<u64>, outcome: Result<(), &Error>) {
+        let Some(log) = &self.shared.audit else {
+            return;
+        };
+        let refused = outcome.as_ref().err().is_some_and(|e| is_refusal(e));
+        let event = crate::audit::AuditEvent {
+            op: op.to_owned(),
+            target: target.to_owned(),
+            count,
+            error: outcome
+                .err()
+                .map(|e| (e.code().as_str().to_owned(), e.to_string())),
+            refused,
+            via: crate::audit::current_via(),
+        };
+        if let Err(e) = log.append(&event) {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!("edgestore: cannot write the audit log: {e}");
+            }
+        }
+    }
+
+    /// [`Store::audit`] of a mutation's result, unless it was a refusal (already logged).
+    pub(crate) fn audit_result<R>(
+        &self,
+        op: &str,
+        target: &str,
+        count: impl FnOnce(&R) -> Option<u64>,
+        out: &Result<R>,
+    ) {
+        match out {
+            Ok(r) => self.audit(op, target, count(r), Ok(())),
+            Err(e) if !is_refusal(e) => self.audit(op, target, None, Err(e)),
+            Err(_) => {}
+        }
     }
 
     /// This store's metrics (its own registry).
@@ -485,16 +554,19 @@ impl Store {
         self.call("register", move |b| b.register(&s)).await?;
         let n = rows.len() as u64;
         let activity = self.shared.activity.clone();
-        self.call_once("tx", move |b| {
-            let _mark = TxMark::begin(&activity);
-            on_table(b, &schema.table, |ops| {
-                ops.nest(TxMode::Immediate, &mut |tx| {
-                    rows.iter().try_for_each(|row| tx.upsert(row))
+        let table = schema.table.clone();
+        let out = self
+            .call_once("tx", move |b| {
+                let _mark = TxMark::begin(&activity);
+                on_table(b, &schema.table, |ops| {
+                    ops.nest(TxMode::Immediate, &mut |tx| {
+                        rows.iter().try_for_each(|row| tx.upsert(row))
+                    })
                 })
             })
-        })
-        .await?;
-        Ok(n)
+            .await;
+        self.audit_result("db.upsert", &table, |_| Some(n), &out);
+        out.map(|()| n)
     }
 
     /// Delete rows of the model `schema` describes by key, in order, stopping after the first
@@ -517,6 +589,8 @@ impl Store {
                 break;
             }
         }
+        let deleted = out.iter().filter(|f| **f).count() as u64;
+        self.audit("db.delete", &schema.table, Some(deleted), Ok(()));
         Ok(out)
     }
 

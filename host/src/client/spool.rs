@@ -35,6 +35,11 @@ impl AsyncSpool {
             .spool_segments(finished_rows.div_ceil(self.max_records));
     }
 
+    /// The audit line of a mutation of this spool (its identifier is the target).
+    fn audit<R>(&self, op: &str, count: impl FnOnce(&R) -> Option<u64>, out: &Result<R>) {
+        self.store.audit_result(op, &self.identifier, count, out);
+    }
+
     /// The identifier that names this spool's segments.
     pub fn identifier(&self) -> &str {
         &self.identifier
@@ -49,13 +54,15 @@ impl AsyncSpool {
     /// Append metrics (one call for the whole batch).
     pub async fn put(&self, rows: Vec<Metric>) -> Result<()> {
         let n = rows.len() as u64;
-        let finished = self
+        let out = self
             .on("spool.put", move |s| {
                 let before = s.pending()?;
                 s.put(&rows)?;
                 Ok((before + n).saturating_sub(s.pending()?))
             })
-            .await?;
+            .await;
+        self.audit("spool.put", |_| Some(n), &out);
+        let finished = out?;
         self.store.metrics().spool_rows(n);
         self.count_segments(finished);
         Ok(())
@@ -66,22 +73,27 @@ impl AsyncSpool {
     pub async fn put_documents(&self, docs: Vec<String>) -> Result<()> {
         let n = docs.len() as u64;
         // Cloned per attempt: the dispatch may retry a transient failure.
-        self.on("spool.put_documents", move |s| {
-            s.put_documents(docs.clone())
-        })
-        .await?;
+        let out = self
+            .on("spool.put_documents", move |s| {
+                s.put_documents(docs.clone())
+            })
+            .await;
+        self.audit("spool.put_documents", |_| Some(n), &out);
+        out?;
         self.store.metrics().spool_rows(n);
         Ok(())
     }
     /// Finish the active segment: every row put before is durable in a finished segment.
     pub async fn flush(&self) -> Result<()> {
-        let finished = self
+        let out = self
             .on("spool.flush", |s| {
                 let before = s.pending()?;
                 s.flush()?;
                 Ok(before.saturating_sub(s.pending()?))
             })
-            .await?;
+            .await;
+        self.audit("spool.flush", |rows| Some(*rows), &out);
+        let finished = out?;
         self.count_segments(finished);
         Ok(())
     }
@@ -107,12 +119,23 @@ impl AsyncSpool {
     }
     /// Move segments to `uploaded/`; returns how many moved.
     pub async fn mark_uploaded(&self, names: Vec<String>) -> Result<u64> {
-        self.on("spool.mark_uploaded", move |s| s.mark_uploaded(&names))
-            .await
+        let out = self
+            .on("spool.mark_uploaded", move |s| s.mark_uploaded(&names))
+            .await;
+        self.audit("spool.ack", |moved| Some(*moved), &out);
+        out
     }
     /// Apply retention and the byte cap.
     pub async fn purge(&self) -> Result<PurgeReport> {
-        self.on("spool.purge", |s| s.purge()).await
+        let out = self.on("spool.purge", |s| s.purge()).await;
+        self.audit(
+            "spool.purge",
+            |r: &PurgeReport| {
+                Some((r.expired.len() + r.dropped_uploaded.len() + r.dropped_pending.len()) as u64)
+            },
+            &out,
+        );
+        out
     }
     /// Bytes and files by state.
     pub async fn usage(&self) -> Result<Usage> {
@@ -120,7 +143,13 @@ impl AsyncSpool {
     }
     /// Verify every finished segment; quarantine the bad ones.
     pub async fn verify(&self) -> Result<VerifyReport> {
-        self.on("spool.verify", |s| s.verify()).await
+        let out = self.on("spool.verify", |s| s.verify()).await;
+        self.audit(
+            "spool.verify",
+            |r: &VerifyReport| Some(r.quarantined.len() as u64),
+            &out,
+        );
+        out
     }
     /// Stream every pending segment overlapping `range`, oldest first.
     pub async fn read_range(&self, range: TimeRange) -> Result<AsyncReader> {

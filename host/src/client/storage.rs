@@ -38,6 +38,17 @@ impl<M, Id: ?Sized> Clone for AsyncStorage<M, Id> {
     }
 }
 
+/// The repository operations that change rows (audited).
+const MUTATIONS: &[&str] = &[
+    "create",
+    "create_many",
+    "upsert",
+    "insert_or_ignore",
+    "update",
+    "delete",
+    "delete_all",
+];
+
 impl<M, Id> AsyncStorage<M, Id>
 where
     M: Model + Send + Sync + 'static,
@@ -49,11 +60,17 @@ where
         f: impl Fn(&dyn crate::backend::DynOps, &Schema) -> edgestore::Result<R> + Send + Sync + 'static,
     ) -> Result<R> {
         let schema = self.schema.clone();
-        self.store
+        let out = self
+            .store
             .call(op, move |b| {
                 on_table(b, &schema.table, |ops| f(ops, &schema))
             })
-            .await
+            .await;
+        if MUTATIONS.contains(&op) {
+            self.store
+                .audit_result(&format!("repo.{op}"), &self.schema.table, |_| None, &out);
+        }
+        out
     }
 
     /// The model's schema.
@@ -166,7 +183,8 @@ where
     {
         let schema = self.schema.clone();
         let activity = self.store.shared.activity.clone();
-        self.store
+        let out = self
+            .store
             .call_once("tx", move |b| {
                 let _mark = TxMark::begin(&activity);
                 on_table(b, &schema.table, |ops| {
@@ -182,6 +200,9 @@ where
                     out.ok_or_else(|| edgestore::Error::internal("transaction closure did not run"))
                 })
             })
-            .await
+            .await;
+        self.store
+            .audit_result("repo.tx", &self.schema.table, |_| None, &out);
+        out
     }
 }

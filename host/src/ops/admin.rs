@@ -217,7 +217,10 @@ impl AdminServer {
             .name("edgestore-admin".into())
             .spawn(move || {
                 for mut request in srv.incoming_requests() {
-                    let response = runtime.block_on(handle(&mut request, &s, &sp, &services));
+                    let response = runtime.block_on(crate::audit::AUDIT_VIA.scope(
+                        "admin-socket".to_owned(),
+                        handle(&mut request, &s, &sp, &services),
+                    ));
                     let _ = request.respond(response);
                 }
             })

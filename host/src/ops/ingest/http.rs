@@ -270,6 +270,20 @@ impl Inner {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             if !given.is_some_and(|g| same_token(g.as_bytes(), expected.as_bytes())) {
+                let why = if given.is_some() {
+                    "a wrong bearer token"
+                } else {
+                    "no bearer token"
+                };
+                self.writer.store().audit(
+                    "ingest.auth",
+                    "ingest",
+                    None,
+                    Err(&crate::Error::Store(edgestore::Error::new(
+                        edgestore::ErrorCode::AccessDenied,
+                        format!("an ingest request with {why}"),
+                    ))),
+                );
                 let refusal = Refusal::new(
                     StatusCode::UNAUTHORIZED,
                     "a valid bearer token is required (Authorization: Bearer ...)",

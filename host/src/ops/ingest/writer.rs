@@ -86,6 +86,11 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// The store it writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Start the writer task on the current runtime. It ends when every handle is dropped.
     pub fn start(store: Store, spool: AsyncSpool, options: WriterOptions) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE);
