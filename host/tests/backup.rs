@@ -503,3 +503,68 @@ fn pending_spool_segments_come_back_with_the_database() {
         .count();
     assert_eq!(pending, segments.len(), "{listed}");
 }
+
+#[test]
+fn a_failing_target_fails_health_naming_it_and_recovers() {
+    if !sqlite_available() {
+        return;
+    }
+    let store = Store::new("native", "", "");
+    let target = store.dir("target");
+    std::fs::write(
+        &store.config,
+        format!(
+            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let serving = store.serve();
+    store.put(&[r#"{"type":"pod","namespace":"ns","name":"a","labels":{}}"#]);
+    store.wait_for_generation(&format!("file://{}", target.display()));
+    store.run_ok(&["health"]);
+    // The generation's directory on the target is set aside and a plain file takes its
+    // place: every write there fails (as a broken mount would), even for root.
+    let generation_dir = std::fs::read_dir(target.join("default"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let aside = generation_dir.with_extension("aside");
+    std::fs::rename(&generation_dir, &aside).unwrap();
+    std::fs::write(&generation_dir, b"not a directory").unwrap();
+    store.put(&[r#"{"type":"pod","namespace":"ns","name":"b","labels":{}}"#]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        let out = store.run(&["health"]);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        if !out.status.success() && said.contains("backup of database") {
+            break said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never reported the backup failure: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(said.contains(&target.display().to_string()), "{said}");
+    std::fs::remove_file(&generation_dir).unwrap();
+    std::fs::rename(&aside, &generation_dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = store.run(&["health"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health stayed failing after the target came back: {}",
+            text(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let to = store.dir("after");
+    assert_eq!(store.restore(&["--latest"], &to).len(), 2);
+    drop(serving);
+}
