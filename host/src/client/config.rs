@@ -63,6 +63,9 @@ pub struct StoreConfig {
     /// The audit log (`DATA/.audit/`, [`crate::audit`]): its file size before rotating;
     /// `None` writes none. Only an owning store writes it.
     pub audit_max_bytes: Option<u64>,
+    /// The effective configuration's SHA-256 (`sha256:...`), recorded in the audit log when
+    /// the store opens, so a configuration change shows there.
+    pub config_digest: Option<String>,
 }
 
 impl StoreConfig {
@@ -89,6 +92,7 @@ impl StoreConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             finish_worker: false,
             audit_max_bytes: None,
+            config_digest: None,
         }
     }
 }

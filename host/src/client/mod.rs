@@ -249,6 +249,15 @@ impl Store {
             )),
             _ => None,
         };
+        if let Some(log) = &audit {
+            // Who took the directory, with which configuration (a changed one reads as a new
+            // digest here).
+            let _ = log.append(&crate::audit::AuditEvent {
+                op: "store.open".into(),
+                target: config.config_digest.clone().unwrap_or_default(),
+                ..crate::audit::AuditEvent::default()
+            });
+        }
         let store = Store {
             jobs,
             shared: Arc::new(Shared {

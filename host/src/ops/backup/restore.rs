@@ -270,6 +270,25 @@ pub async fn restore(
         let _ = d.sync_all();
     }
     report.path = dest;
+    // The restored directory's audit log starts with where its data came from.
+    if let Ok(log) = crate::audit::AuditLog::open(
+        to,
+        crate::audit::DEFAULT_MAX_BYTES,
+        "host",
+        "edgestore restore",
+    ) {
+        let _ = log.append(&crate::audit::AuditEvent {
+            op: "restore".into(),
+            target: format!(
+                "{} generation {} as of {}",
+                report.target,
+                report.generation,
+                super::runner::rfc3339(report.restored_at_ms)
+            ),
+            count: Some(report.transactions),
+            ..crate::audit::AuditEvent::default()
+        });
+    }
     if let Some(spool) = &options.spool {
         let dir = to.join(spool);
         report.spool_segments = restore_spool(
