@@ -220,6 +220,13 @@ fn serve_backs_up_and_restore_returns_each_point_in_time() {
             store.restore(&["--latest"], &latest),
             vec![r#"b={"v":"1"}"#]
         );
+        // The restored directory opens as a store of its own, on this engine.
+        let count = output_within(
+            edgestore(&latest, engine).args(["db", "count", "resource_tags"]),
+            CMD_TIMEOUT,
+        );
+        assert!(count.status.success(), "{}", text(&count.stderr));
+        assert!(text(&count.stdout).contains('1'), "{}", text(&count.stdout));
         // Never into the live data directory (it is owned, and holds the database).
         let refused = store.run(&["restore", "--to", store.data.to_str().unwrap()]);
         assert!(!refused.status.success());
