@@ -74,7 +74,21 @@ const FIGURES: &[&str] = &[
     "ship.s3.vs_aws_cli",
     "ship.s3.cpu_ms_per_mb",
     "ship.s3.cpu_ms_per_mb.during_ingest",
+    "backup.restore_10mb.s",
+    "backup.restore_10mb.aws_cli_copy.s",
+    "backup.restore_10mb.vs_aws_cli",
+    "backup.create_many.native.with_backup.rows_per_s",
+    "backup.create_many.native.vs_without",
 ];
+
+/// The figures of one group, in order.
+fn group(prefix: &str) -> Vec<&'static str> {
+    FIGURES
+        .iter()
+        .copied()
+        .filter(|f| f.starts_with(prefix))
+        .collect()
+}
 
 /// Run `edgestore bench --quick --json <extra> --out <tmp>`; its output and the written report.
 fn bench(extra: &[&str]) -> (std::process::Output, serde_json::Value) {
@@ -130,11 +144,14 @@ fn quick_report_has_every_figure_with_finite_values_and_a_status() {
             "PASS" | "MISS" => assert!(!target.is_empty(), "{name} judged without a target"),
             "INFO" => assert!(target.is_empty(), "{name} has a target but no verdict"),
             // Only the comparisons with tools that may be missing are skipped: the brotli CLI
-            // (not on PATH), moto and the AWS CLI (no venv), and then all ship figures.
+            // (not on PATH), moto and the AWS CLI (no venv), and then all ship figures and the
+            // backup's restore figures.
             "SKIP" => {
                 let name = name.as_str().unwrap_or_default();
                 assert!(
-                    name == "spool.savings.l6.vs_brotli_cli" || name.starts_with("ship.s3."),
+                    name == "spool.savings.l6.vs_brotli_cli"
+                        || name.starts_with("ship.s3.")
+                        || name.starts_with("backup.restore_"),
                     "{name} skipped"
                 );
                 assert!(
@@ -185,11 +202,39 @@ fn ship_figures_are_skipped_with_how_to_install_when_the_venv_is_missing() {
         .iter()
         .map(|f| f["figure"].as_str().unwrap())
         .collect();
-    assert_eq!(names, &FIGURES[FIGURES.len() - 5..]);
+    assert_eq!(names, group("ship."));
     for f in figures {
         assert_eq!(f["status"], "SKIP", "{}", f["figure"]);
         assert!(f["value"].is_null());
         let note = f["note"].as_str().unwrap();
         assert!(note.contains("./test.sh --install-only"), "{note}");
+    }
+}
+
+#[test]
+fn backup_restore_figures_are_skipped_without_the_venv_and_the_overhead_is_still_measured() {
+    let (_, written) = bench_with(
+        &["--only", "backup"],
+        &[("EDGESTORE_S3_VENV", "/nonexistent/edgestore-s3-venv")],
+    );
+    assert_eq!(written["mode"], "quick (only backup)");
+    let figures = written["figures"].as_array().unwrap();
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["figure"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, group("backup."));
+    for f in figures {
+        let name = f["figure"].as_str().unwrap();
+        if name.starts_with("backup.restore_") {
+            assert_eq!(f["status"], "SKIP", "{name}");
+            assert!(f["value"].is_null());
+            let note = f["note"].as_str().unwrap();
+            assert!(note.contains("./test.sh --install-only"), "{note}");
+        } else {
+            // A file:// target: no moto needed.
+            let v = f["value"].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{name} = {v}");
+        }
     }
 }

@@ -12,6 +12,9 @@ pub enum BenchError {
     /// The shipper failed (the ship figures' child).
     #[error(transparent)]
     Ship(#[from] crate::ship::ShipError),
+    /// The backup or a restore failed (the backup figures).
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// The raw rusqlite baseline failed.
     #[error("raw rusqlite baseline: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -5,7 +5,8 @@
 //! with [`CHILD_ENV`] set; its `main` calls [`child_main_if_requested`] first. The child runs
 //! the work, then prints `VmHWM` from `/proc/self/status` (Linux). The ingest flood figure
 //! ([`super::ingest::flood_rss`]) runs in such a child too, for the same reason, and so does
-//! the ship figures' upload ([`super::ship`]), whose whole process is what is timed.
+//! the ship figures' upload ([`super::ship`]) and the backup figures' restore
+//! ([`super::backup`]), whose whole process is what is timed.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,8 +19,9 @@ use super::error::{BenchError, Result};
 use super::spool::BATCH;
 
 /// Set to `<ingest|read>:<rows>:<dir>` (or `flood:<millis>:<dir>`, see
-/// [`super::ingest::flood_rss`], or `ship:<segments>:<job>`, see [`super::ship`]) to make the
-/// executable a measuring child.
+/// [`super::ingest::flood_rss`], `ship:<segments>:<job>`, see [`super::ship`], or
+/// `restore:<increments>:<job>`, see [`super::backup`]) to make the executable a measuring
+/// child.
 pub const CHILD_ENV: &str = "EDGESTORE_BENCH_CHILD";
 
 /// The child work of the ingest flood figure.
@@ -129,6 +131,9 @@ fn child(spec: &str) -> Result<()> {
     }
     if work == super::ship::SHIP {
         return super::ship::ship_child(rows, dir);
+    }
+    if work == super::backup::RESTORE {
+        return super::backup::restore_child(rows, dir);
     }
     let spool: Spool<Metric> = Spool::open_path(dir, config())?;
     let t = Instant::now();

@@ -16,9 +16,11 @@
 //! | peak RSS in a child process | [`memory`] |
 //! | remote write through `serve`'s HTTP route against spool put; senders; a flood at the cap | [`ingest`] |
 //! | shipping segments to a loopback S3 server against the AWS CLI; CPU per MB | [`ship`] |
+//! | restore from that server against the AWS CLI copying it; backup overhead | [`backup`] |
 //! | cold compile and warm open of the component | [`startup`] |
 //! | the report: figures, status, table and JSON | [`report`] |
 
+pub mod backup;
 mod error;
 pub mod fixture;
 pub mod ingest;
@@ -60,6 +62,9 @@ pub enum Group {
     Ingest,
     /// Shipping segments to a loopback S3 server against the AWS CLI; CPU per MB.
     Ship,
+    /// Restoring a backup from a loopback S3 server against the AWS CLI copying it; what a
+    /// running backup costs `create_many`.
+    Backup,
 }
 
 /// The sizes of one mode.
@@ -91,6 +96,8 @@ pub struct Sizes {
     pub flood: std::time::Duration,
     /// Rows of each spool segment the ship figures upload (level 1), oldest first.
     pub ship_segment_rows: &'static [usize],
+    /// Size of the database the restore figures restore, MB (it names them).
+    pub backup_db_mb: u64,
 }
 
 impl Sizes {
@@ -111,6 +118,7 @@ impl Sizes {
                 requests_per_sender: 2,
                 flood: std::time::Duration::from_millis(500),
                 ship_segment_rows: &[20_000, 20_000, 20_000],
+                backup_db_mb: 10,
             },
             Mode::Full => Sizes {
                 reps: 5,
@@ -126,6 +134,7 @@ impl Sizes {
                 requests_per_sender: 25,
                 flood: std::time::Duration::from_secs(3),
                 ship_segment_rows: &ship::FULL_SEGMENT_ROWS,
+                backup_db_mb: 100,
             },
         }
     }
@@ -234,6 +243,9 @@ pub fn run(
     }
     if wanted(Group::Ship) {
         ship_figures(&mut f, &host, &sizes)?;
+    }
+    if wanted(Group::Backup) {
+        backup_figures(&mut f, &host, &sizes)?;
     }
 
     Ok(BenchReport {
@@ -940,6 +952,139 @@ fn ship_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
             ingest::LEVEL,
             median(&load_rates),
             mb / b
+        ),
+    );
+    Ok(())
+}
+
+/// A restore figure's name: named by the database's size, so a quick run's cannot be taken
+/// for the full one's.
+fn restore_figure(sizes: &Sizes, suffix: &str) -> String {
+    format!("backup.restore_{}mb{suffix}", sizes.backup_db_mb)
+}
+
+fn backup_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
+    match ship::venv() {
+        Some(venv) => restore_figures(f, host, sizes, &venv)?,
+        None => {
+            let note = ship::missing_venv_note();
+            for (suffix, unit) in [(".s", "s"), (".aws_cli_copy.s", "s"), (".vs_aws_cli", "x")] {
+                f.skip(&restore_figure(sizes, suffix), unit, None, note.clone());
+            }
+        }
+    }
+
+    let cm = repo::CreateMany::new(sizes.create_many_rows)?;
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..sizes.reps {
+        without.push(secs(backup::create_many(host, &cm, false)?));
+        with.push(secs(backup::create_many(host, &cm, true)?));
+    }
+    let rows = cm.rows.len() as f64;
+    let (w, o) = (median(&with), median(&without));
+    f.add(
+        "backup.create_many.native.with_backup.rows_per_s",
+        rows / w,
+        "rows/s",
+        None,
+        format!(
+            "{} rows, one transaction, host client on the native engine, while a BackupRunner \
+             runs (`run`, interval 1 s) on the store's data directory to a file:// target (no \
+             moto needed); each commit's new log frames are read by the committing thread \
+             (commit hooks), and that is timed; the backup restored afterwards holds every \
+             row; {} reps",
+            cm.rows.len(),
+            sizes.reps
+        ),
+    );
+    f.add(
+        "backup.create_many.native.vs_without",
+        o / w,
+        "x",
+        Some(Target::AtLeast(0.9)),
+        format!(
+            "rate with the backup running / rate without ({:.0} rows/s), same rows, a fresh \
+             store each, interleaved; the backup's read transaction also keeps SQLite's \
+             passive checkpoint after the commit from copying the transaction's pages, which \
+             the call does without a backup: the runner copies them later, off the \
+             committing thread",
+            rows / o
+        ),
+    );
+    Ok(())
+}
+
+fn restore_figures(
+    f: &mut Figures,
+    host: &Host,
+    sizes: &Sizes,
+    venv: &std::path::Path,
+) -> Result<()> {
+    let server = ship::S3Server::start(venv)?;
+    server.create_bucket()?;
+    let aws_version = server.aws_version();
+    let w = backup::RestoreWorkload::new(host, &server, sizes.backup_db_mb * 1_000_000)?;
+    let (mut ours, mut aws, mut aws_fixed) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sizes.reps {
+        ours.push(w.ours(&server)?);
+        aws.push(w.aws_cli(&server)?);
+        aws_fixed.push(server.aws_fixed_cost()?);
+    }
+    drop(server);
+
+    let med = |runs: &[ship::Run], of: fn(&ship::Run) -> std::time::Duration| {
+        median(&runs.iter().map(|r| secs(of(r))).collect::<Vec<_>>())
+    };
+    let (o, a) = (med(&ours, |r| r.wall), med(&aws, |r| r.wall));
+    let name = |suffix: &str| restore_figure(sizes, suffix);
+    f.add(
+        &name(".s"),
+        o,
+        "s",
+        None,
+        format!(
+            "a measuring child doing `edgestore restore`'s work (backup::restore of the latest \
+             point into a fresh directory: download, SHA-256 of every object, pages applied, \
+             sync, PRAGMA integrity_check) from moto on loopback, whole process timed; the \
+             restore call alone {:.2} s; {:.2} s CPU (whole process); a {:.1} MB database \
+             ({} rows of ~1 KB, one index): snapshot + {} increments of {} one-row \
+             transactions; each rep's restored file holds every row; {} reps",
+            med(&ours, |r| r.round.unwrap_or_default()),
+            med(&ours, |r| r.cpu),
+            w.db_bytes as f64 / MB,
+            w.rows,
+            backup::INCREMENTS,
+            backup::TRANSACTIONS_PER_INCREMENT,
+            sizes.reps
+        ),
+    );
+    f.add(
+        &name(".aws_cli_copy.s"),
+        a,
+        "s",
+        None,
+        format!(
+            "{aws_version} `s3 cp --recursive` of the same generation's {} objects ({:.1} MB) \
+             to a local directory, whole process timed, {:.2} s CPU (its start-up and one \
+             request, `aws s3 ls`: {:.2} s); {} concurrent requests, 8 MiB chunks (its defaults)",
+            w.objects,
+            w.object_bytes as f64 / MB,
+            med(&aws, |r| r.cpu),
+            med(&aws_fixed, |r| r.wall),
+            ship::AWS_CLI_CONCURRENCY
+        ),
+    );
+    f.add(
+        &name(".vs_aws_cli"),
+        a / o,
+        "x",
+        None,
+        format!(
+            "the AWS CLI's time / ours, interleaved (above 1: ours is faster); no target: a \
+             restore does more than a copy (checks, pages applied, integrity check); moto's \
+             CPU: {:.0} % of a core during ours, {:.0} % during the AWS CLI's",
+            med(&ours, |r| r.server_cpu) / o * 100.0,
+            med(&aws, |r| r.server_cpu) / a * 100.0
         ),
     );
     Ok(())

@@ -13,6 +13,8 @@
 //! process has exited and before it is reaped, so nothing else is counted. Every rep is
 //! checked: ours must acknowledge every segment, and a listing by the AWS CLI must show each
 //! side's objects, all of them with every byte, before the bucket is emptied for the next rep.
+//!
+//! The backup figures ([`super::backup`]) use the same server, isolation and measuring.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -52,7 +54,7 @@ pub const BUCKET: &str = "edgestore-bench";
 /// The test credentials (moto checks no signature) and region.
 const ACCESS_KEY_ID: &str = "test";
 const SECRET_ACCESS_KEY: &str = "test";
-const REGION: &str = "us-east-1";
+pub(super) const REGION: &str = "us-east-1";
 
 /// The spool's directory in the data directory, and its identifier.
 const SPOOL_DIR: &str = "metrics";
@@ -112,7 +114,7 @@ fn usable(venv: &Path) -> bool {
 /// Point a process at the test credentials and away from the machine's AWS configuration (no
 /// config or credentials file, no profile, no instance metadata service), so both sides run
 /// with the tools' defaults.
-fn isolate_aws_env(cmd: &mut Command) {
+pub(super) fn isolate_aws_env(cmd: &mut Command) {
     for var in [
         "AWS_PROFILE",
         "AWS_DEFAULT_PROFILE",
@@ -141,6 +143,17 @@ fn isolate_aws_env(cmd: &mut Command) {
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
+/// The same isolation for a client in this process ([`crate::ship::Target::open_with_env`]):
+/// the test credentials and region, no other variable (no home, so no AWS files either).
+pub(super) fn isolated_aws_var(name: &str) -> Option<String> {
+    match name {
+        "AWS_ACCESS_KEY_ID" => Some(ACCESS_KEY_ID.into()),
+        "AWS_SECRET_ACCESS_KEY" => Some(SECRET_ACCESS_KEY.into()),
+        "AWS_REGION" | "AWS_DEFAULT_REGION" => Some(REGION.into()),
+        _ => None,
+    }
+}
+
 /// A process's state and CPU time from `/proc/PID/stat`.
 struct ProcStat {
     /// Exited, not yet reaped.
@@ -166,17 +179,17 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
 }
 
 /// What a measured process did.
-struct Measured {
-    wall: Duration,
-    cpu: Duration,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(super) struct Measured {
+    pub(super) wall: Duration,
+    pub(super) cpu: Duration,
+    pub(super) status: ExitStatus,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Run `cmd` with its output in files under `logs` (a pipe could fill and stall it), timing it
 /// from start to exit; its CPU is read after it exited and before it is reaped.
-fn measure(mut cmd: Command, logs: &Path, what: &str) -> Result<Measured> {
+pub(super) fn measure(mut cmd: Command, logs: &Path, what: &str) -> Result<Measured> {
     let out_path = logs.join(format!("{what}.out"));
     let err_path = logs.join(format!("{what}.err"));
     let create = |p: &Path| {
@@ -301,12 +314,17 @@ impl S3Server {
     }
 
     /// The server's CPU time so far (all its threads).
-    fn cpu(&self) -> Duration {
+    pub(super) fn cpu(&self) -> Duration {
         proc_stat(self.child.id()).map_or(Duration::ZERO, |s| s.cpu)
     }
 
+    /// Where its log and the measured processes' output go.
+    pub(super) fn logs(&self) -> &Path {
+        self.logs.path()
+    }
+
     /// The AWS CLI pointed at this server with the test credentials.
-    fn aws(&self) -> Command {
+    pub(super) fn aws(&self) -> Command {
         let mut cmd = Command::new(self.bin.join("aws"));
         cmd.arg("--endpoint-url").arg(self.endpoint());
         isolate_aws_env(&mut cmd);
@@ -454,7 +472,7 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(10)..].join(" | ")
 }
 
-/// One measured upload of every segment.
+/// One measured upload of every segment (or download of a backup, [`super::backup`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
     /// Start to exit of the uploading process.
@@ -463,7 +481,8 @@ pub struct Run {
     pub cpu: Duration,
     /// The server's CPU time meanwhile.
     pub server_cpu: Duration,
-    /// Ours only: the shipping round alone (`ship_once`), without start-up.
+    /// Ours only: its work alone, without start-up (the shipping round, `ship_once`; the
+    /// backup figures' restore call).
     pub round: Option<Duration>,
 }
 
