@@ -303,12 +303,15 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         let json = segments.json_bytes() as f64;
         let (mut native, mut raw, mut comp, mut two) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut unaudited, mut audited) = (Vec::new(), Vec::new());
         for _ in 0..sizes.reps {
             native.push(secs(w.native()?.elapsed));
             raw.push(secs(spool::raw_brotli(&segments, level)?.0));
             comp.push(secs(w.host(host, Side::Component)?));
             if level == 6 {
                 two.push(secs(w.native_two_workers()?.elapsed));
+                unaudited.push(secs(w.host_audited(host, Side::Native, false)?));
+                audited.push(secs(w.host_audited(host, Side::Native, true)?));
             }
         }
         let (n, r, c) = (median(&native), median(&raw), median(&comp));
@@ -365,6 +368,20 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                 "FinishWorker compressing rotated segments on a second thread / raw Brotli on \
                  one core"
                     .into(),
+            );
+            let (off, on) = (median(&unaudited), median(&audited));
+            f.add(
+                "spool.ingest.host_native.l6.audit_on_vs_off",
+                off / on,
+                "x",
+                Some(Target::AtLeast(0.95)),
+                format!(
+                    "spool put through the host client (native engine) with the audit log on \
+                     (one chained line per put of {} rows, HEAD replaced each time) / off, \
+                     interleaved; {:.0} rows/s off",
+                    spool::BATCH,
+                    w.rows as f64 / off
+                ),
             );
         }
         f.add(

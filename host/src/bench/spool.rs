@@ -117,9 +117,16 @@ impl IngestWorkload {
 
     /// Ingest through the host's async client on `side` (a fresh store, opened untimed).
     pub fn host(&self, host: &Host, side: Side) -> Result<Duration> {
+        self.host_audited(host, side, false)
+    }
+
+    /// [`IngestWorkload::host`], with the store's audit log on or off (one line per put).
+    pub fn host_audited(&self, host: &Host, side: Side, audit: bool) -> Result<Duration> {
         let dir = tempdir()?;
         let batches = self.batches.clone();
-        let store = host.open(side, dir.path())?;
+        let mut config = host.config(side, dir.path());
+        config.audit_max_bytes = audit.then_some(crate::audit::DEFAULT_MAX_BYTES);
+        let store = host.rt.block_on(crate::Store::open(config))?;
         host.rt.block_on(async {
             let spool = store.spool("metrics", self.config()).await?;
             let t = Instant::now();
