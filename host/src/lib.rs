@@ -55,13 +55,13 @@
 // justified (`component/engine.rs`); nothing else may add one.
 #![deny(unsafe_code)]
 
+pub mod audit;
 mod backend;
 pub mod bench;
 pub mod client;
+pub mod commit_hooks;
 mod component;
 pub mod config;
-pub mod audit;
-pub mod commit_hooks;
 mod duration;
 pub mod error;
 pub mod grants;
