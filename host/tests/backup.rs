@@ -49,6 +49,23 @@ impl Store {
         }
     }
 
+    /// A store backing up every 200 ms to the directory target `target/` beside its data
+    /// directory; `backup_extra` adds keys to the `backup` section (`, spool: true`), `extra`
+    /// more top-level YAML.
+    fn with_dir_target(engine: &'static str, backup_extra: &str, extra: &str) -> (Store, PathBuf) {
+        let store = Store::new(engine, "", "");
+        let target = store.dir("target");
+        std::fs::write(
+            &store.config,
+            format!(
+                "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms{backup_extra}}}\n{extra}",
+                target.display()
+            ),
+        )
+        .unwrap();
+        (store, target)
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         let d = self.tmp.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -169,16 +186,7 @@ fn serve_backs_up_and_restore_returns_each_point_in_time() {
         return;
     }
     for engine in ENGINES {
-        let store = Store::new(engine, "", "");
-        let target = store.dir("target");
-        std::fs::write(
-            &store.config,
-            format!(
-                "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
-                target.display()
-            ),
-        )
-        .unwrap();
+        let (store, _) = Store::with_dir_target(engine, "", "");
         let serving = store.serve();
         store.put(&[r#"{"type":"pod","namespace":"ns","name":"a","labels":{"v":"1"}}"#]);
         settle();
@@ -317,16 +325,7 @@ fn a_killed_owner_leaves_a_restorable_backup_with_everything_older_than_the_inte
     if !sqlite_available() {
         return;
     }
-    let store = Store::new("native", "", "");
-    let target = store.dir("target");
-    std::fs::write(
-        &store.config,
-        format!(
-            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
-            target.display()
-        ),
-    )
-    .unwrap();
+    let (store, _) = Store::with_dir_target("native", "", "");
     let mut acked: Vec<(String, Instant)> = Vec::new();
     for round in 0..4 {
         let mut serving = store.serve();
@@ -368,16 +367,7 @@ fn a_killed_restore_leaves_no_database_and_the_next_one_succeeds() {
     if !sqlite_available() {
         return;
     }
-    let store = Store::new("native", "", "");
-    let target = store.dir("target");
-    std::fs::write(
-        &store.config,
-        format!(
-            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
-            target.display()
-        ),
-    )
-    .unwrap();
+    let (store, _) = Store::with_dir_target("native", "", "");
     // A few MB, so a restore takes long enough to be killed in its middle.
     let lines: Vec<String> = (0..3000)
         .map(|i| {
@@ -432,17 +422,12 @@ fn pending_spool_segments_come_back_with_the_database() {
     if !sqlite_available() {
         return;
     }
-    let store = Store::new("native", "", "");
-    let target = store.dir("target");
-    std::fs::write(
-        &store.config,
-        format!(
-            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms, spool: true}}\n\
-             storage: {{maxRecords: 500}}\n",
-            target.display()
-        ),
-    )
-    .unwrap();
+    let (store, _) = Store::with_dir_target(
+        "native",
+        ", spool: true",
+        "storage: {maxRecords: 500}
+",
+    );
     let _serving = store.serve();
     store.put(&[r#"{"type":"pod","namespace":"ns","name":"a","labels":{}}"#]);
     // Rows into the spool through the owner, finished into segments, not shipped.
@@ -516,16 +501,7 @@ fn a_failing_target_fails_health_naming_it_and_recovers() {
     if !sqlite_available() {
         return;
     }
-    let store = Store::new("native", "", "");
-    let target = store.dir("target");
-    std::fs::write(
-        &store.config,
-        format!(
-            "backup: {{targets: [{{url: 'file://{}'}}], interval: 200ms}}\n",
-            target.display()
-        ),
-    )
-    .unwrap();
+    let (store, target) = Store::with_dir_target("native", "", "");
     let serving = store.serve();
     store.put(&[r#"{"type":"pod","namespace":"ns","name":"a","labels":{}}"#]);
     store.wait_for_generation(&format!("file://{}", target.display()));
