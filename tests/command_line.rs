@@ -8,16 +8,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 use edgestore::layout::{DEFAULT_DATABASE_FILE, DEFAULT_IDENTIFIER, DEFAULT_SPOOL_PATH};
-use edgestore::model::ResourceTagsKey;
 use edgestore::spool::SegmentInfo;
-use edgestore::sql::Database;
-use edgestore::{
-    present, Creator, Metric, Model, ResourceTags, Spool, SpoolConfig, SqlStorage, SqliteDatabase,
-    Store, TimeRange, Timestamp,
-};
+use edgestore::{present, Metric, ResourceTags, Spool, SpoolConfig, TimeRange, Timestamp};
 
 use common::cli::edgestore_cli;
 use common::standalone::node;
@@ -150,32 +144,12 @@ fn write_spool(data: &Path) -> Vec<SegmentInfo> {
     spool.segments(TimeRange::all()).unwrap()
 }
 
-/// The CLI's database with three resource_tags rows.
-fn write_database(data: &Path) {
-    let file = data.join(DEFAULT_DATABASE_FILE);
-    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(file.to_str().unwrap()).unwrap());
-    Store::new(db.clone())
-        .register(ResourceTags::schema())
-        .unwrap();
-    let tags: SqlStorage<ResourceTags, ResourceTagsKey> = SqlStorage::open(db).unwrap();
-    let now = Timestamp(1_700_000_000_000);
-    let mut web = ResourceTags::new("pod", "web-0", Some("prod"), now);
-    web.labels.insert("app".into(), "web".into());
-    web.metric_labels.insert("team".into(), "edge".into());
-    tags.create(&web).unwrap();
-    tags.create(&ResourceTags::new("pod", "web-1", Some("prod"), now))
-        .unwrap();
-    let mut node = ResourceTags::new("node", "worker-1", None, now);
-    node.sent_at = Some(Timestamp(1_700_000_000_500));
-    tags.create(&node).unwrap();
-}
-
 #[test]
 fn every_build_prints_the_same_for_one_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     let segments = write_spool(data);
-    write_database(data);
+    common::write_resource_tags(data);
     assert_eq!(segments.len(), 2);
     let first = segments[0].name.as_str();
     let by_path = format!("{{spool}}/{first}");

@@ -13,12 +13,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use edgestore::inspect::Filter;
-use edgestore::layout::{DEFAULT_DATABASE_FILE, DEFAULT_IDENTIFIER, DEFAULT_SPOOL_PATH};
+use edgestore::layout::{DEFAULT_IDENTIFIER, DEFAULT_SPOOL_PATH};
 use edgestore::model::ResourceTagsKey;
 use edgestore::sql::Database;
 use edgestore::{
-    inspect, present, Creator, Metric, Model, Query, Reader, ResourceTags, Spool, SpoolConfig,
-    SqlStorage, SqliteDatabase, Store, TimeRange, Timestamp,
+    inspect, present, Metric, Model, Query, Reader, ResourceTags, Spool, SpoolConfig,
+    SqliteDatabase, TimeRange,
 };
 
 use common::standalone::node;
@@ -240,22 +240,8 @@ fn standalone_reads_the_cli_layout_with_no_flags() {
     assert_eq!(segments.len(), 2);
     assert!(segments.iter().all(|s| s.name.starts_with("agent_")));
 
-    let file = data.path().join(DEFAULT_DATABASE_FILE);
-    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(file.to_str().unwrap()).unwrap());
-    Store::new(db.clone())
-        .register(ResourceTags::schema())
-        .unwrap();
-    let tags: SqlStorage<ResourceTags, ResourceTagsKey> = SqlStorage::open(db.clone()).unwrap();
-    let now = Timestamp(1_700_000_000_000);
-    let mut web = ResourceTags::new("pod", "web-0", Some("prod"), now);
-    web.labels.insert("app".into(), "web".into());
-    web.metric_labels.insert("team".into(), "edge".into());
-    tags.create(&web).unwrap();
-    tags.create(&ResourceTags::new("pod", "web-1", Some("prod"), now))
-        .unwrap();
-    let mut sent = ResourceTags::new("node", "worker-1", None, now);
-    sent.sent_at = Some(Timestamp(1_700_000_000_500));
-    tags.create(&sent).unwrap();
+    let (tags, rows) = common::write_resource_tags(data.path());
+    let (web, sent) = (&rows[0], &rows[2]);
     // What the CLI prints: `present` over the typed layer's reads.
     let count = present::count(ResourceTags::TABLE, 3, false);
     let line = |key: &ResourceTagsKey| {
@@ -281,7 +267,6 @@ fn standalone_reads_the_cli_layout_with_no_flags() {
     assert_eq!(unsent_prod.lines().count(), 2);
     assert_eq!(sent_rows, node_line);
     drop(tags);
-    drop(db);
 
     let cmd = |args: &[&str]| {
         let mut all = vec!["command"];

@@ -12,6 +12,39 @@ use edgestore_host::{ComponentSource, Engine, Store, StoreConfig};
 pub mod cli;
 pub mod standalone;
 
+/// The default database of the data directory `data` with three resource_tags rows (pod
+/// web-0 with labels, pod web-1, node worker-1 sent at ...500), as the CLI would have written
+/// them; the typed storage over it and the rows, in that order.
+pub fn write_resource_tags(
+    data: &Path,
+) -> (
+    edgestore::SqlStorage<ResourceTags, ResourceTagsKey>,
+    Vec<ResourceTags>,
+) {
+    use edgestore::{Creator as _, Model as _};
+    let file = data.join(edgestore::layout::DEFAULT_DATABASE_FILE);
+    let db: std::sync::Arc<dyn edgestore::sql::Database> = std::sync::Arc::new(
+        edgestore::SqliteDatabase::open(file.to_str().expect("utf-8 path")).expect("open"),
+    );
+    edgestore::Store::new(db.clone())
+        .register(ResourceTags::schema())
+        .expect("register");
+    let tags: edgestore::SqlStorage<ResourceTags, ResourceTagsKey> =
+        edgestore::SqlStorage::open(db).expect("storage");
+    let now = Timestamp(1_700_000_000_000);
+    let mut web = ResourceTags::new("pod", "web-0", Some("prod"), now);
+    web.labels.insert("app".into(), "web".into());
+    web.metric_labels.insert("team".into(), "edge".into());
+    let other = ResourceTags::new("pod", "web-1", Some("prod"), now);
+    let mut node = ResourceTags::new("node", "worker-1", None, now);
+    node.sent_at = Some(Timestamp(1_700_000_000_500));
+    let rows = vec![web, other, node];
+    for row in &rows {
+        tags.create(row).expect("create");
+    }
+    (tags, rows)
+}
+
 /// The component under test: `EDGESTORE_COMPONENT` if set, else the one `host/build.rs` built.
 pub fn component() -> Option<ComponentSource> {
     if let Some(path) = std::env::var_os("EDGESTORE_COMPONENT") {
