@@ -166,6 +166,15 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// The log files of the data directory `data_dir` that are finished (rotated: every one but
+/// the newest, which is still being written), in chain order.
+pub fn finished_files(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = data_dir.join(AUDIT_DIR);
+    let mut names = files(&dir)?;
+    names.pop();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
 /// The log files in `dir`, in chain order.
 fn files(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut names: Vec<(u64, String)> = match std::fs::read_dir(dir) {

@@ -141,6 +141,8 @@ struct State {
     /// The last permanent failure, until a round attempts segments without one.
     permanent: Option<Failure>,
     last_purge: Option<Instant>,
+    /// Finished audit files this process has shipped (or found shipped).
+    audit_shipped: std::collections::BTreeSet<String>,
 }
 
 struct Inner {
@@ -360,6 +362,9 @@ impl Shipper {
             }
         }
         self.set_lag(&remaining);
+        if !report.troubled {
+            self.ship_audit(&mut report).await;
+        }
         let attempted = report.segments + report.failed + report.quarantined > 0;
         if attempted && !report.permanent {
             self.clear_permanent();
@@ -367,6 +372,56 @@ impl Shipper {
         self.maybe_purge(report.segments > 0).await;
         self.report_change(&report, attempted);
         Ok(report)
+    }
+
+    /// Ship the audit log's finished (rotated) files, once each, to
+    /// `audit/{identifier}/{file}` under the target's prefix, through the same exactly-once
+    /// path as segments. They stay in the data directory (the chain is verified there); a
+    /// failure is reported in the round and tried again next round.
+    async fn ship_audit(&self, report: &mut RoundReport) {
+        let data_dir = self.inner.options.data_dir.clone();
+        let files = tokio::task::spawn_blocking(move || crate::audit::finished_files(&data_dir))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let Ok(files) = files else {
+            return;
+        };
+        let identifier = self.inner.spool.identifier().to_owned();
+        for path in files {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if self.state().audit_shipped.contains(&name) {
+                continue;
+            }
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            let key = self.inner.target.key(&format!("audit/{identifier}/{name}"));
+            let options = SendOptions {
+                part_size: usize::try_from(self.inner.options.config.part_size)
+                    .unwrap_or(usize::MAX),
+                throttle: self.inner.throttle.as_ref(),
+            };
+            match object::ship(
+                &self.inner.target,
+                &key,
+                &Segment::new(&name, bytes),
+                options,
+            )
+            .await
+            {
+                Ok(_) => {
+                    self.state().audit_shipped.insert(name);
+                }
+                Err(e) => {
+                    report.failures.push(format!("audit log {name}: {e}"));
+                    return;
+                }
+            }
+        }
     }
 
     /// Read, check and ship one segment, then acknowledge it.

@@ -567,3 +567,48 @@ async fn run_ships_then_stops_on_its_signal() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(f.pending_names().len(), 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn finished_audit_files_are_shipped_once_and_kept() {
+    let f = fixture().await;
+    // An audit log rotated twice: two finished files and the one being written.
+    let log = crate::audit::AuditLog::open(&f.data, 4096, "native", "test").unwrap();
+    let event = crate::audit::AuditEvent {
+        op: "spool.put".into(),
+        target: "agent".into(),
+        ..crate::audit::AuditEvent::default()
+    };
+    while crate::audit::finished_files(&f.data).unwrap().len() < 2 {
+        log.append(&event).unwrap();
+    }
+    let finished = crate::audit::finished_files(&f.data).unwrap();
+    let report = f.shipper.ship_once().await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    for path in &finished {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let key = ObjectPath::from(format!("edge/audit/agent/{name}"));
+        let object = f
+            .objects
+            .inner
+            .get(&key)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(object.as_ref(), std::fs::read(path).unwrap().as_slice());
+        assert!(path.exists(), "kept locally for verification");
+    }
+    // The file still being written is not shipped; nothing is sent again next round.
+    let listed = f
+        .objects
+        .inner
+        .list_with_delimiter(Some(&ObjectPath::from("edge/audit/agent")))
+        .await
+        .unwrap();
+    assert_eq!(listed.objects.len(), finished.len());
+    let requests = f.requests();
+    f.shipper.ship_once().await.unwrap();
+    assert_eq!(f.requests(), requests);
+    assert!(crate::audit::verify(&f.data).unwrap().ok());
+}
