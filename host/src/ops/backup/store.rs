@@ -115,7 +115,12 @@ impl BackupTarget {
         generation: Option<&str>,
     ) -> Result<Vec<String>, BackupError> {
         let prefix = self.key(label, generation, None);
-        let path = ObjectPath::parse(&prefix).map_err(|e| self.fail(e))?;
+        self.list(&prefix, generation.is_none()).await
+    }
+
+    /// The names of the folders (`folders`) or of the objects directly under `prefix`.
+    async fn list(&self, prefix: &str, folders: bool) -> Result<Vec<String>, BackupError> {
+        let path = ObjectPath::parse(prefix).map_err(|e| self.fail(e))?;
         let listed = self
             .target
             .store()
@@ -127,7 +132,7 @@ impl BackupTarget {
                     crate::ops::ship::error::cause_text(&e)
                 ))
             })?;
-        let names = if generation.is_none() {
+        let mut names: Vec<String> = if folders {
             listed
                 .common_prefixes
                 .iter()
@@ -140,6 +145,7 @@ impl BackupTarget {
                 .filter_map(|o| o.location.filename().map(str::to_owned))
                 .collect()
         };
+        names.sort();
         Ok(names)
     }
 
@@ -183,32 +189,14 @@ impl BackupTarget {
         Ok(seqs)
     }
 
-    /// The spool segments copied into a generation (names, sidecars included).
+    /// The spool segments copied into a generation (names, sidecars included), sorted.
     pub async fn spool_objects(
         &self,
         label: &str,
         generation: &str,
     ) -> Result<Vec<String>, BackupError> {
         let prefix = self.key(label, Some(generation), Some(increment::SPOOL_DIR));
-        let path = ObjectPath::parse(&prefix).map_err(|e| self.fail(e))?;
-        let listed = self
-            .target
-            .store()
-            .list_with_delimiter(Some(&path))
-            .await
-            .map_err(|e| {
-                self.fail(format!(
-                    "LIST {prefix}: {}",
-                    crate::ops::ship::error::cause_text(&e)
-                ))
-            })?;
-        let mut names: Vec<String> = listed
-            .objects
-            .iter()
-            .filter_map(|o| o.location.filename().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
+        self.list(&prefix, false).await
     }
 
     /// The full key of an object, for messages.
