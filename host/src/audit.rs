@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The audit directory inside the data directory.
 pub const AUDIT_DIR: &str = ".audit";
@@ -152,10 +151,7 @@ fn file_index(name: &str) -> Option<u64> {
 }
 
 fn hash(line: &[u8]) -> String {
-    Sha256::digest(line)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(line)
 }
 
 fn now_rfc3339() -> String {

@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use rusqlite::Connection;
@@ -40,6 +41,9 @@ thread_local! {
 static CAPTURES: LazyLock<Mutex<HashMap<PathBuf, Weak<dyn CommitObserver>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// How many observers are registered: a commit with none to tell takes no lock.
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
+
 fn captures() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Weak<dyn CommitObserver>>> {
     CAPTURES.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -51,12 +55,16 @@ pub fn key(path: &Path) -> PathBuf {
 
 /// Tell `observer` about commits to `path` (until it is dropped or unregistered).
 pub fn register(path: &Path, observer: &Arc<dyn CommitObserver>) {
-    captures().insert(key(path), Arc::downgrade(observer));
+    let mut all = captures();
+    all.insert(key(path), Arc::downgrade(observer));
+    REGISTERED.store(all.len(), Ordering::Release);
 }
 
 /// Stop telling anyone about commits to `path`.
 pub fn unregister(path: &Path) {
-    captures().remove(&key(path));
+    let mut all = captures();
+    all.remove(&key(path));
+    REGISTERED.store(all.len(), Ordering::Release);
 }
 
 /// Install the hooks on `conn`, a connection writing the database file at `path`.
@@ -74,7 +82,8 @@ pub fn install(conn: &Connection, path: &Path) {
 }
 
 fn after_commit(wal: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<()> {
-    if let Some(path) = COMMITTING.with(|c| c.borrow_mut().take()) {
+    let committing = COMMITTING.with(|c| c.borrow_mut().take());
+    if let Some(path) = committing.filter(|_| REGISTERED.load(Ordering::Acquire) > 0) {
         let capture = captures().get(path.as_path()).and_then(Weak::upgrade);
         if let Some(capture) = capture {
             capture.on_commit();

@@ -29,7 +29,6 @@ use std::time::Duration;
 use edgestore::SpoolConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
-use sha2::Digest as _;
 
 use crate::client::{
     ComponentSource, Engine, StoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -640,10 +639,7 @@ impl Config {
         store.audit_max_bytes = self.audit.enabled.then_some(self.audit.max_bytes);
         store.config_digest = Some(format!(
             "config sha256:{}",
-            sha2::Sha256::digest(self.to_yaml().as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::digest::sha256_hex(self.to_yaml().as_bytes())
         ));
         Ok(store)
     }

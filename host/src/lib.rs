@@ -40,6 +40,7 @@
 //! | Prometheus metrics of one store (`metrics.rs`) | [`metrics`] |
 //! | retry with backoff, the circuit breaker (`resilience.rs`) | [`resilience`] |
 //! | the hash-chained audit log of mutations and refused accesses (`audit.rs`) | [`audit`] |
+//! | SHA-256 as hex, the one spelling of a content digest (`digest.rs`) | [`digest`] |
 //! | commit hooks on the host's writing connections, for the backup's commit times (`commit_hooks.rs`) | [`commit_hooks`] |
 //! | health checks, `edgestore health`, `/healthz` (`ops/health.rs`) | [`health`] |
 //! | `edgestore diag`'s report (`ops/diag.rs`) | [`diag`] |
@@ -62,6 +63,7 @@ pub mod client;
 pub mod commit_hooks;
 mod component;
 pub mod config;
+pub mod digest;
 mod duration;
 pub mod error;
 pub mod grants;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::error::{Error, Result};
@@ -171,7 +170,7 @@ fn memoized_cache_key(bytes: &Arc<[u8]>) -> String {
 pub fn cache_key(component: &[u8]) -> String {
     format!(
         "{}-wasmtime-{}",
-        hex(&Sha256::digest(component)),
+        crate::digest::sha256_hex(component),
         wasmtime_version()
     )
 }
@@ -179,14 +178,6 @@ pub fn cache_key(component: &[u8]) -> String {
 fn wasmtime_version() -> &'static str {
     // The pinned dependency (`=48.0.8` in host/Cargo.toml); a bump changes every key.
     "48.0.8"
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

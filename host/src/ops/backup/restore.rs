@@ -72,10 +72,6 @@ fn io(what: impl Into<String>) -> impl Fn(std::io::Error) -> BackupError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The generation to restore `at_ms` from: the latest that started no later.
 pub fn pick(generations: &[Manifest], at_ms: Option<i64>) -> Option<&Manifest> {
     generations
@@ -110,7 +106,7 @@ pub async fn materialize(
     let generation = manifest.generation.clone();
     let snapshot = target.get(label, &generation, increment::SNAPSHOT).await?;
     let snapshot_key = target.describe(label, &generation, increment::SNAPSHOT);
-    let sha = hex(&Sha256::digest(&snapshot));
+    let sha = crate::digest::sha256_hex(&snapshot);
     if snapshot.len() as u64 != manifest.bytes || sha != manifest.sha256 {
         return Err(BackupError::Damaged {
             target: target.name().to_owned(),

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::capture::{now_ms, Capturer};
 use super::increment::{self, Manifest};
@@ -771,10 +770,7 @@ fn start_generation(d: &mut Database, spool_dir: Option<&Path>) -> Result<(), Ba
         at_ms: snapshot.at_ms,
         page_size: snapshot.page_size,
         bytes: snapshot.bytes.len() as u64,
-        sha256: Sha256::digest(&snapshot.bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        sha256: crate::digest::sha256_hex(&snapshot.bytes),
         pending_segments,
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Io {

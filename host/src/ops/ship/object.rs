@@ -21,7 +21,6 @@ use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, ObjectStoreExt as _, PutMode,
     PutMultipartOptions, PutOptions, PutPayload,
 };
-use sha2::{Digest, Sha256};
 
 use super::error::{cause_text, classify, conditional_unsupported, FailureKind, ShipError};
 use super::target::Target;
@@ -45,7 +44,7 @@ impl Segment {
     /// Hash `bytes`.
     pub fn new(name: impl Into<String>, bytes: impl Into<Bytes>) -> Segment {
         let bytes = bytes.into();
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = crate::digest::sha256_hex(&bytes);
         Segment {
             name: name.into(),
             bytes,
@@ -56,10 +55,6 @@ impl Segment {
     fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How a segment came to be on the target.
@@ -223,7 +218,7 @@ async fn compare(target: &Target, key: &Path, segment: &Segment) -> Result<Exist
         Err(object_store::Error::NotFound { .. }) => return Ok(Existing::Absent),
         Err(e) => return Err(target_error(target, "GET", key, read_kind(&e), &e)),
     };
-    let sha = hex(&Sha256::digest(&bytes));
+    let sha = crate::digest::sha256_hex(&bytes);
     Ok(if sha == segment.sha256 {
         Existing::Same
     } else {
