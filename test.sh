@@ -45,6 +45,8 @@ command -v brotli >/dev/null 2>&1 || need_apt+=(brotli)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 # The backup tests read restored databases with SQLite's own CLI.
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+# The encryption tests decrypt segments with the reference age CLI.
+command -v age >/dev/null 2>&1 || need_apt+=(age)
 # The standalone component compiles the bundled SQLite (C) for wasm32-wasip2.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)

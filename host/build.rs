@@ -46,7 +46,7 @@ fn main() {
         "--release",
         "--no-default-features",
         "--features",
-        "component",
+        "component,encryption",
         "--target",
         TARGET,
         "--target-dir",

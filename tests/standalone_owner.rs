@@ -398,3 +398,70 @@ fn db_reads_beside_a_native_writer_without_writing() {
     assert!(r.stderr.contains("no database"), "{}", r.stderr);
     assert!(!data.path().join("other.sqlite").exists());
 }
+
+/// An encrypted spool stays encrypted whoever finishes it: the standalone component, given no
+/// key, finishes a journal the native core left into an age segment (the spool's
+/// `.recipients`), which the reference `age` CLI decrypts; reading it without an identity is
+/// `key-missing` and quarantines nothing.
+#[test]
+fn the_standalone_component_writes_the_same_encrypted_format() {
+    let age = Command::new("age").arg("--version").output();
+    if age.is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the age CLI is required under CI (./test.sh installs it)"
+        );
+        eprintln!("SKIPPED: the age CLI is not installed");
+        return;
+    }
+    let host = Host::Jco;
+    let data = tempfile::tempdir().unwrap();
+    let (identity, recipient) = edgestore::spool::generate_identity("test");
+    let key = data.path().join("key.txt");
+    std::fs::write(&key, identity).unwrap();
+    let mut config = SpoolConfig::new("native");
+    config.keys.recipients = vec![recipient];
+    let spool: Spool<serde_json::Value> =
+        Spool::open_path(data.path().join("metrics"), config).unwrap();
+    spool
+        .put(&(0..JOURNALED).map(doc).collect::<Vec<_>>())
+        .unwrap();
+    spool.sync().unwrap();
+    drop(spool);
+
+    let r = host.run(data.path(), &["spool", "flush", "--path", "metrics"]);
+    assert!(r.ok, "{}", r.stderr);
+    let segments: Vec<_> = std::fs::read_dir(data.path().join("metrics"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".json.br.age"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{:?}", r.stdout);
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; age -d -i '{}' '{}' | brotli -d | jq length",
+            key.display(),
+            segments[0].display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        JOURNALED.to_string()
+    );
+
+    let r = host.run(data.path(), &["spool", "cat", "--path", "metrics"]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("key-missing"), "{}", r.stderr);
+    let quarantined = std::fs::read_dir(data.path().join("metrics").join("quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(quarantined, 0);
+}

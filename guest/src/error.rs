@@ -42,6 +42,9 @@ pub enum ErrorCode {
     NoSuchDatabase,
     /// The label exists but is not granted to this instance (the host's `sqlite` import).
     AccessDenied,
+    /// Encrypted data and no configured key opens it (none, or not the right one). Never
+    /// reported as `Corrupt`: the data is intact, the setup must change.
+    KeyMissing,
 }
 
 impl ErrorCode {
@@ -62,7 +65,8 @@ impl ErrorCode {
             | ErrorCode::Io
             | ErrorCode::Internal
             | ErrorCode::NoSuchDatabase
-            | ErrorCode::AccessDenied => ErrorClass::Permanent,
+            | ErrorCode::AccessDenied
+            | ErrorCode::KeyMissing => ErrorClass::Permanent,
         }
     }
 
@@ -84,13 +88,14 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NoSuchDatabase => "no-such-database",
             ErrorCode::AccessDenied => "access-denied",
+            ErrorCode::KeyMissing => "key-missing",
         }
     }
 }
 
 impl ErrorCode {
     /// Every code, for parsing and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::NotFound,
         ErrorCode::DuplicateKey,
         ErrorCode::ForeignKey,
@@ -106,6 +111,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NoSuchDatabase,
         ErrorCode::AccessDenied,
+        ErrorCode::KeyMissing,
     ];
 
     /// The code named by [`ErrorCode::as_str`] (errors that crossed a process boundary).

@@ -51,6 +51,7 @@ pub const ENV_PREFIX: &str = "EDGESTORE_";
 /// standalone component's path, sysroot, data directory and journal mode). They are left alone;
 /// any other unknown `EDGESTORE_*` name is an error, so a typo never goes unnoticed.
 pub const RESERVED_VARIABLES: &[&str] = &[
+    crate::keys::KEY_ENV,
     "EDGESTORE_PLUGIN_COMPONENT",
     "EDGESTORE_BENCH_CHILD",
     "EDGESTORE_STANDALONE_WASM",
@@ -144,6 +145,8 @@ pub struct Config {
     pub backup: crate::ops::backup::BackupConfig,
     /// The hash-chained audit log, the library's own type.
     pub audit: crate::audit::AuditConfig,
+    /// Encryption at rest: the key file and extra recipients, the library's own type.
+    pub encryption: crate::keys::EncryptionConfig,
 }
 
 /// `database.type`.
@@ -644,8 +647,24 @@ impl Config {
         Ok(store)
     }
 
-    /// The core's spool configuration for segments named `identifier_...`.
-    pub fn spool_config(&self, identifier: &str) -> SpoolConfig {
+    /// The encryption keys `encryption` names (`None`: encryption is off).
+    pub fn keys(&self) -> crate::Result<Option<crate::keys::KeyRing>> {
+        crate::keys::KeyRing::load(&self.encryption, &self.host.data_dir)
+    }
+
+    /// The core's spool configuration for segments named `identifier_...`, with the keys
+    /// (read from the key file) when encryption is configured.
+    pub fn spool_config(&self, identifier: &str) -> crate::Result<SpoolConfig> {
+        let mut spool = self.spool_config_without_keys(identifier);
+        if let Some(keys) = self.keys()? {
+            spool.keys = keys.spool_keys();
+        }
+        Ok(spool)
+    }
+
+    /// The spool configuration without reading any key (the store's recipients file still
+    /// makes it encrypt).
+    pub fn spool_config_without_keys(&self, identifier: &str) -> SpoolConfig {
         let mut spool = SpoolConfig::new(identifier);
         spool.compression_level = self.storage.compression_level;
         spool.max_records = self.storage.max_records;
@@ -925,7 +944,7 @@ mod tests {
         assert_eq!(c.host.engine, EngineKind::Native);
         assert_eq!(c.spool_path().unwrap(), "spool/m");
         assert_eq!(c.health.max_disk_used_percent, 80.0);
-        let s = c.spool_config("agent");
+        let s = c.spool_config("agent").unwrap();
         assert_eq!(
             (
                 s.compression_level,
@@ -1072,7 +1091,7 @@ mod tests {
         assert_eq!(cli.labels, library.labels);
         assert_eq!(cli.read_only, library.read_only);
         assert_eq!(c.health, HealthConfig::default());
-        assert_eq!(c.spool_config("agent"), SpoolConfig::new("agent"));
+        assert_eq!(c.spool_config("agent").unwrap(), SpoolConfig::new("agent"));
         // The documented values (README's configuration block).
         assert_eq!(
             (

@@ -8,7 +8,7 @@
 //!
 //! Modules are layered; each imports only from the layers below it:
 //!
-//! 1. foundations at the top of `src/`: `error`, `duration` (humantime serde), `grants`, and
+//! 1. foundations at the top of `src/`: `error`, `duration` (humantime serde), `grants`, `keys`, and
 //!    what the client's dispatch reports and guards with, `resilience` and `metrics`;
 //! 2. the engines: `backend` (the seam, the native engine), then `component`, which gets what
 //!    it needs of a store's configuration as [`ComponentSource`] and `ComponentLimits`;
@@ -39,6 +39,7 @@
 //! | the YAML configuration, env overrides, mapping to [`StoreConfig`] (`config.rs`; durations as humantime text in `duration.rs`) | [`config`] |
 //! | Prometheus metrics of one store (`metrics.rs`) | [`metrics`] |
 //! | retry with backoff, the circuit breaker (`resilience.rs`) | [`resilience`] |
+//! | the encryption keys: the age identity file outside the data directory, generate, rotate, destroy (`keys.rs`) | [`keys`] |
 //! | the hash-chained audit log of mutations and refused accesses (`audit.rs`) | [`audit`] |
 //! | SHA-256 as hex, the one spelling of a content digest (`digest.rs`) | [`digest`] |
 //! | commit hooks on the host's writing connections, for the backup's commit times (`commit_hooks.rs`) | [`commit_hooks`] |
@@ -67,6 +68,7 @@ pub mod digest;
 mod duration;
 pub mod error;
 pub mod grants;
+pub mod keys;
 pub mod metrics;
 mod ops;
 pub mod resilience;

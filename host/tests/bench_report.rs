@@ -20,6 +20,7 @@ const FIGURES: &[&str] = &[
     "spool.ingest.native.l6.vs_raw",
     "spool.ingest.native_2_workers.l6.metrics_per_s",
     "spool.ingest.native_2_workers.l6.vs_raw",
+    "spool.ingest.native.l6.encryption_on_vs_off",
     "spool.ingest.host_native.l6.audit_on_vs_off",
     "spool.ingest.component.l6.metrics_per_s",
     "spool.ingest.component.l6.vs_native",

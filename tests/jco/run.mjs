@@ -72,6 +72,8 @@ async function roundtrip(m) {
     retentionMs: 86400000n,
     maxBytes: undefined,
     dropPendingOverCap: false,
+    recipients: [],
+    identities: '',
   });
   const metrics = Array.from({ length: 50 }, (_, i) => ({
     cloudAccountId: 'acct',

@@ -29,6 +29,7 @@ pub fn error_to_wit(e: &Error) -> wit::Error {
         ErrorCode::Internal => wit::ErrorCode::Internal,
         ErrorCode::NoSuchDatabase => wit::ErrorCode::NoSuchDatabase,
         ErrorCode::AccessDenied => wit::ErrorCode::AccessDenied,
+        ErrorCode::KeyMissing => wit::ErrorCode::KeyMissing,
     };
     let class = match e.class() {
         ErrorClass::Transient => wit::ErrorClass::Transient,
@@ -62,6 +63,7 @@ pub fn error_from_wit(e: wit::Error) -> Error {
         wit::ErrorCode::Internal => ErrorCode::Internal,
         wit::ErrorCode::NoSuchDatabase => ErrorCode::NoSuchDatabase,
         wit::ErrorCode::AccessDenied => ErrorCode::AccessDenied,
+        wit::ErrorCode::KeyMissing => ErrorCode::KeyMissing,
     };
     Error::new(code, e.message)
 }

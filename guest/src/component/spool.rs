@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::layout::check_spool_path;
 use crate::spool::{
     document_metric, documents, metric_document, Counts, Document, PurgeReport, RangeReader,
-    SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SyncPolicy, TimeRange, Usage,
+    SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys, SyncPolicy, TimeRange,
+    Usage,
 };
 use crate::{Metric, SystemClock};
 
@@ -71,6 +72,10 @@ fn config_from_wit(c: &s::Config) -> SpoolConfig {
         retention: Duration::from_millis(c.retention_ms),
         max_bytes: c.max_bytes,
         drop_pending_over_cap: c.drop_pending_over_cap,
+        keys: SpoolKeys {
+            recipients: c.recipients.clone(),
+            identities: c.identities.clone(),
+        },
     }
 }
 

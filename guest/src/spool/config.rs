@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::cipher::SpoolKeys;
 use super::name::check_identifier;
 use crate::error::{Error, Result};
 
@@ -43,6 +44,8 @@ pub struct SpoolConfig {
     pub max_bytes: Option<u64>,
     /// Whether `purge` may drop segments that were never uploaded to get under `max_bytes`.
     pub drop_pending_over_cap: bool,
+    /// age keys: recipients new segments are encrypted to, identities that read them.
+    pub keys: SpoolKeys,
 }
 
 impl SpoolConfig {
@@ -57,6 +60,7 @@ impl SpoolConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_bytes: None,
             drop_pending_over_cap: false,
+            keys: SpoolKeys::default(),
         }
     }
 
@@ -84,7 +88,7 @@ impl SpoolConfig {
         if self.max_bytes == Some(0) {
             return Err(field("max_bytes", "must be positive when set".into()));
         }
-        Ok(())
+        self.keys.validate()
     }
 
     pub(crate) fn max_interval_ms(&self) -> i64 {

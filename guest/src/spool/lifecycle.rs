@@ -12,7 +12,7 @@ use super::name::{
     TMP_SUFFIX, UPLOADED_DIR,
 };
 use super::place::{list_dir, locate, move_segment, quarantine};
-use super::reader::{open_verified, RangeReader, SegmentReader};
+use super::reader::{brotli_stream, open_verified, RangeReader, SegmentReader};
 use super::segment::{read_sidecar, verify_file};
 use super::{Shared, Spool};
 use crate::dir::Capacity;
@@ -363,6 +363,14 @@ fn decodes(shared: &Shared, path: &str, name: &str) -> Result<bool> {
         .dir
         .open_read(path)
         .map_err(|e| Error::io(format!("open {name}"), e))?;
+    let file = match SegmentName::parse(name) {
+        Some(seg) => match brotli_stream(shared, &seg, file, &[]) {
+            Ok(file) => file,
+            Err(e) if e.code() == ErrorCode::Corrupt => return Ok(false),
+            Err(e) => return Err(e),
+        },
+        None => file,
+    };
     let mut r = SegmentReader::<serde::de::IgnoredAny>::new(name.to_string(), file);
     loop {
         match r.next(1024) {

@@ -44,6 +44,7 @@
 //! | `put`: appending, splitting at `max_records`, rotation | `put.rs` |
 //! | the journal line format (check, then parse) | `journal.rs` |
 //! | finishing a journal, checksum sidecar | `segment.rs` |
+//! | age encryption of segments, the spool's recipients | `cipher.rs` |
 //! | recovery on open | `recovery.rs` |
 //! | streaming reader | `reader.rs` |
 //! | listing, upload marks, purge, usage | `lifecycle.rs` |
@@ -60,6 +61,7 @@ use crate::clock::Clock;
 use crate::dir::{Directory, WriteFile};
 use crate::error::{Error, ErrorCode, Result};
 
+mod cipher;
 mod config;
 mod document;
 mod inspect;
@@ -76,12 +78,16 @@ mod stats;
 #[cfg(feature = "native")]
 mod worker;
 
+#[cfg(feature = "encryption")]
+pub use cipher::{generate_identity, identity_recipients};
+pub use cipher::{SpoolKeys, AGE_MAGIC, RECIPIENTS_FILE};
 pub use config::{SpoolConfig, SyncPolicy};
 pub use document::{document, document_metric, documents, metric_document, Document};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
 pub use metric::Metric;
 pub use name::{
-    SegmentName, TimeRange, MAX_IDENTIFIER_LEN, QUARANTINE_DIR, SEGMENT_SUFFIX, UPLOADED_DIR,
+    SegmentName, TimeRange, ENCRYPTED_SUFFIX, MAX_IDENTIFIER_LEN, QUARANTINE_DIR, SEGMENT_SUFFIX,
+    UPLOADED_DIR,
 };
 pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
 pub use segment::{encoder_params, window_for, Sidecar};
@@ -89,6 +95,7 @@ pub use stats::SpoolStats;
 #[cfg(feature = "native")]
 pub use worker::FinishWorker;
 
+use cipher::Cipher;
 use name::JournalName;
 
 /// State shared by the spool and its readers.
@@ -98,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Opened by [`Spool::inspect`]: nothing is ever created, renamed, removed or written.
     pub(crate) read_only: bool,
+    /// The keys segments are encrypted to and read with.
+    pub(crate) cipher: Cipher,
     stats: Mutex<SpoolStats>,
 }
 
@@ -110,11 +119,17 @@ impl Shared {
         read_only: bool,
     ) -> Result<Arc<Shared>> {
         config.validate()?;
+        let stored = cipher::stored_recipients(&*dir)?;
+        let cipher = Cipher::new(&config.keys, &stored)?;
+        if !read_only && !config.keys.recipients.is_empty() {
+            cipher::store_recipients(&*dir, &cipher.recipients())?;
+        }
         Ok(Arc::new(Shared {
             dir,
             config,
             clock,
             read_only,
+            cipher,
             stats: Mutex::new(SpoolStats::default()),
         }))
     }
@@ -637,5 +652,7 @@ impl<R> Spool<R> {
     }
 }
 
+#[cfg(all(test, feature = "encryption"))]
+mod cipher_tests;
 #[cfg(test)]
 mod tests;

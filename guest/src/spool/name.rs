@@ -1,9 +1,11 @@
 //! File names of the spool: finished segments, journals, temporaries and sidecars.
 //!
-//! A finished segment is `<identifier>_<startMs>_<stopMs>.json.br`. Identifiers may contain
+//! A finished segment is `<identifier>_<startMs>_<stopMs>.json.br`, or `.json.br.age` when it
+//! is encrypted. Identifiers may contain
 //! `_`, so names are parsed from the right: the last two `_`-separated fields are the times.
 //! Everything the spool writes that is not a finished segment starts with `.` or ends in
-//! something other than `.json.br`, so a shipper globbing `*.json.br` only sees finished ones.
+//! something other than `.json.br` (`.json.br.age`), so a shipper globbing `*.json.br*` only
+//! sees finished ones.
 
 use crate::error::{Error, Result};
 
@@ -13,6 +15,9 @@ pub const MAX_IDENTIFIER_LEN: usize = 128;
 
 /// Suffix of a finished segment.
 pub const SEGMENT_SUFFIX: &str = ".json.br";
+/// Suffix of a finished segment encrypted with age (`<segment>.json.br.age`): a tool that
+/// expects Brotli never mistakes one for a damaged `.json.br`.
+pub const ENCRYPTED_SUFFIX: &str = ".json.br.age";
 /// Suffix of a segment's checksum sidecar (`<segment>.sum`).
 pub const SIDECAR_SUFFIX: &str = ".sum";
 /// Suffix of an active or unfinished journal (`.<identifier>_<startMs>_<nonce>.journal`).
@@ -48,6 +53,8 @@ pub struct SegmentName {
     pub stop_ms: i64,
     /// The spool identifier.
     pub identifier: String,
+    /// Encrypted with age (named `.json.br.age`).
+    pub encrypted: bool,
 }
 
 fn parse_ms(s: &str) -> Option<i64> {
@@ -58,15 +65,20 @@ fn parse_ms(s: &str) -> Option<i64> {
 }
 
 impl SegmentName {
-    /// Parse `<identifier>_<start>_<stop>.json.br`; `None` for anything else.
+    /// Parse `<identifier>_<start>_<stop>.json.br` (or `.json.br.age`); `None` for anything
+    /// else.
     pub fn parse(name: &str) -> Option<SegmentName> {
-        let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
+        let (stem, encrypted) = match name.strip_suffix(ENCRYPTED_SUFFIX) {
+            Some(stem) => (stem, true),
+            None => (name.strip_suffix(SEGMENT_SUFFIX)?, false),
+        };
         let (rest, stop) = stem.rsplit_once('_')?;
         let (identifier, start) = rest.rsplit_once('_')?;
         let seg = SegmentName {
             start_ms: parse_ms(start)?,
             stop_ms: parse_ms(stop)?,
             identifier: identifier.to_string(),
+            encrypted,
         };
         check_identifier(identifier).ok()?;
         Some(seg)
@@ -77,15 +89,20 @@ impl SegmentName {
     pub fn parse_user(name: &str) -> Result<SegmentName> {
         SegmentName::parse(name).ok_or_else(|| {
             Error::invalid_input(format!(
-                "{name:?} is not a segment name <identifier>_<startMs>_<stopMs>.json.br"
+                "{name:?} is not a segment name <identifier>_<startMs>_<stopMs>.json.br[.age]"
             ))
         })
     }
 
     /// The file name.
     pub fn file_name(&self) -> String {
+        let suffix = if self.encrypted {
+            ENCRYPTED_SUFFIX
+        } else {
+            SEGMENT_SUFFIX
+        };
         format!(
-            "{}_{}_{}{SEGMENT_SUFFIX}",
+            "{}_{}_{}{suffix}",
             self.identifier, self.start_ms, self.stop_ms
         )
     }
@@ -215,6 +232,10 @@ mod tests {
         };
         assert_eq!(JournalName::parse(&j.file_name()), Some(j));
         let s = SegmentName::parse("a_10_20.json.br").unwrap();
+        let e = SegmentName::parse("a_10_20.json.br.age").unwrap();
+        assert!(e.encrypted && !s.encrypted);
+        assert_eq!(e.file_name(), "a_10_20.json.br.age");
+        assert!(SegmentName::parse("a_10_20.json.age").is_none());
         assert!(s.overlaps(&TimeRange::all()));
         assert!(s.overlaps(&TimeRange::between(20, 30)));
         assert!(!s.overlaps(&TimeRange::between(21, 30)));

@@ -228,8 +228,25 @@ impl<R: DeserializeOwned> SegmentReader<R> {
     }
 }
 
+/// The Brotli stream of segment `seg` read from `file`: decrypted when the segment is
+/// encrypted (`recipients` from its sidecar name the keys in a `KeyMissing` error).
+pub(crate) fn brotli_stream(
+    shared: &Shared,
+    seg: &SegmentName,
+    file: ReadFile,
+    recipients: &[String],
+) -> Result<ReadFile> {
+    if seg.encrypted {
+        shared.cipher.open(&seg.file_name(), file, recipients)
+    } else {
+        Ok(file)
+    }
+}
+
 /// Open a segment for reading after verifying it against its sidecar; a mismatch quarantines
-/// it (leaves it in place on an inspecting spool) and is `Corrupt`. A segment without a sidecar is read as is (decoding checks it).
+/// it (leaves it in place on an inspecting spool) and is `Corrupt`. A segment without a
+/// sidecar is read as is (decoding checks it). An encrypted segment no configured identity
+/// opens is `KeyMissing` and stays where it is.
 pub(crate) fn open_verified<R: DeserializeOwned>(
     shared: &Shared,
     seg: &SegmentName,
@@ -245,8 +262,12 @@ pub(crate) fn open_verified<R: DeserializeOwned>(
         let sub = locate(shared, &name)?;
         let path = join(sub, &name);
         let sum = join(sub, &sidecar_name(&name));
+        let mut recipients = Vec::new();
         let checked = match read_sidecar(dir, &sum) {
-            Ok(Some(sc)) => verify_file(dir, &path, &sc),
+            Ok(Some(sc)) => {
+                recipients = sc.recipients.clone();
+                verify_file(dir, &path, &sc)
+            }
             Ok(None) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(false),
             Err(e) => Err(e),
@@ -269,7 +290,10 @@ pub(crate) fn open_verified<R: DeserializeOwned>(
             )));
         }
         match dir.open_read(&path) {
-            Ok(file) => return Ok(SegmentReader::new(name, file)),
+            Ok(file) => {
+                let file = brotli_stream(shared, seg, file, &recipients)?;
+                return Ok(SegmentReader::new(name, file));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
             Err(e) => return Err(Error::io(format!("open {name}"), e)),
         }

@@ -18,6 +18,7 @@ use std::io::{self, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::cipher::Cipher;
 use super::journal::{JournalScanner, Line};
 use super::name::{join, sidecar_name, tmp_name, JournalName, SegmentName, QUARANTINE_DIR};
 use super::Shared;
@@ -40,6 +41,10 @@ pub struct Sidecar {
     pub rows: u64,
     /// The journal the segment was made from, so recovery never finishes it twice.
     pub journal: String,
+    /// The age recipients an encrypted segment was encrypted to (public keys: which identity
+    /// opens it, told without trying). Empty for a plain segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 /// Read a sidecar; `Ok(None)` if there is none, `InvalidData` if it does not parse.
@@ -98,8 +103,10 @@ struct HashingWriter {
 
 impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.error.is_some() {
-            return Err(io::Error::other("earlier write failed"));
+        if let Some(e) = &self.error {
+            // The same cause again (not a generic "earlier write failed"): when age's last
+            // chunk is what reports it, its class (disk full) still reaches the caller.
+            return Err(copy_error(e));
         }
         match self.inner.write(buf) {
             Ok(n) => {
@@ -108,10 +115,7 @@ impl Write for HashingWriter {
                 Ok(n)
             }
             Err(e) => {
-                let copy = match e.raw_os_error() {
-                    Some(code) => io::Error::from_raw_os_error(code),
-                    None => io::Error::new(e.kind(), e.to_string()),
-                };
+                let copy = copy_error(&e);
                 self.error = Some(e);
                 Err(copy)
             }
@@ -119,6 +123,14 @@ impl Write for HashingWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// An error like `e`: the same OS error code, or the same kind and message.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
     }
 }
 
@@ -173,6 +185,7 @@ fn compress(
     limit: Option<u64>,
     tmp: &str,
     level: u32,
+    cipher: &Cipher,
 ) -> io::Result<Compressed> {
     // The journal's length stands in for the JSON's (each line's 9-byte checksum prefix and
     // newline are about 2 % more than the array's commas).
@@ -197,6 +210,9 @@ fn compress(
         bytes: 0,
         error: None,
     };
+    // Encrypted, the hashing writer sees (and the sidecar's CRC covers) the ciphertext: the
+    // file exactly, so verification needs no key.
+    let out = cipher.seal(out)?;
     // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own meta-block,
     // so row-sized writes would cost both speed and ratio.
     let br = brotli::CompressorWriter::with_params(out, 64 << 10, &encoder_params(level, size));
@@ -223,7 +239,10 @@ fn compress(
     // the stream (bytes for nothing). `into_inner` hands the buffered tail to Brotli, and the
     // Brotli writer's `into_inner` finishes the stream.
     let br = br.into_inner().map_err(|e| e.into_error())?;
-    let mut out = br.into_inner();
+    // Brotli swallowed any write error; the hashing writer latched it, and repeats it to
+    // age's last chunk.
+    let finished = br.into_inner().finish();
+    let mut out = finished?;
     if let Some(e) = out.error.take() {
         return Err(e);
     }
@@ -295,12 +314,22 @@ pub(crate) fn next_segment_name(
         identifier: journal.identifier.clone(),
         start_ms: journal.start_ms,
         stop_ms: now.max(journal.start_ms).max(last_stop.saturating_add(1)),
+        encrypted: shared.cipher.encrypts(),
     };
     let names = shared
         .dir
         .list("")
         .map_err(|e| Error::io("list spool directory", e))?;
-    while names.iter().any(|e| e.name == seg.file_name()) {
+    // A plain and an encrypted segment never share a time span either.
+    let taken = |seg: &SegmentName| {
+        names.iter().any(|e| {
+            SegmentName::parse(&e.name).is_some_and(|n| {
+                (&n.identifier, n.start_ms, n.stop_ms)
+                    == (&seg.identifier, seg.start_ms, seg.stop_ms)
+            })
+        })
+    };
+    while taken(&seg) {
         seg.stop_ms += 1;
     }
     Ok(seg)
@@ -321,7 +350,7 @@ pub(crate) fn finish_as(
     let name = seg.file_name();
     let tmp = tmp_name(&name);
     let level = shared.config.compression_level;
-    let counts = match compress(dir, &jname, limit, &tmp, level) {
+    let counts = match compress(dir, &jname, limit, &tmp, level, &shared.cipher) {
         Ok(c) => c,
         Err(e) => {
             let _ = dir.remove(&tmp);
@@ -345,6 +374,11 @@ pub(crate) fn finish_as(
         bytes: counts.bytes,
         rows: counts.rows,
         journal: jname.clone(),
+        recipients: if seg.encrypted {
+            shared.cipher.recipients()
+        } else {
+            Vec::new()
+        },
     };
     let sum = sidecar_name(&name);
     let publish = || -> io::Result<()> {

@@ -304,6 +304,7 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         let (mut native, mut raw, mut comp, mut two) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut unaudited, mut audited) = (Vec::new(), Vec::new());
+        let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
         for _ in 0..sizes.reps {
             native.push(secs(w.native()?.elapsed));
             raw.push(secs(spool::raw_brotli(&segments, level)?.0));
@@ -312,6 +313,8 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                 two.push(secs(w.native_two_workers()?.elapsed));
                 unaudited.push(secs(w.host_audited(host, Side::Native, false)?));
                 audited.push(secs(w.host_audited(host, Side::Native, true)?));
+                plain.push(secs(w.native()?.elapsed));
+                encrypted.push(secs(w.native_encrypted()?.elapsed));
             }
         }
         let (n, r, c) = (median(&native), median(&raw), median(&comp));
@@ -368,6 +371,18 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                 "FinishWorker compressing rotated segments on a second thread / raw Brotli on \
                  one core"
                     .into(),
+            );
+            let (off, on) = (median(&plain), median(&encrypted));
+            f.add(
+                "spool.ingest.native.l6.encryption_on_vs_off",
+                off / on,
+                "x",
+                Some(Target::AtLeast(0.95)),
+                format!(
+                    "spool put (core, one worker) with every segment encrypted to one age \
+                     X25519 recipient / plain, interleaved; {:.0} rows/s plain",
+                    w.rows as f64 / off
+                ),
             );
             let (off, on) = (median(&unaudited), median(&audited));
             f.add(

@@ -96,9 +96,22 @@ impl IngestWorkload {
         self.native_on(true)
     }
 
+    /// [`IngestWorkload::native`] with every segment encrypted to one age recipient (the
+    /// writer holds no secret, as on a device).
+    pub fn native_encrypted(&self) -> Result<IngestRun> {
+        let (_, recipient) = edgestore::spool::generate_identity("bench");
+        let mut config = self.config();
+        config.keys.recipients = vec![recipient];
+        self.native_with(false, config)
+    }
+
     fn native_on(&self, worker: bool) -> Result<IngestRun> {
+        self.native_with(worker, self.config())
+    }
+
+    fn native_with(&self, worker: bool, config: SpoolConfig) -> Result<IngestRun> {
         let dir = tempdir()?;
-        let spool: Arc<Spool<Metric>> = Arc::new(Spool::open_path(dir.path(), self.config())?);
+        let spool: Arc<Spool<Metric>> = Arc::new(Spool::open_path(dir.path(), config)?);
         let worker = if worker {
             Some(FinishWorker::spawn(spool.clone())?)
         } else {

@@ -185,7 +185,7 @@ fn sample_tag(i: usize, now: Timestamp) -> ResourceTags {
 
 async fn spool_part(ctx: &Ctx, store: &Store, args: &DemoArgs, db_rows: u64) -> anyhow::Result<()> {
     let path = ctx.config.spool_path()?;
-    let mut config = ctx.config.spool_config("demo");
+    let mut config = ctx.config.spool_config("demo")?;
     // The demo ships (marks uploaded) and purges in one run, so it keeps nothing uploaded.
     config.retention = Duration::ZERO;
     let level = config.compression_level;

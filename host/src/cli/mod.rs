@@ -8,6 +8,7 @@ pub mod bench;
 pub mod db;
 pub mod demo;
 pub mod input;
+pub mod keys;
 pub mod ops;
 pub mod spool;
 
@@ -35,7 +36,7 @@ use edgestore_host::{DbTarget, Labels, Store};
 #[command(name = "edgestore", version)]
 pub struct Cli {
     /// YAML config file (sections database, storage, host, retention, resilience, health,
-    /// serve, ingest, ship, backup, audit; camelCase keys).
+    /// serve, ingest, ship, backup, audit, encryption; camelCase keys).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (config `host.dataDir`; default ./edgestore-data): the only directory
@@ -81,6 +82,10 @@ pub enum Command {
     /// The hash-chained audit log of mutations and refused accesses (DATA/.audit): verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Encryption keys (encryption.keyFile, an age identity file): generate, show-recipient,
+    /// rotate, destroy.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The databases' continuous backup to backup.targets: now, list, verify.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
@@ -113,6 +118,7 @@ impl Cli {
             | Command::Diag(_)
             | Command::Metrics(_)
             | Command::Audit(_)
+            | Command::Keys(_)
             | Command::Backup(_)
             | Command::Restore(_)
             | Command::Bench(_) => {}
@@ -264,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => ops::serve(&ctx, &args).await,
         Command::Backup(cmd) => backup::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Restore(args) => backup::restore(&ctx, &args).await,
         // Dispatched by `main` before any runtime starts: the measurements drive their own.
         Command::Bench(_) => anyhow::bail!("edgestore bench runs outside the command runtime"),

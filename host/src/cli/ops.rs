@@ -60,12 +60,16 @@ async fn open(ctx: &Ctx) -> Result<(Store, Result<AsyncSpool, String>), String> 
     let Inspection {
         store, ownership, ..
     } = ctx.inspect().await.map_err(|e| format!("{e:#}"))?;
-    let spool = match ctx.config.spool_path() {
-        Ok(path) => store
-            .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+    let spool = match (
+        ctx.config.spool_path(),
+        ctx.config.spool_config(DEFAULT_IDENTIFIER),
+    ) {
+        (Ok(path), Ok(config)) => store
+            .spool(&path, config)
             .await
             .map_err(|e| format!("open the spool {path}: {e}")),
-        Err(e) => Err(e.to_string()),
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(format!("the spool's keys: {e}")),
     };
     let journal_rows = match &spool {
         Ok(s) => s.journal_rows().await.ok(),
@@ -233,7 +237,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let path = ctx.config.spool_path()?;
     let spool = store
-        .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER))
+        .spool(&path, ctx.config.spool_config(DEFAULT_IDENTIFIER)?)
         .await
         .with_context(|| format!("open the spool {path}"))?;
     let source = match args.generate {

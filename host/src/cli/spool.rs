@@ -175,7 +175,7 @@ pub async fn run(ctx: &Ctx, cmd: SpoolCommand) -> anyhow::Result<()> {
             Mutation::Own(store) => {
                 let result = async {
                     let spool = store
-                        .spool(&path, ctx.config.spool_config(&identifier))
+                        .spool(&path, ctx.config.spool_config(&identifier)?)
                         .await
                         .with_context(|| format!("open the spool {path}"))?;
                     command(ctx, &Target::Local(spool), cmd).await
@@ -213,7 +213,7 @@ async fn inspect(
     cmd: Shared,
 ) -> anyhow::Result<()> {
     let spool = store
-        .spool(path, ctx.config.spool_config(identifier))
+        .spool(path, ctx.config.spool_config(identifier)?)
         .await
         .with_context(|| format!("open the spool {path}"))?;
     ownership_note(ctx, ownership, spool.journal_rows().await.ok());
@@ -271,7 +271,7 @@ async fn verify(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
         Ok(Mutation::Own(store)) => {
             let result = async {
                 let spool = store
-                    .spool(path, ctx.config.spool_config(identifier))
+                    .spool(path, ctx.config.spool_config(identifier)?)
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
                 Target::Local(spool).verify(ctx.json).await
@@ -296,7 +296,7 @@ async fn verify(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
             } = ctx.inspect().await?;
             let result = async {
                 let spool = store
-                    .spool(path, ctx.config.spool_config(identifier))
+                    .spool(path, ctx.config.spool_config(identifier)?)
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
                 ownership_note(ctx, &ownership, spool.journal_rows().await.ok());
@@ -325,7 +325,7 @@ async fn flush(ctx: &Ctx, path: &str, identifier: &str) -> anyhow::Result<()> {
         Mutation::Own(store) => {
             let result = async {
                 let spool = store
-                    .spool(path, ctx.config.spool_config(identifier))
+                    .spool(path, ctx.config.spool_config(identifier)?)
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
                 spool.flush().await?;
@@ -364,7 +364,7 @@ async fn ship(ctx: &Ctx, path: &str, identifier: &str, args: &ShipArgs) -> anyho
                     );
                 };
                 let spool = store
-                    .spool(path, ctx.config.spool_config(identifier))
+                    .spool(path, ctx.config.spool_config(identifier)?)
                     .await
                     .with_context(|| format!("open the spool {path}"))?;
                 let options = ShipperOptions {
@@ -446,7 +446,7 @@ async fn finished_segments(
     let Inspection { store, .. } = ctx.inspect().await?;
     let result = async {
         let spool = store
-            .spool(path, ctx.config.spool_config(identifier))
+            .spool(path, ctx.config.spool_config(identifier)?)
             .await
             .with_context(|| format!("open the spool {path}"))?;
         Ok::<_, anyhow::Error>(spool.segments(TimeRange::all()).await?)

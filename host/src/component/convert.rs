@@ -61,6 +61,7 @@ pub fn code_to_wit(code: ErrorCode) -> t::ErrorCode {
         ErrorCode::Io => W::Io,
         ErrorCode::NoSuchDatabase => W::NoSuchDatabase,
         ErrorCode::AccessDenied => W::AccessDenied,
+        ErrorCode::KeyMissing => W::KeyMissing,
         _ => W::Internal,
     }
 }
@@ -84,6 +85,7 @@ pub fn code_from_wit(code: t::ErrorCode) -> ErrorCode {
         W::Closed => ErrorCode::Closed,
         W::Io => ErrorCode::Io,
         W::Internal => ErrorCode::Internal,
+        W::KeyMissing => ErrorCode::KeyMissing,
     }
 }
 
@@ -320,6 +322,8 @@ pub fn spool_config_to_wit(path: &str, c: &edgestore::SpoolConfig) -> s::Config 
         retention_ms: ms(c.retention),
         max_bytes: c.max_bytes,
         drop_pending_over_cap: c.drop_pending_over_cap,
+        recipients: c.keys.recipients.clone(),
+        identities: c.keys.identities.clone(),
     }
 }
 

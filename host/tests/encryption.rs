@@ -1,0 +1,256 @@
+//! Encryption at rest through the `edgestore` binary, checked with the reference `age` CLI:
+//! segments written by both engines decrypt with `age -d -i KEY | brotli -d | jq`; a wrong or
+//! missing key is `key-missing`, never corruption, and quarantines nothing; rotation keeps old
+//! segments readable with the old identity while the old key alone cannot read new ones;
+//! `keys destroy` makes everything unreadable.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{edgestore, run, text, tool_available, ENGINES};
+
+const AGE: &str = "apt-get install age (./test.sh does)";
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    key: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = tmp.path().join("keys").join("key.txt");
+    std::fs::create_dir(key.parent().unwrap()).unwrap();
+    let config = tmp.path().join("edgestore.yaml");
+    std::fs::write(
+        &config,
+        format!("encryption: {{keyFile: '{}'}}\n", key.display()),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        data,
+        key,
+        config,
+    }
+}
+
+fn cli(s: &Setup, engine: &str) -> Command {
+    let mut cmd = edgestore(&s.data, engine);
+    cmd.arg("--config").arg(&s.config);
+    cmd
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn put(s: &Setup, engine: &str, from: u32, to: u32) {
+    let mut child = cli(s, engine)
+        .args(["spool", "put", "--documents"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = String::new();
+    for i in from..to {
+        input.push_str(&format!("{{\"i\":{i},\"secret\":\"plaintext-row-{i}\"}}\n"));
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    ok(cli(s, engine).args(["spool", "flush"]));
+}
+
+fn segments(s: &Setup) -> Vec<PathBuf> {
+    let dir = s.data.join("metrics");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".json.br.age"))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Rows of `segment` as `age -d -i key | brotli -d | jq length` counts them; `None` if age
+/// refuses.
+fn age_rows(segment: &Path, key: &Path) -> Option<u64> {
+    let script = format!(
+        "set -o pipefail; age -d -i '{}' '{}' | brotli -d | jq length",
+        key.display(),
+        segment.display()
+    );
+    let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    Some(text(&out.stdout).trim().parse().unwrap())
+}
+
+#[test]
+fn both_engines_write_segments_the_age_cli_decrypts() {
+    if !tool_available("age", AGE) {
+        return;
+    }
+    for engine in ENGINES {
+        let s = setup();
+        let recipient = ok(cli(&s, engine).args(["keys", "generate"]));
+        assert!(recipient.trim().starts_with("age1"), "{recipient}");
+        let shown = ok(cli(&s, engine).args(["keys", "show-recipient"]));
+        assert_eq!(shown, recipient);
+        put(&s, engine, 0, 250);
+        let segs = segments(&s);
+        assert_eq!(segs.len(), 1, "{engine}: {segs:?}");
+        assert_eq!(age_rows(&segs[0], &s.key), Some(250), "{engine}");
+        // Not plaintext: brotli refuses it, and no row text is in the file.
+        let raw = std::fs::read(&segs[0]).unwrap();
+        assert!(raw.starts_with(b"age-encryption.org/v1\n"));
+        assert!(!raw.windows(14).any(|w| w == b"plaintext-row-"));
+        let br = Command::new("brotli")
+            .args(["-d", "-c"])
+            .arg(&segs[0])
+            .output()
+            .unwrap();
+        assert!(
+            !br.status.success(),
+            "{engine}: brotli decoded an encrypted segment"
+        );
+        // The store reads it back with the key.
+        let cat = ok(cli(&s, engine).args(["spool", "cat"]));
+        assert_eq!(cat.lines().count(), 250, "{engine}");
+        assert!(cat.contains("plaintext-row-249"));
+        let verify = ok(cli(&s, engine).args(["spool", "verify"]));
+        assert!(verify.contains('1'), "{verify}");
+    }
+}
+
+#[test]
+fn a_wrong_key_is_key_missing_and_rotation_keeps_old_segments_readable() {
+    if !tool_available("age", AGE) {
+        return;
+    }
+    let s = setup();
+    let engine = "native";
+    let first = ok(cli(&s, engine).args(["keys", "generate"]));
+    put(&s, engine, 0, 10);
+    let old_key = s.key.with_file_name("old.txt");
+    std::fs::copy(&s.key, &old_key).unwrap();
+
+    // A different key: one clear error, nothing quarantined.
+    let other = s.key.with_file_name("other.txt");
+    ok(cli(&s, engine)
+        .args(["keys", "generate", "--key-file"])
+        .arg(&other));
+    let wrong = s.config.with_file_name("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        format!("encryption: {{keyFile: '{}'}}\n", other.display()),
+    )
+    .unwrap();
+    let out = run(edgestore(&s.data, engine)
+        .arg("--config")
+        .arg(&wrong)
+        .args(["spool", "cat"]));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("key-missing") || err.contains("none of the"),
+        "{err}"
+    );
+    assert!(!err.contains("corrupt"), "{err}");
+    let quarantine = s.data.join("metrics").join("quarantine");
+    assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 0);
+
+    // Rotate: new segments to the new recipient, old ones still readable.
+    let rotated = ok(cli(&s, engine).args(["keys", "rotate"]));
+    assert_ne!(rotated, first);
+    let all = ok(cli(&s, engine).args(["keys", "show-recipient", "--all"]));
+    assert_eq!(all, format!("{rotated}{first}"));
+    put(&s, engine, 10, 30);
+    let segs = segments(&s);
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    let cat = ok(cli(&s, engine).args(["spool", "cat"]));
+    assert_eq!(cat.lines().count(), 30);
+    assert_eq!(age_rows(&segs[0], &old_key), Some(10));
+    assert_eq!(
+        age_rows(&segs[1], &old_key),
+        None,
+        "the old key reads a new segment"
+    );
+    assert_eq!(age_rows(&segs[1], &s.key), Some(20));
+
+    // Audited, and refused while a store owns the directory is covered by the lock.
+    let audit = std::fs::read_to_string(s.data.join(".audit").join("audit-0000000001.jsonl"))
+        .unwrap_or_default();
+    assert!(audit.contains("keys.rotate"), "{audit}");
+
+    // Crypto-erasure: without --yes nothing happens; with it nothing is readable any more.
+    let out = run(cli(&s, engine).args(["keys", "destroy"]));
+    assert!(!out.status.success());
+    assert!(s.key.exists());
+    ok(cli(&s, engine).args(["keys", "destroy", "--yes"]));
+    assert!(!s.key.exists());
+    std::fs::remove_file(&old_key).unwrap();
+    let out = run(cli(&s, engine).args(["spool", "cat"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("key-missing") || text(&out.stderr).contains("does not exist")
+    );
+    for seg in segments(&s) {
+        assert_eq!(age_rows(&seg, &other), None);
+    }
+}
+
+#[test]
+fn a_key_file_inside_the_data_directory_or_readable_by_others_is_refused() {
+    let s = setup();
+    ok(cli(&s, "native").args(["keys", "generate"]));
+    put(&s, "native", 0, 1);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&s.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(cli(&s, "native").args(["spool", "list"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
+    let inside = s.data.join("key.txt");
+    std::fs::write(
+        &s.config,
+        format!("encryption: {{keyFile: '{}'}}\n", inside.display()),
+    )
+    .unwrap();
+    ok(cli(&s, "native").args(["keys", "generate"]));
+    let out = run(cli(&s, "native").args(["spool", "list"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("inside the data directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
