@@ -218,6 +218,16 @@ pub(super) fn measure(mut cmd: Command, logs: &Path, what: &str) -> Result<Measu
         std::thread::sleep(POLL);
     };
     let wall = t.elapsed();
+    // The group leader shows as a zombie as soon as it exits, while its other threads may
+    // still be exiting and adding their time to the group's: read once more a moment later
+    // (it stays a zombie until it is reaped below).
+    let exited = exited.map(|first| {
+        std::thread::sleep(POLL);
+        match proc_stat(child.id()) {
+            Some(again) if again.cpu > first.cpu => again,
+            _ => first,
+        }
+    });
     let status = child
         .wait()
         .map_err(|e| BenchError::io(format!("wait for {what}"), e))?;
