@@ -22,9 +22,9 @@ use crate::dir::{PathDir, WithCapacity};
 use crate::error::{Error, Result};
 use crate::layout::check_spool_path;
 use crate::spool::{
-    document_metric, documents, metric_document, Counts, Document, PurgeReport, RangeReader,
-    SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys, SyncPolicy, TimeRange,
-    Usage,
+    document_metric, documents, metric_document, Counts, Document, EraseFilter, PurgeReport,
+    RangeReader, SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys,
+    SyncPolicy, TimeRange, Usage,
 };
 use crate::{Metric, SystemClock};
 
@@ -276,6 +276,23 @@ impl s::GuestSpool for SpoolRes {
 
     fn purge(&self) -> std::result::Result<s::PurgeReport, types::Error> {
         track("spool.purge", || self.inner.purge().map(purge_to_wit))
+    }
+
+    fn erase(
+        &self,
+        label: String,
+        value: String,
+    ) -> std::result::Result<s::EraseReport, types::Error> {
+        track("spool.erase", || {
+            let r = self.inner.erase(&EraseFilter { label, value })?;
+            Ok(s::EraseReport {
+                checked: r.checked,
+                rows_erased: r.rows_erased,
+                rewritten: r.rewritten,
+                removed: r.removed,
+                quarantined_untouched: r.quarantined_untouched,
+            })
+        })
     }
 
     fn usage(&self) -> std::result::Result<s::Usage, types::Error> {

@@ -83,8 +83,18 @@ impl Cipher {
         self.keys.recipients()
     }
 
-    /// Wrap `out` so what is written to it is encrypted (unchanged when not encrypting).
-    pub(crate) fn seal<W: Write>(&self, out: W) -> io::Result<Sealing<W>> {
+    /// Wrap `out` so what is written to it is encrypted to the recipients (unchanged when
+    /// not `encrypt`; an error when asked to encrypt without recipients).
+    pub(crate) fn seal<W: Write>(&self, out: W, encrypt: bool) -> io::Result<Sealing<W>> {
+        if !encrypt {
+            return Ok(Sealing::Plain(out));
+        }
+        if !self.encrypts() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no age recipient to encrypt to",
+            ));
+        }
         self.keys.seal(out)
     }
 

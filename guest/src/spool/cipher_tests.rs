@@ -231,3 +231,50 @@ fn bad_keys_are_named_without_printing_a_secret() {
     let shown = format!("{:?}", c);
     assert!(!shown.contains("AGE-SECRET-KEY-1"), "{shown}");
 }
+
+#[test]
+fn erase_rewrites_encrypted_segments_encrypted() {
+    let (dir, clock, k) = (MemDir::new(), ManualClock::new(T0), key());
+    let spool = open(&dir, &clock, cfg(&[&k], &[&k]));
+    spool.put(&values(0..150)).unwrap();
+    spool.flush().unwrap();
+    let report = spool.erase(&EraseFilter::parse("i=7").unwrap()).unwrap();
+    assert_eq!((report.rows_erased, report.rewritten.len()), (1, 1));
+    let names = segment_names(&dir, "");
+    assert!(
+        names.iter().all(|n| n.ends_with(".json.br.age")),
+        "{names:?}"
+    );
+    assert!(bytes(&dir, &report.rewritten[0]).starts_with(AGE_MAGIC));
+    let mut expected = values(0..150);
+    expected.remove(7);
+    assert_eq!(read_all(&spool), expected);
+}
+
+#[test]
+fn a_journal_already_published_as_an_encrypted_segment_is_not_finished_twice() {
+    let (dir, clock, k) = (MemDir::new(), ManualClock::new(T0), key());
+    let spool = open(&dir, &clock, cfg(&[&k], &[&k]));
+    spool.put(&values(0..10)).unwrap();
+    spool.sync().unwrap();
+    let journal = dir
+        .list("")
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name.ends_with(".journal"))
+        .unwrap()
+        .name;
+    let rows = bytes(&dir, &journal);
+    spool.flush().unwrap();
+    drop(spool);
+    // A crash after the rename, before the journal's removal.
+    replace_or_create(&dir, &journal, &rows);
+    let spool = open(&dir, &clock, cfg(&[&k], &[&k]));
+    assert_eq!(read_all(&spool), values(0..10));
+    assert_eq!(segment_names(&dir, "").len(), 1);
+}
+
+fn replace_or_create(dir: &MemDir, path: &str, data: &[u8]) {
+    let _ = dir.remove(path);
+    dir.create_new(path).unwrap().write_all(data).unwrap();
+}

@@ -182,6 +182,7 @@ impl<R> Spool<R> {
         for n in names {
             SegmentName::parse_user(n.as_ref())?;
         }
+        let _lifecycle = self.shared.lifecycle();
         let mut moved = 0;
         for n in names {
             let name = n.as_ref();
@@ -201,6 +202,7 @@ impl<R> Spool<R> {
     /// spool.
     pub fn purge(&self) -> Result<PurgeReport> {
         self.shared.writable("purge")?;
+        let _lifecycle = self.shared.lifecycle();
         let cfg = &self.shared.config;
         let now = self.shared.clock.now_ms();
         let retention = i64::try_from(cfg.retention.as_millis()).unwrap_or(i64::MAX);

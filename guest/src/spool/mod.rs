@@ -45,6 +45,7 @@
 //! | the journal line format (check, then parse) | `journal.rs` |
 //! | finishing a journal, checksum sidecar | `segment.rs` |
 //! | age encryption of segments, the spool's recipients | `cipher.rs` |
+//! | erasing the rows that match a label from finished segments (two passes, staged sidecar) | `erase.rs` |
 //! | recovery on open | `recovery.rs` |
 //! | streaming reader | `reader.rs` |
 //! | listing, upload marks, purge, usage | `lifecycle.rs` |
@@ -64,6 +65,7 @@ use crate::error::{Error, ErrorCode, Result};
 mod cipher;
 mod config;
 mod document;
+mod erase;
 mod inspect;
 mod journal;
 mod lifecycle;
@@ -83,6 +85,7 @@ pub use cipher::{generate_identity, identity_recipients};
 pub use cipher::{SpoolKeys, AGE_MAGIC, RECIPIENTS_FILE};
 pub use config::{SpoolConfig, SyncPolicy};
 pub use document::{document, document_metric, documents, metric_document, Document};
+pub use erase::{EraseFilter, EraseReport};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
 pub use metric::Metric;
 pub use name::{
@@ -107,6 +110,9 @@ pub(crate) struct Shared {
     pub(crate) read_only: bool,
     /// The keys segments are encrypted to and read with.
     pub(crate) cipher: Cipher,
+    /// Held by operations that move, rewrite or remove finished segments (upload marks,
+    /// purge, erase), so none of them acts on a segment another is replacing.
+    lifecycle: Mutex<()>,
     stats: Mutex<SpoolStats>,
 }
 
@@ -130,8 +136,14 @@ impl Shared {
             clock,
             read_only,
             cipher,
+            lifecycle: Mutex::new(()),
             stats: Mutex::new(SpoolStats::default()),
         }))
+    }
+
+    /// The lock of the operations that move, rewrite or remove finished segments.
+    pub(crate) fn lifecycle(&self) -> MutexGuard<'_, ()> {
+        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn note(&self, f: impl FnOnce(&mut SpoolStats)) {

@@ -185,6 +185,14 @@ pub fn sidecar_name(segment: &str) -> String {
     format!("{segment}{SIDECAR_SUFFIX}")
 }
 
+/// Suffix of a rewritten segment's new sidecar before it replaces the old one (erase).
+pub const NEW_SIDECAR_SUFFIX: &str = ".sum.new";
+
+/// The name of `segment`'s new sidecar during a rewrite (in the spool root).
+pub fn new_sidecar_name(segment: &str) -> String {
+    format!(".{segment}{NEW_SIDECAR_SUFFIX}")
+}
+
 /// `dir/name`, or `name` in the root.
 pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {

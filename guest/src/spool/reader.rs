@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::name::{join, sidecar_name, SegmentName};
+use super::name::{join, new_sidecar_name, sidecar_name, SegmentName};
 use super::place::{locate, quarantine};
 use super::segment::{read_sidecar, verify_file};
 use super::Shared;
@@ -277,6 +277,16 @@ pub(crate) fn open_verified<R: DeserializeOwned>(
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
             Err(e) => return Err(Error::io(format!("verify {name}"), e)),
         };
+        // An erase may be between replacing the segment and replacing its sidecar: the new
+        // sidecar waits in the root.
+        let ok = ok
+            || match read_sidecar(dir, &new_sidecar_name(&name)) {
+                Ok(Some(sc)) => {
+                    recipients = sc.recipients.clone();
+                    verify_file(dir, &path, &sc).unwrap_or(false)
+                }
+                _ => false,
+            };
         if !ok {
             quarantine(shared, sub, &name)?;
             let fate = if shared.read_only {

@@ -17,10 +17,10 @@ use std::collections::HashSet;
 use std::io;
 
 use super::name::{
-    join, JournalName, SegmentName, QUARANTINE_DIR, SEGMENT_SUFFIX, SIDECAR_SUFFIX, TMP_SUFFIX,
+    join, JournalName, SegmentName, NEW_SIDECAR_SUFFIX, QUARANTINE_DIR, SIDECAR_SUFFIX, TMP_SUFFIX,
     UPLOADED_DIR,
 };
-use super::segment::{finish_journal, read_sidecar};
+use super::segment::{finish_journal, read_sidecar, verify_file};
 use super::{Sealed, Shared};
 use crate::dir::Entry;
 use crate::error::{Error, Result};
@@ -31,7 +31,14 @@ fn ctx(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
 
 fn sidecar_target(name: &str) -> Option<&str> {
     name.strip_suffix(SIDECAR_SUFFIX)
-        .filter(|seg| seg.ends_with(SEGMENT_SUFFIX) && SegmentName::parse(seg).is_some())
+        .filter(|seg| SegmentName::parse(seg).is_some())
+}
+
+/// The segment of `.<segment>.sum.new`, an erase's new sidecar.
+fn new_sidecar_target(name: &str) -> Option<&str> {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(NEW_SIDECAR_SUFFIX))
+        .filter(|seg| SegmentName::parse(seg).is_some())
 }
 
 /// `.<segment>.tmp` for a valid segment name: only our own temporaries are ever removed.
@@ -81,6 +88,28 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
         } else if is_segment_tmp(&e.name) {
             dir.remove(&e.name).map_err(ctx("remove temporary"))?;
             removed += 1;
+        } else if let Some(seg) = new_sidecar_target(&e.name) {
+            // An erase rewrote `seg` up to its new sidecar: if the segment is the new one,
+            // the new sidecar replaces the old; otherwise the rewrite never happened.
+            let sub = [UPLOADED_DIR, ""].into_iter().find(|s| present(s, seg));
+            let new = read_sidecar(dir, &e.name).ok().flatten();
+            let current = match (sub, &new) {
+                (Some(sub), Some(sc)) => {
+                    verify_file(dir, &join(sub, seg), sc).map_err(ctx("verify"))?
+                }
+                _ => false,
+            };
+            match sub {
+                Some(sub) if current => {
+                    dir.rename(&e.name, &join(sub, &format!("{seg}{SIDECAR_SUFFIX}")))
+                        .map_err(ctx("replace sidecar"))?;
+                    dir.sync_dir(sub).map_err(ctx("sync"))?;
+                }
+                _ => {
+                    dir.remove(&e.name).map_err(ctx("remove new sidecar"))?;
+                    removed += 1;
+                }
+            }
         } else if let Some(seg) = sidecar_target(&e.name) {
             if present("", seg) {
                 continue;

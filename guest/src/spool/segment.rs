@@ -18,7 +18,7 @@ use std::io::{self, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::cipher::Cipher;
+use super::cipher::{Cipher, Sealing};
 use super::journal::{JournalScanner, Line};
 use super::name::{join, sidecar_name, tmp_name, JournalName, SegmentName, QUARANTINE_DIR};
 use super::Shared;
@@ -61,7 +61,7 @@ pub fn read_sidecar(dir: &dyn Directory, path: &str) -> io::Result<Option<Sideca
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-fn write_sidecar(dir: &dyn Directory, path: &str, sidecar: &Sidecar) -> io::Result<()> {
+pub(crate) fn write_sidecar(dir: &dyn Directory, path: &str, sidecar: &Sidecar) -> io::Result<()> {
     match dir.remove(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -200,56 +200,95 @@ fn compress(
     let src = dir.open_read(journal)?;
     let src = BufReader::with_capacity(64 << 10, src.take(limit.unwrap_or(u64::MAX)));
     let mut scanner = JournalScanner::new(src);
-    match dir.remove(tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let out = HashingWriter {
-        inner: dir.create_new(tmp)?,
-        hasher: crc32fast::Hasher::new(),
-        bytes: 0,
-        error: None,
-    };
-    // Encrypted, the hashing writer sees (and the sidecar's CRC covers) the ciphertext: the
-    // file exactly, so verification needs no key.
-    let out = cipher.seal(out)?;
-    // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own meta-block,
-    // so row-sized writes would cost both speed and ratio.
-    let br = brotli::CompressorWriter::with_params(out, 64 << 10, &encoder_params(level, size));
-    let mut br = io::BufWriter::with_capacity(128 << 10, br);
-    let mut c = Compressed::default();
-    br.write_all(b"[")?;
+    let mut out = SegmentWriter::create(dir, tmp, level, size, cipher, cipher.encrypts())?;
+    let (mut torn, mut corrupt) = (0, 0);
     loop {
         match scanner.next_line()? {
-            Line::Row(json) => {
-                if c.rows > 0 {
-                    br.write_all(b",")?;
-                }
-                br.write_all(json)?;
-                c.rows += 1;
-                c.json_bytes += json.len() as u64 + 1;
-            }
-            Line::Corrupt => c.corrupt += 1,
-            Line::Torn => c.torn += 1,
+            Line::Row(json) => out.push(json)?,
+            Line::Corrupt => corrupt += 1,
+            Line::Torn => torn += 1,
             Line::End => break,
         }
     }
-    br.write_all(b"]")?;
-    // No `flush()` here: flushing the Brotli writer ends a meta-block early and byte-aligns
-    // the stream (bytes for nothing). `into_inner` hands the buffered tail to Brotli, and the
-    // Brotli writer's `into_inner` finishes the stream.
-    let br = br.into_inner().map_err(|e| e.into_error())?;
-    // Brotli swallowed any write error; the hashing writer latched it, and repeats it to
-    // age's last chunk.
-    let finished = br.into_inner().finish();
-    let mut out = finished?;
-    if let Some(e) = out.error.take() {
-        return Err(e);
-    }
-    out.inner.sync_all()?;
-    c.crc32 = out.hasher.finalize();
-    c.bytes = out.bytes;
+    let mut c = out.finish()?;
+    c.torn = torn;
+    c.corrupt = corrupt;
     Ok(c)
+}
+
+/// Writes one segment file: rows in, one Brotli stream of a JSON array out (encrypted when
+/// the spool has recipients), hashed as it is written. Memory: Brotli's window and buffers.
+pub(crate) struct SegmentWriter {
+    br: io::BufWriter<brotli::CompressorWriter<Sealing<HashingWriter>>>,
+    counts: Compressed,
+}
+
+impl SegmentWriter {
+    /// Start `tmp` (replacing a leftover) for about `size` bytes of JSON at `level`,
+    /// encrypted to the spool's recipients when `encrypt`.
+    pub(crate) fn create(
+        dir: &dyn Directory,
+        tmp: &str,
+        level: u32,
+        size: u64,
+        cipher: &Cipher,
+        encrypt: bool,
+    ) -> io::Result<SegmentWriter> {
+        match dir.remove(tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let out = HashingWriter {
+            inner: dir.create_new(tmp)?,
+            hasher: crc32fast::Hasher::new(),
+            bytes: 0,
+            error: None,
+        };
+        // Encrypted, the hashing writer sees (and the sidecar's CRC covers) the ciphertext:
+        // the file exactly, so verification needs no key.
+        let out = cipher.seal(out, encrypt)?;
+        // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own
+        // meta-block, so row-sized writes would cost both speed and ratio.
+        let br = brotli::CompressorWriter::with_params(out, 64 << 10, &encoder_params(level, size));
+        let mut br = io::BufWriter::with_capacity(128 << 10, br);
+        br.write_all(b"[")?;
+        Ok(SegmentWriter {
+            br,
+            counts: Compressed::default(),
+        })
+    }
+
+    /// Append one row (its JSON text).
+    pub(crate) fn push(&mut self, json: &[u8]) -> io::Result<()> {
+        if self.counts.rows > 0 {
+            self.br.write_all(b",")?;
+        }
+        self.br.write_all(json)?;
+        self.counts.rows += 1;
+        self.counts.json_bytes += json.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// End the array and the stream, `fsync` the file; the counts and checksum.
+    pub(crate) fn finish(mut self) -> io::Result<Compressed> {
+        self.br.write_all(b"]")?;
+        // No `flush()` here: flushing the Brotli writer ends a meta-block early and
+        // byte-aligns the stream (bytes for nothing). `into_inner` hands the buffered tail to
+        // Brotli, and the Brotli writer's `into_inner` finishes the stream.
+        let br = self.br.into_inner().map_err(|e| e.into_error())?;
+        // Brotli swallowed any write error; the hashing writer latched it, and repeats it to
+        // age's last chunk.
+        let finished = br.into_inner().finish();
+        let mut out = finished?;
+        if let Some(e) = out.error.take() {
+            return Err(e);
+        }
+        out.inner.sync_all()?;
+        let mut c = self.counts;
+        c.crc32 = out.hasher.finalize();
+        c.bytes = out.bytes;
+        Ok(c)
+    }
 }
 
 /// What finishing a journal did.

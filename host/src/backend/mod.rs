@@ -10,7 +10,7 @@
 //! [`DynOps`] with nesting; an engine file holds only what differs by engine.
 
 use edgestore::model::{Key, Query, Row};
-use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
+use edgestore::spool::{EraseFilter, EraseReport, PurgeReport, SegmentInfo, Usage, VerifyReport};
 use edgestore::{Metric, Schema, SpoolConfig, TimeRange, TxMode};
 
 use crate::error::Result;
@@ -52,6 +52,7 @@ pub(crate) trait DynSpool {
     fn segments(&self, range: TimeRange) -> edgestore::Result<Vec<SegmentInfo>>;
     fn mark_uploaded(&self, names: &[String]) -> edgestore::Result<u64>;
     fn purge(&self) -> edgestore::Result<PurgeReport>;
+    fn erase(&self, filter: &EraseFilter) -> edgestore::Result<EraseReport>;
     fn usage(&self) -> edgestore::Result<Usage>;
     fn verify(&self) -> edgestore::Result<VerifyReport>;
     /// Rows in the journals on disk (not yet in finished segments): an owner's active

@@ -15,8 +15,8 @@ use edgestore::layout::check_spool_path;
 use edgestore::model::{Key, Query, Row};
 use edgestore::repository::{OpenTransaction, Store as CoreStore};
 use edgestore::spool::{
-    document_metric, documents, metric_document, Document, FinishWorker, PurgeReport, RangeReader,
-    SegmentInfo, SegmentReader, Usage, VerifyReport,
+    document_metric, documents, metric_document, Document, EraseFilter, EraseReport, FinishWorker,
+    PurgeReport, RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport,
 };
 use edgestore::sql::Database;
 use edgestore::{
@@ -235,6 +235,9 @@ impl DynSpool for Spool<Document> {
     }
     fn mark_uploaded(&self, names: &[String]) -> edgestore::Result<u64> {
         Spool::mark_uploaded(self, names).map(|n| n as u64)
+    }
+    fn erase(&self, filter: &EraseFilter) -> edgestore::Result<EraseReport> {
+        Spool::erase(self, filter)
     }
     fn purge(&self) -> edgestore::Result<PurgeReport> {
         Spool::purge(self)

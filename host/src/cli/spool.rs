@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use edgestore::command_line::{self, SpoolArgs};
-use edgestore::spool::{SegmentInfo, VerifyReport};
+use edgestore::spool::{EraseFilter, EraseReport, SegmentInfo, VerifyReport};
 use edgestore::{present, Metric, TimeRange};
 use edgestore_host::admin::{self, AdminClient};
 use edgestore_host::config::Flags;
@@ -49,6 +49,12 @@ pub enum SpoolCommand {
     /// (B bytes) to TARGET`, exit non-zero if any failed; without: every ship.interval until
     /// SIGTERM/SIGINT. A running owner (serve) is asked to do it (--once).
     Ship(ShipArgs),
+    /// Erase a subject's rows: finish the journals, then rewrite every finished segment
+    /// (pending and uploaded) without the rows whose labels.LABEL (or top-level field LABEL)
+    /// is VALUE, crash-safe; a segment left empty is removed. Quarantined files and copies
+    /// already shipped or backed up are not touched. Audited (with a digest of the value). A
+    /// running owner is asked to do it.
+    Erase(EraseArgs),
     /// The shared commands.
     #[command(flatten)]
     Shared(Shared),
@@ -72,6 +78,17 @@ pub struct PutArgs {
     /// Brotli quality 0..=11 (config `storage.compressionLevel`).
     #[arg(long, value_name = "N")]
     pub level: Option<u32>,
+}
+
+/// `spool erase` options.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The spool.
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    /// Which rows: LABEL=VALUE.
+    #[arg(long = "where", value_name = "LABEL=VALUE")]
+    pub filter: String,
 }
 
 /// `spool ship` options.
@@ -132,7 +149,7 @@ impl SpoolCommand {
                     flags.set("retention.dropPending", "--drop-pending", "true");
                 }
             }
-            SpoolCommand::Ship(_) | SpoolCommand::Shared(_) => {}
+            SpoolCommand::Ship(_) | SpoolCommand::Erase(_) | SpoolCommand::Shared(_) => {}
         }
     }
 
@@ -140,6 +157,7 @@ impl SpoolCommand {
         match self {
             SpoolCommand::Put(a) => &a.spool,
             SpoolCommand::Ship(a) => &a.spool,
+            SpoolCommand::Erase(a) => &a.spool,
             SpoolCommand::Shared(c) => c.spool(),
         }
     }
@@ -148,6 +166,7 @@ impl SpoolCommand {
         match self {
             SpoolCommand::Put(_) => "put",
             SpoolCommand::Ship(_) => "ship",
+            SpoolCommand::Erase(_) => "erase",
             SpoolCommand::Shared(c) => c.name(),
         }
     }
@@ -541,6 +560,21 @@ impl Target {
         }
     }
 
+    async fn erase(&self, filter: EraseFilter) -> anyhow::Result<EraseReport> {
+        match self {
+            Target::Local(s) => Ok(s.erase(filter).await?),
+            Target::Remote { client, .. } => Ok(client
+                .call(
+                    "/v1/spool/erase",
+                    &admin::EraseRequest {
+                        label: filter.label,
+                        value: filter.value,
+                    },
+                )
+                .await?),
+        }
+    }
+
     /// `purge`'s rendered report.
     async fn purge(&self, json: bool) -> anyhow::Result<String> {
         match self {
@@ -591,9 +625,35 @@ async fn command(ctx: &Ctx, spool: &Target, cmd: SpoolCommand) -> anyhow::Result
             out(&present::count("marked uploaded", moved, json))
         }
         SpoolCommand::Shared(Shared::Purge { .. }) => out(&spool.purge(json).await?),
+        SpoolCommand::Erase(args) => {
+            let filter = EraseFilter::parse(&args.filter)?;
+            let report = spool.erase(filter).await?;
+            out(&erase_report(&report, json)?)
+        }
         SpoolCommand::Ship(_) => bail!("spool ship does not run here"),
         SpoolCommand::Shared(other) => bail!("spool {} does not run here", other.name()),
     }
+}
+
+/// `erase`'s report: one line, or the report as JSON.
+fn erase_report(r: &EraseReport, json: bool) -> anyhow::Result<String> {
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string(r)?));
+    }
+    let mut text = format!(
+        "erased {} rows: {} segments rewritten, {} removed, {} checked\n",
+        r.rows_erased,
+        r.rewritten.len(),
+        r.removed.len(),
+        r.checked
+    );
+    if r.quarantined_untouched > 0 {
+        text.push_str(&format!(
+            "note: {} files in quarantine/ were not rewritten and may still hold such rows\n",
+            r.quarantined_untouched
+        ));
+    }
+    Ok(text)
 }
 
 fn out(text: &str) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! [`AsyncSpool`] and its streaming [`AsyncReader`] on a [`Store`].
 
-use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
+use edgestore::spool::{EraseFilter, EraseReport, PurgeReport, SegmentInfo, Usage, VerifyReport};
 use edgestore::{Metric, TimeRange};
 use tokio::sync::mpsc;
 
@@ -133,6 +133,26 @@ impl AsyncSpool {
             |r: &PurgeReport| {
                 Some((r.expired.len() + r.dropped_uploaded.len() + r.dropped_pending.len()) as u64)
             },
+            &out,
+        );
+        out
+    }
+    /// Finish the journals, then rewrite every finished segment without the rows matching
+    /// `filter` (see [`edgestore::spool::EraseFilter`]); audited with the rows erased.
+    pub async fn erase(&self, filter: EraseFilter) -> Result<EraseReport> {
+        // The audit line names the label and a digest of the value, never the value: the
+        // log must not keep what was erased.
+        let target = format!(
+            "{} {}=sha256:{}",
+            self.identifier,
+            filter.label,
+            crate::digest::sha256_hex(filter.value.as_bytes())
+        );
+        let out = self.on("spool.erase", move |s| s.erase(&filter)).await;
+        self.store.audit_result(
+            "spool.erase",
+            &target,
+            |r: &EraseReport| Some(r.rows_erased),
             &out,
         );
         out

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use edgestore::model::{Key, Query, Row};
-use edgestore::spool::{PurgeReport, SegmentInfo, Usage, VerifyReport};
+use edgestore::spool::{EraseFilter, EraseReport, PurgeReport, SegmentInfo, Usage, VerifyReport};
 use edgestore::{Metric, Schema, SpoolConfig, TimeRange, TxMode};
 use wasmtime::component::ResourceAny;
 
@@ -183,6 +183,18 @@ impl DynSpool for GuestSpool<'_, '_> {
         self.ctx
             .call(|st| g.call_mark_uploaded(st, self.res, names))
             .map(u64::from)
+    }
+    fn erase(&self, filter: &EraseFilter) -> edgestore::Result<EraseReport> {
+        let g = self.ctx.plugin.edgestore_storage_spool().spool();
+        self.ctx
+            .call(|st| g.call_erase(st, self.res, &filter.label, &filter.value))
+            .map(|r| EraseReport {
+                checked: r.checked,
+                rows_erased: r.rows_erased,
+                rewritten: r.rewritten,
+                removed: r.removed,
+                quarantined_untouched: r.quarantined_untouched,
+            })
     }
     fn purge(&self) -> edgestore::Result<PurgeReport> {
         let g = self.ctx.plugin.edgestore_storage_spool().spool();

@@ -13,6 +13,7 @@
 //! | `POST /v1/spool/put` | `{"identifier", "rows": [metric]}` | `{}` |
 //! | `POST /v1/spool/put-documents` | `{"identifier", "docs": [text]}` | `{}` |
 //! | `POST /v1/spool/flush`, `/v1/spool/sync` | `{}` | `{}` |
+//! | `POST /v1/spool/erase` | `{"label": l, "value": v}` | the erase report (rows erased, segments rewritten and removed) |
 //! | `POST /v1/spool/ack` | `{"names": [segment]}` | `{"moved": n}`; an unknown name is `not-found` and nothing moves |
 //! | `POST /v1/spool/purge`, `/v1/spool/verify` | `{"json": bool}` | `{"output": report text, "bad": [segment]}` |
 //! | `POST /v1/backup/now` | `{}` | the backup status after one round (`invalid-input` without `backup.targets`) |
@@ -76,6 +77,15 @@ pub struct AckRequest {
 pub struct AckReply {
     /// Segments moved to `uploaded/`.
     pub moved: u64,
+}
+
+/// `/v1/spool/erase` (answered with the core's `EraseReport`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EraseRequest {
+    /// The label (or top-level field).
+    pub label: String,
+    /// The value of the rows to erase.
+    pub value: String,
 }
 
 /// `/v1/spool/purge` and `/v1/spool/verify`.
@@ -384,6 +394,14 @@ async fn route_request(
             }
             let moved = spool.mark_uploaded(req.names).await?;
             json_response(200, &AckReply { moved })
+        }
+        "/v1/spool/erase" => {
+            let req: EraseRequest = read_body(request)?;
+            let filter = edgestore::spool::EraseFilter {
+                label: req.label,
+                value: req.value,
+            };
+            json_response(200, &spool.erase(filter).await?)
         }
         "/v1/spool/purge" => {
             let req: ReportRequest = read_body(request)?;
