@@ -460,6 +460,15 @@ fn the_standalone_component_writes_the_same_encrypted_format() {
     let r = host.run(data.path(), &["spool", "cat", "--path", "metrics"]);
     assert!(!r.ok);
     assert!(r.stderr.contains("key-missing"), "{}", r.stderr);
+    // With the identity in EDGESTORE_KEY it reads them.
+    let mut cmd = node(
+        data.path(),
+        &["command", "spool", "cat", "--path", "metrics"],
+    );
+    cmd.env("EDGESTORE_KEY", std::fs::read_to_string(&key).unwrap());
+    let r = run(cmd);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), JOURNALED);
     let quarantined = std::fs::read_dir(data.path().join("metrics").join("quarantine"))
         .unwrap()
         .count();

@@ -144,7 +144,12 @@ try {
   await writeFiles(files);
   _setPreopens({ '/data': dataDir });
   _setArgs(['edgestore-standalone', ...rest]);
-  _setEnv(process.env.EDGESTORE_JOURNAL ? { EDGESTORE_JOURNAL: process.env.EDGESTORE_JOURNAL } : {});
+  // Only the variables the component reads pass into it.
+  const env = {};
+  for (const name of ['EDGESTORE_JOURNAL', 'EDGESTORE_KEY']) {
+    if (process.env[name]) env[name] = process.env[name];
+  }
+  _setEnv(env);
   const m = await import(pathToFileURL(join(out, 'edgestore.js')).href);
   const run = { roundtrip, command, 'write-forever': writeForever, bench }[mode];
   if (!run) throw new Error(`unknown mode ${mode}`);

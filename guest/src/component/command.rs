@@ -317,9 +317,19 @@ fn note(data: &str, holder: &Holder, journals: Option<(&str, Result<u64>)>) {
     eprintln!("{line}");
 }
 
+/// The spool's configuration: the identifier, and the age identities in `EDGESTORE_KEY` (an
+/// identity file's text, as the edgestore CLI takes it) to read encrypted segments. New
+/// segments are encrypted to the spool's own `.recipients`.
 fn spool_config(args: &SpoolArgs) -> SpoolConfig {
-    SpoolConfig::new(args.identifier.clone())
+    let mut config = SpoolConfig::new(args.identifier.clone());
+    if let Ok(text) = std::env::var(KEY_VARIABLE) {
+        config.keys.identities = text;
+    }
+    config
 }
+
+/// The environment variable holding the identities (the same name the edgestore CLI reads).
+const KEY_VARIABLE: &str = "EDGESTORE_KEY";
 
 /// `edgestore-standalone spool <name>`, as the lock file names this command.
 fn command_name(name: &str) -> String {
