@@ -40,9 +40,12 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace).args([
-        "build",
+        "rustc",
         "-p",
         "edgestore",
+        "--lib",
+        "--crate-type",
+        "cdylib",
         "--release",
         "--no-default-features",
         "--features",

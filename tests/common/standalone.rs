@@ -68,9 +68,12 @@ pub fn standalone_component() -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&ws)
         .args([
-            "build",
+            "rustc",
             "-p",
             "edgestore",
+            "--lib",
+            "--crate-type",
+            "cdylib",
             "--release",
             "--no-default-features",
             "--features",
