@@ -107,6 +107,35 @@ pub struct AuditLine {
     pub message: Option<String>,
     /// SHA-256 of the previous line, hex.
     pub prev: String,
+    /// On a checkpoint line (`op` `audit.checkpoint`): HMAC-SHA256 of `prev` under the
+    /// store's audit key, hex. Only a key holder can write one, so a chain rewritten without
+    /// the key fails at its first checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The operation of a checkpoint line.
+pub const CHECKPOINT_OP: &str = "audit.checkpoint";
+
+/// A checkpoint follows every this many lines (and every rotation).
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// HMAC-SHA256 of `message` under `key`, hex.
+pub fn mac_hex(key: &[u8], message: &[u8]) -> String {
+    use hmac::Mac as _;
+    use std::fmt::Write as _;
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(message);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +160,8 @@ pub struct AuditLog {
     max_bytes: u64,
     engine: &'static str,
     command: String,
+    /// The key checkpoints are written with (derived from the store's age identity).
+    mac_key: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -247,6 +278,7 @@ impl AuditLog {
             max_bytes: max_bytes.max(4096),
             engine,
             command: command.to_owned(),
+            mac_key: None,
         })
     }
 
@@ -254,7 +286,29 @@ impl AuditLog {
     /// decides (the store reports it and goes on; the operation already happened).
     pub fn append(&self, event: &AuditEvent) -> std::io::Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if w.bytes >= self.max_bytes {
+        let rotated = self.write_line(&mut w, event, None)?;
+        if let Some(key) = &self.mac_key {
+            if rotated || w.seq.is_multiple_of(CHECKPOINT_EVERY) {
+                let mac = mac_hex(key, w.prev.as_bytes());
+                let checkpoint = AuditEvent {
+                    op: CHECKPOINT_OP.into(),
+                    ..AuditEvent::default()
+                };
+                self.write_line(&mut w, &checkpoint, Some(mac))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write one line (rotating first when the file is full); true if it rotated.
+    fn write_line(
+        &self,
+        w: &mut Writer,
+        event: &AuditEvent,
+        mac: Option<String>,
+    ) -> std::io::Result<bool> {
+        let rotated = w.bytes >= self.max_bytes;
+        if rotated {
             w.file.sync_all()?;
             let next = file_index(&w.name).unwrap_or(1) + 1;
             let name = file_name(next);
@@ -289,6 +343,7 @@ impl AuditLog {
             code,
             message,
             prev: w.prev.clone(),
+            mac,
         };
         let mut bytes = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
         let line_hash = hash(&bytes);
@@ -307,7 +362,32 @@ impl AuditLog {
             &tmp,
             serde_json::to_vec(&head).map_err(std::io::Error::other)?,
         )?;
-        std::fs::rename(&tmp, w.dir.join(HEAD))
+        std::fs::rename(&tmp, w.dir.join(HEAD))?;
+        Ok(rotated)
+    }
+
+    /// Sign the chain so far with a checkpoint line (when there is a key and a chain): a store
+    /// does this when it opens, so what every earlier process wrote is covered.
+    pub fn checkpoint(&self) -> std::io::Result<()> {
+        let Some(key) = &self.mac_key else {
+            return Ok(());
+        };
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.seq == 0 {
+            return Ok(());
+        }
+        let mac = mac_hex(key, w.prev.as_bytes());
+        let checkpoint = AuditEvent {
+            op: CHECKPOINT_OP.into(),
+            ..AuditEvent::default()
+        };
+        self.write_line(&mut w, &checkpoint, Some(mac)).map(|_| ())
+    }
+
+    /// Write checkpoints (HMAC lines) with `key` from now on.
+    pub fn with_mac_key(mut self, key: Vec<u8>) -> Self {
+        self.mac_key = Some(key);
+        self
     }
 }
 
@@ -335,6 +415,12 @@ pub struct AuditReport {
     pub lines: u64,
     /// The first break: `FILE line N: what`; `None` when the chain holds.
     pub first_bad: Option<String>,
+    /// Checkpoints whose HMAC a given key confirmed.
+    pub checkpoints_verified: u64,
+    /// Checkpoints seen but not checked (no key given).
+    pub checkpoints_unchecked: u64,
+    /// The last line a verified checkpoint covers (lines after it hold by the chain alone).
+    pub covered_to_seq: u64,
     /// A torn last line left by a crash (not counted as a break).
     pub torn_tail: bool,
 }
@@ -346,14 +432,19 @@ impl AuditReport {
     }
 }
 
-/// Walk the chain in `data_dir/.audit` and name the first line that breaks it.
-pub fn verify(data_dir: &Path) -> std::io::Result<AuditReport> {
+/// Walk the chain in `data_dir/.audit` and name the first line that breaks it; with
+/// `mac_keys`, also check every checkpoint's HMAC against them (any one may have written it:
+/// keys rotate).
+pub fn verify(data_dir: &Path, mac_keys: &[Vec<u8>]) -> std::io::Result<AuditReport> {
     let dir = data_dir.join(AUDIT_DIR);
     let names = files(&dir)?;
     let mut report = AuditReport {
         files: names.len(),
         lines: 0,
         first_bad: None,
+        checkpoints_verified: 0,
+        checkpoints_unchecked: 0,
+        covered_to_seq: 0,
         torn_tail: false,
     };
     let mut prev = GENESIS.to_owned();
@@ -410,6 +501,24 @@ pub fn verify(data_dir: &Path) -> std::io::Result<AuditReport> {
                     "{at}: the hash it records for {previous} does not match: {previous} was altered"
                 ));
                 return Ok(report);
+            }
+            if let Some(mac) = &line.mac {
+                if mac_keys.is_empty() {
+                    report.checkpoints_unchecked += 1;
+                } else if mac_keys
+                    .iter()
+                    .any(|k| mac_hex(k, line.prev.as_bytes()) == *mac)
+                {
+                    report.checkpoints_verified += 1;
+                    report.covered_to_seq = line.seq;
+                } else {
+                    report.first_bad = Some(format!(
+                        "{at}: checkpoint HMAC does not match the given keys: the chain before \
+                         it was rewritten by someone without the key (or the key is not the \
+                         one it was written with)"
+                    ));
+                    return Ok(report);
+                }
             }
             prev = hash(&raw);
             expected += 1;
@@ -475,7 +584,7 @@ mod tests {
         let dir = log_with(500, 8192);
         let log = AuditLog::open(dir.path(), 8192, "native", "again").unwrap();
         log.append(&event(0)).unwrap();
-        let report = verify(dir.path()).unwrap();
+        let report = verify(dir.path(), &[]).unwrap();
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.lines, 501);
         assert!(report.files > 5, "{report:?}");
@@ -509,7 +618,7 @@ mod tests {
         for (what, f, expected) in cases {
             let dir = log_with(20, DEFAULT_MAX_BYTES);
             edit(dir.path(), f);
-            let report = verify(dir.path()).unwrap();
+            let report = verify(dir.path(), &[]).unwrap();
             let bad = report.first_bad.unwrap_or_default();
             assert!(bad.contains(expected), "{what}: {bad}");
         }
@@ -523,7 +632,7 @@ mod tests {
         let last = dir.path().join(AUDIT_DIR).join(names.last().unwrap());
         let mut f = OpenOptions::new().append(true).open(&last).unwrap();
         f.write_all(br#"{"seq":100001,"ti"#).unwrap();
-        let report = verify(dir.path()).unwrap();
+        let report = verify(dir.path(), &[]).unwrap();
         assert!(report.ok() && report.torn_tail, "{report:?}");
         assert_eq!(report.lines, 100_000);
     }
@@ -536,12 +645,76 @@ mod tests {
         // A crash while writing line 11: part of it reached the file, HEAD still says 10.
         bytes.extend_from_slice(br#"{"seq":11,"time":"2026"#);
         std::fs::write(&path, &bytes).unwrap();
-        let report = verify(dir.path()).unwrap();
+        let report = verify(dir.path(), &[]).unwrap();
         assert!(report.ok() && report.torn_tail, "{report:?}");
         let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES, "native", "t").unwrap();
         log.append(&event(11)).unwrap();
-        let report = verify(dir.path()).unwrap();
+        let report = verify(dir.path(), &[]).unwrap();
         assert!(report.ok() && !report.torn_tail, "{report:?}");
         assert_eq!(report.lines, 11);
+    }
+
+    #[test]
+    fn checkpoints_catch_a_chain_rewritten_without_the_key() {
+        let key = b"the store's audit key".to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), DEFAULT_MAX_BYTES, "native", "test")
+            .unwrap()
+            .with_mac_key(key.clone());
+        for i in 0..250 {
+            log.append(&event(i)).unwrap();
+        }
+        drop(log);
+        let report = verify(dir.path(), std::slice::from_ref(&key)).unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(
+            (report.checkpoints_verified, report.covered_to_seq),
+            (2, 201)
+        );
+        let keyless = verify(dir.path(), &[]).unwrap();
+        assert!(
+            keyless.ok() && keyless.checkpoints_unchecked == 2,
+            "{keyless:?}"
+        );
+        let wrong = verify(dir.path(), &[b"another key".to_vec()]).unwrap();
+        assert!(wrong.first_bad.unwrap().contains("line 101"));
+
+        // A forger changes line 5 and re-chains everything after it, HEAD included: the
+        // chain alone cannot tell, the first checkpoint can.
+        let path = first_file(dir.path());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut prev = GENESIS.to_owned();
+        let mut out = String::new();
+        let mut last = (0, String::new());
+        for raw in text.lines() {
+            let mut line: AuditLine = serde_json::from_str(raw).unwrap();
+            if line.seq == 5 {
+                line.target = "forged".into();
+            }
+            line.prev = prev.clone();
+            let bytes = serde_json::to_vec(&line).unwrap();
+            prev = hash(&bytes);
+            last = (line.seq, prev.clone());
+            out.push_str(std::str::from_utf8(&bytes).unwrap());
+            out.push('\n');
+        }
+        std::fs::write(&path, out).unwrap();
+        let head = Head {
+            file: file_name(1),
+            seq: last.0,
+            hash: last.1,
+        };
+        std::fs::write(
+            dir.path().join(AUDIT_DIR).join(HEAD),
+            serde_json::to_vec(&head).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            verify(dir.path(), &[]).unwrap().ok(),
+            "the chain alone holds"
+        );
+        let report = verify(dir.path(), &[key]).unwrap();
+        let bad = report.first_bad.unwrap();
+        assert!(bad.contains("line 101") && bad.contains("HMAC"), "{bad}");
     }
 }

@@ -640,6 +640,18 @@ impl Config {
         store.finish_worker = self.storage.finish_worker;
         store.queue_capacity = self.host.max_queued_calls;
         store.audit_max_bytes = self.audit.enabled.then_some(self.audit.max_bytes);
+        store.audit_mac_key = self
+            .keys()
+            .map_err(|e| ConfigError::Invalid {
+                key: "encryption.keyFile".into(),
+                value: self
+                    .encryption
+                    .key_file
+                    .as_ref()
+                    .map_or_else(|| "(EDGESTORE_KEY)".into(), |p| p.display().to_string()),
+                reason: e.to_string(),
+            })?
+            .and_then(|ring| ring.audit_mac_keys().into_iter().next());
         store.config_digest = Some(format!(
             "config sha256:{}",
             crate::digest::sha256_hex(self.to_yaml().as_bytes())

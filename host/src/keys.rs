@@ -106,6 +106,21 @@ impl KeyRing {
         &self.identity_recipients
     }
 
+    /// The audit log's checkpoint keys, one per identity (current first): an HMAC of a fixed
+    /// label under the identity's secret, so the log is signed with what the store already
+    /// guards and needs no key of its own. Empty without identities.
+    pub fn audit_mac_keys(&self) -> Vec<Vec<u8>> {
+        self.identities
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            .map(|secret| {
+                crate::audit::mac_hex(secret.as_bytes(), b"edgestore audit checkpoint v1")
+                    .into_bytes()
+            })
+            .collect()
+    }
+
     /// The spool's keys: the current recipient and the extra ones; every identity.
     pub fn spool_keys(&self) -> SpoolKeys {
         let mut recipients: Vec<String> = self

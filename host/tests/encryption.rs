@@ -207,6 +207,18 @@ fn a_wrong_key_is_key_missing_and_rotation_keeps_old_segments_readable() {
     let audit = std::fs::read_to_string(s.data.join(".audit").join("audit-0000000001.jsonl"))
         .unwrap_or_default();
     assert!(audit.contains("keys.rotate"), "{audit}");
+    // Every store that opened signed the chain before it with the key: verify checks them.
+    let verified = ok(cli(&s, engine).args(["audit", "verify"]));
+    assert!(
+        verified.contains("checkpoints signed with the store's key"),
+        "{verified}"
+    );
+    let keyless = run(edgestore(&s.data, engine).args(["audit", "verify"]));
+    assert!(
+        text(&keyless.stdout).contains("not checked"),
+        "{}",
+        text(&keyless.stdout)
+    );
 
     // Crypto-erasure: without --yes nothing happens; with it nothing is readable any more.
     let out = run(cli(&s, engine).args(["keys", "destroy"]));

@@ -27,7 +27,13 @@ pub async fn run(ctx: &Ctx, cmd: AuditCommand) -> anyhow::Result<()> {
 
 fn verify(ctx: &Ctx) -> anyhow::Result<()> {
     let dir = &ctx.config.host.data_dir;
-    let report = edgestore_host::audit::verify(dir)?;
+    // With the store's keys, every checkpoint's HMAC is checked too.
+    let keys = ctx
+        .config
+        .keys()?
+        .map(|ring| ring.audit_mac_keys())
+        .unwrap_or_default();
+    let report = edgestore_host::audit::verify(dir, &keys)?;
     let mut out = std::io::stdout().lock();
     if ctx.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -44,6 +50,19 @@ fn verify(ctx: &Ctx) -> anyhow::Result<()> {
                 ""
             }
         )?;
+        if report.checkpoints_verified > 0 {
+            writeln!(
+                out,
+                "{} checkpoints signed with the store's key, covering lines 1-{}",
+                report.checkpoints_verified, report.covered_to_seq
+            )?;
+        } else if report.checkpoints_unchecked > 0 {
+            writeln!(
+                out,
+                "{} checkpoints not checked: no key (set encryption.keyFile)",
+                report.checkpoints_unchecked
+            )?;
+        }
     }
     out.flush()?;
     match report.first_bad {

@@ -63,6 +63,8 @@ pub struct StoreConfig {
     /// The audit log (`DATA/.audit/`, [`crate::audit`]): its file size before rotating;
     /// `None` writes none. Only an owning store writes it.
     pub audit_max_bytes: Option<u64>,
+    /// The key the audit log's checkpoints are written with (`None`: no checkpoints).
+    pub audit_mac_key: Option<Vec<u8>>,
     /// The effective configuration's SHA-256 (`sha256:...`), recorded in the audit log when
     /// the store opens, so a configuration change shows there.
     pub config_digest: Option<String>,
@@ -92,6 +94,7 @@ impl StoreConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             finish_worker: false,
             audit_max_bytes: None,
+            audit_mac_key: None,
             config_digest: None,
         }
     }

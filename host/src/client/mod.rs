@@ -240,12 +240,19 @@ impl Store {
         let audit = match (config.read_only, config.audit_max_bytes) {
             (false, Some(max)) => Some(Arc::new(
                 crate::audit::AuditLog::open(&config.data_dir, max, engine_name, &config.command)
+                    .and_then(|log| match &config.audit_mac_key {
+                        Some(key) => {
+                            let log = log.with_mac_key(key.clone());
+                            log.checkpoint().map(|()| log)
+                        }
+                        None => Ok(log),
+                    })
                     .map_err(|e| {
-                    Error::Store(edgestore::Error::io(
-                        format!("open the audit log in {}", config.data_dir.display()),
-                        e,
-                    ))
-                })?,
+                        Error::Store(edgestore::Error::io(
+                            format!("open the audit log in {}", config.data_dir.display()),
+                            e,
+                        ))
+                    })?,
             )),
             _ => None,
         };
