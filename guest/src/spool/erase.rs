@@ -28,7 +28,7 @@ use super::place::{list_dir, locate};
 use super::reader::open_verified;
 use super::segment::{write_sidecar, SegmentWriter, Sidecar, SIDECAR_FORMAT};
 use super::{Shared, Spool};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Which rows [`Spool::erase`] removes: those whose `labels` object has `label` equal to
 /// `value`, or whose top-level field `label` is `value` (strings compared exactly; a number
@@ -87,7 +87,9 @@ pub struct EraseReport {
 
 impl<R> Spool<R> {
     /// Remove every row matching `filter` from this spool's finished segments (pending and
-    /// uploaded), after finishing the journals (see the module docs for the protocol).
+    /// uploaded), after finishing the journals (see the module docs for the protocol). A
+    /// segment that fails verification is quarantined, as reading does, and the others are
+    /// still erased.
     /// `PermissionDenied` on an inspecting spool; `KeyMissing` when an encrypted segment
     /// cannot be read or written again with the configured keys.
     pub fn erase(&self, filter: &EraseFilter) -> Result<EraseReport> {
@@ -104,7 +106,13 @@ impl<R> Spool<R> {
             names.sort();
             for seg in names {
                 report.checked += 1;
-                erase_in(shared, &seg, filter, &mut report)?;
+                match erase_in(shared, &seg, filter, &mut report) {
+                    Ok(()) => {}
+                    // Failed verification: it was quarantined (counted below), and the rest
+                    // are still erased.
+                    Err(e) if e.code() == ErrorCode::Corrupt => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         report.quarantined_untouched = list_dir(shared, QUARANTINE_DIR)?
@@ -144,7 +152,7 @@ fn erase_in(
     }
     if seg.encrypted && !shared.cipher.encrypts() {
         return Err(Error::new(
-            crate::error::ErrorCode::KeyMissing,
+            ErrorCode::KeyMissing,
             format!(
                 "erase: segment {name} is encrypted and the spool has no age recipient to \
                  encrypt its rewrite to"
@@ -370,6 +378,32 @@ mod tests {
         assert!(dir.open_read(&new_sidecar_name(&name)).is_err());
         assert!(dir.open_read(&tmp_name(&name)).is_err());
         assert_eq!(spool.verify().unwrap().quarantined.len(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_segment_is_quarantined_and_the_others_are_still_erased() {
+        let dir = MemDir::new();
+        let spool = open(&dir);
+        spool.put(&rows(0..60)).unwrap();
+        let names: Vec<String> = spool
+            .segments(TimeRange::all())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        let mut data = bytes(&dir, &names[0]);
+        let last = data.len() - 3;
+        data[last] ^= 0xff;
+        put_file(&dir, &names[0], &data);
+        let report = spool.erase(&filter()).unwrap();
+        assert_eq!(report.rewritten, [names[1].clone()], "{report:?}");
+        assert_eq!(
+            report.quarantined_untouched, 2,
+            "the segment and its sidecar"
+        );
+        assert!(!read_all(&spool)
+            .iter()
+            .any(|r| r["labels"]["user"] == "alice"));
     }
 
     #[test]
