@@ -120,24 +120,6 @@ pub const CHECKPOINT_OP: &str = "audit.checkpoint";
 /// A checkpoint follows every this many lines (and every rotation).
 pub const CHECKPOINT_EVERY: u64 = 100;
 
-/// HMAC-SHA256 of `message` under `key`, hex.
-pub fn mac_hex(key: &[u8], message: &[u8]) -> String {
-    use hmac::Mac as _;
-    use std::fmt::Write as _;
-    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(message);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Head {
     file: String,
@@ -289,7 +271,7 @@ impl AuditLog {
         let rotated = self.write_line(&mut w, event, None)?;
         if let Some(key) = &self.mac_key {
             if rotated || w.seq.is_multiple_of(CHECKPOINT_EVERY) {
-                let mac = mac_hex(key, w.prev.as_bytes());
+                let mac = crate::digest::hmac_sha256_hex(key, w.prev.as_bytes());
                 let checkpoint = AuditEvent {
                     op: CHECKPOINT_OP.into(),
                     ..AuditEvent::default()
@@ -376,7 +358,7 @@ impl AuditLog {
         if w.seq == 0 {
             return Ok(());
         }
-        let mac = mac_hex(key, w.prev.as_bytes());
+        let mac = crate::digest::hmac_sha256_hex(key, w.prev.as_bytes());
         let checkpoint = AuditEvent {
             op: CHECKPOINT_OP.into(),
             ..AuditEvent::default()
@@ -507,7 +489,7 @@ pub fn verify(data_dir: &Path, mac_keys: &[Vec<u8>]) -> std::io::Result<AuditRep
                     report.checkpoints_unchecked += 1;
                 } else if mac_keys
                     .iter()
-                    .any(|k| mac_hex(k, line.prev.as_bytes()) == *mac)
+                    .any(|k| crate::digest::hmac_sha256_hex(k, line.prev.as_bytes()) == *mac)
                 {
                     report.checkpoints_verified += 1;
                     report.covered_to_seq = line.seq;

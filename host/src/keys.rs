@@ -115,7 +115,7 @@ impl KeyRing {
             .map(str::trim)
             .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
             .map(|secret| {
-                crate::audit::mac_hex(secret.as_bytes(), b"edgestore audit checkpoint v1")
+                crate::digest::hmac_sha256_hex(secret.as_bytes(), b"edgestore audit checkpoint v1")
                     .into_bytes()
             })
             .collect()
