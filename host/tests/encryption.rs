@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{edgestore, run, text, tool_available, ENGINES};
+use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
 
 const AGE: &str = "apt-get install age (./test.sh does)";
 
@@ -58,24 +57,11 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn put(s: &Setup, engine: &str, from: u32, to: u32) {
-    let mut child = cli(s, engine)
-        .args(["spool", "put", "--documents"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let mut input = String::new();
     for i in from..to {
         input.push_str(&format!("{{\"i\":{i},\"secret\":\"plaintext-row-{i}\"}}\n"));
     }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(cli(s, engine).args(["spool", "put", "--documents"]), &input);
     assert!(out.status.success(), "{}", text(&out.stderr));
     ok(cli(s, engine).args(["spool", "flush"]));
 }

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{edgestore, run, text, ENGINES};
+use common::{edgestore, run, run_with_input, text, ENGINES};
 
 const SUBJECT: &str = "alice-7f3a9c";
 
@@ -19,12 +18,6 @@ fn put(data: &Path, engine: &str, from: u32, to: u32, flush: bool) {
     if flush {
         cmd.arg("--flush");
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let mut input = String::new();
     for i in from..to {
         let user = if i % 4 == 0 { SUBJECT } else { "bob" };
@@ -32,13 +25,7 @@ fn put(data: &Path, engine: &str, from: u32, to: u32, flush: bool) {
             "{{\"i\":{i},\"labels\":{{\"user\":\"{user}\"}},\"note\":\"by {user}\"}}\n"
         ));
     }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&mut cmd, &input);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -169,21 +156,14 @@ fn a_deleted_database_row_leaves_no_trace_in_the_files() {
     for engine in ENGINES {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let mut child = edgestore(&data, engine)
-            .args(["db", "put", "resource_tags"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(
-            child.stdin.as_mut().unwrap(),
+        let rows = format!(
             "{{\"type\":\"pod\",\"name\":\"keep\",\"namespace\":\"prod\"}}\n\
-             {{\"type\":\"pod\",\"name\":\"{SUBJECT}\",\"namespace\":\"prod\",\"labels\":{{\"owner\":\"{SUBJECT}\"}}}}"
-        )
-        .unwrap();
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+             {{\"type\":\"pod\",\"name\":\"{SUBJECT}\",\"namespace\":\"prod\",\"labels\":{{\"owner\":\"{SUBJECT}\"}}}}\n"
+        );
+        let out = run_with_input(
+            edgestore(&data, engine).args(["db", "put", "resource_tags"]),
+            &rows,
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         let out = run(edgestore(&data, engine).args([
             "db",
