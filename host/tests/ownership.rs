@@ -9,10 +9,10 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{edgestore, run, signal, terminate, text, Serving, ENGINES};
+use common::{edgestore, run, run_with_input, signal, terminate, text, Serving, ENGINES};
 use edgestore::owner::{OwnerRecord, LOCK_FILE};
 use edgestore::sample::MetricGenerator;
 use edgestore::{Spool, SpoolConfig, TimeRange};
@@ -50,22 +50,6 @@ fn assert_ok(what: &str, out: &Output) {
         text(&out.stdout),
         text(&out.stderr)
     );
-}
-
-fn run_with_stdin(cmd: &mut std::process::Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run edgestore");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Wait until an inspecting `spool list` says the owner's journals hold `rows` rows.
@@ -187,14 +171,14 @@ fn mutations_from_a_second_process_go_through_the_owner() {
         drop(serve.child.stdin.take());
 
         let lines = metric_lines(1_000, 3);
-        let out = run_with_stdin(
+        let out = run_with_input(
             edgestore(&data, engine).args(["spool", "put", "--flush"]),
             &(lines.join("\n") + "\n"),
         );
         assert_ok("spool put", &out);
         assert!(text(&out.stderr).contains("forwarded to the owner"));
         // Owner settings are the owner's: a put asking for others is refused.
-        let out = run_with_stdin(
+        let out = run_with_input(
             edgestore(&data, engine).args(["spool", "put", "--level", "9"]),
             &lines[0],
         );
@@ -225,7 +209,7 @@ fn mutations_from_a_second_process_go_through_the_owner() {
                 format!(r#"{{"type":"pod","name":"web-{i}","namespace":"prod","labels":{{}},"annotations":{{}}}}"#)
             })
             .collect();
-        let out = run_with_stdin(
+        let out = run_with_input(
             edgestore(&data, engine).args(["db", "put", "resource_tags"]),
             &(tags.join("\n") + "\n"),
         );
