@@ -20,6 +20,9 @@
 # see every write, IAM checks switchable for the wrong-credentials test) and the AWS CLI v1
 # (`awscli`), both from PyPI, pinned in a second venv at target/s3-venv (same rule: created only
 # when missing or when the pins change; or the venv at $EDGESTORE_S3_VENV).
+# The database encryption tests (host/tests/db_encryption.rs) open the encrypted database with
+# SQLCipher 4's Python binding (`sqlcipher3-binary`), pinned in target/sqlcipher-venv (or the
+# venv at $EDGESTORE_SQLCIPHER_VENV).
 # As root the missing packages are installed with apt-get (Debian/Ubuntu); otherwise the script
 # names them and stops.
 set -euo pipefail
@@ -41,6 +44,9 @@ if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
 fi
 
 need_apt=()
+# The default build compiles SQLCipher's OpenSSL (libcrypto) from source: perl and make.
+command -v perl >/dev/null 2>&1 || need_apt+=(perl)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v brotli >/dev/null 2>&1 || need_apt+=(brotli)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 # The backup tests read restored databases with SQLite's own CLI.
@@ -93,6 +99,9 @@ pinned_venv() {
 pinned_venv target/otel-venv "opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2"
 # An S3-protocol server (moto_server) and the AWS CLI (aws), in a venv the shipping tests run.
 pinned_venv target/s3-venv "moto[server]==5.2.5 awscli==1.46.3"
+# SQLCipher 4 for Python (its own build, with its own OpenSSL): the independent reader of the
+# encrypted databases in host/tests/db_encryption.rs.
+pinned_venv target/sqlcipher-venv "sqlcipher3-binary==0.6.0"
 
 if [ "$install_only" = true ]; then
   exit 0

@@ -69,6 +69,13 @@ fn create_many(c: &mut Criterion, host: &Host) {
     g.bench_function("native", |b| {
         b.iter_custom(|n| (0..n).map(|_| cm.native().expect("native")).sum())
     });
+    g.bench_function("native_sqlcipher", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| cm.native_encrypted().expect("sqlcipher"))
+                .sum()
+        })
+    });
     g.bench_function("raw_rusqlite", |b| {
         b.iter_custom(|n| (0..n).map(|_| cm.raw().expect("raw")).sum())
     });

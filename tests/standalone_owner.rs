@@ -474,3 +474,38 @@ fn the_standalone_component_writes_the_same_encrypted_format() {
         .count();
     assert_eq!(quarantined, 0);
 }
+
+/// SQLite compiled to WebAssembly has no SQLCipher: given a key, the standalone component
+/// refuses to write a database rather than write it in plaintext, and a database the edgestore
+/// CLI encrypted is `key-missing` to it, never "corrupt".
+#[test]
+fn the_standalone_component_refuses_database_encryption_and_names_an_encrypted_database() {
+    let data = tempfile::tempdir().unwrap();
+    let (identity, _) = edgestore::spool::generate_identity("test");
+    let mut cmd = node(data.path(), &["roundtrip"]);
+    cmd.env("EDGESTORE_KEY", &identity);
+    let r = run(cmd);
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("cannot encrypt databases"),
+        "{}",
+        r.stderr
+    );
+    assert!(!data.path().join("edgestore.sqlite").exists());
+
+    if !edgestore::sql::sqlite::cipher::available() {
+        return;
+    }
+    let path = data.path().join("edgestore.sqlite");
+    let mut options = edgestore::SqliteOptions::new(path.to_str().unwrap());
+    options.keys = vec![edgestore::sql::sqlite::DatabaseKey::from_bytes([7; 32])];
+    let db = SqliteDatabase::open_with(options).unwrap();
+    edgestore::sql::with_writer(&db, |c| c.execute("CREATE TABLE resource_tags(x)", &[])).unwrap();
+    drop(db);
+    let r = jco(data.path(), &["db", "count", "resource_tags"]);
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(r.stderr.contains("key-missing"), "{}", r.stderr);
+    let r = run(node(data.path(), &["roundtrip"]));
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(r.stderr.contains("is encrypted"), "{}", r.stderr);
+}

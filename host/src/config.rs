@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use edgestore::sql::sqlite::DatabaseKey;
 use edgestore::SpoolConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
@@ -640,23 +641,51 @@ impl Config {
         store.finish_worker = self.storage.finish_worker;
         store.queue_capacity = self.host.max_queued_calls;
         store.audit_max_bytes = self.audit.enabled.then_some(self.audit.max_bytes);
-        store.audit_mac_key = self
-            .keys()
-            .map_err(|e| ConfigError::Invalid {
-                key: "encryption.keyFile".into(),
-                value: self
-                    .encryption
-                    .key_file
-                    .as_ref()
-                    .map_or_else(|| "(EDGESTORE_KEY)".into(), |p| p.display().to_string()),
-                reason: e.to_string(),
-            })?
+        let ring = self.keys().map_err(|e| ConfigError::Invalid {
+            key: "encryption.keyFile".into(),
+            value: self
+                .encryption
+                .key_file
+                .as_ref()
+                .map_or_else(|| "(EDGESTORE_KEY)".into(), |p| p.display().to_string()),
+            reason: e.to_string(),
+        })?;
+        store.audit_mac_key = ring
+            .as_ref()
             .and_then(|ring| ring.audit_mac_keys().into_iter().next());
+        store.database_keys = self.database_keys_of(ring.as_ref())?;
         store.config_digest = Some(format!(
             "config sha256:{}",
             crate::digest::sha256_hex(self.to_yaml().as_bytes())
         ));
         Ok(store)
+    }
+
+    /// The database keys, current first: empty when the databases stay plain
+    /// (`encryption.database`).
+    pub fn database_keys(&self) -> crate::Result<Vec<DatabaseKey>> {
+        let ring = self.keys()?;
+        self.database_keys_of(ring.as_ref())
+            .map_err(|e| crate::Error::Config(e.to_string()))
+    }
+
+    fn database_keys_of(
+        &self,
+        ring: Option<&crate::keys::KeyRing>,
+    ) -> Result<Vec<DatabaseKey>, ConfigError> {
+        let keys = ring.map(|r| r.database_keys()).unwrap_or_default();
+        match self.encryption.database {
+            Some(false) => Ok(Vec::new()),
+            Some(true) if keys.is_empty() => Err(ConfigError::Invalid {
+                key: "encryption.database".into(),
+                value: "true".into(),
+                reason: "the database key is derived from the store's age identity: configure \
+                         encryption.keyFile (or EDGESTORE_KEY); recipients alone cannot encrypt \
+                         a database"
+                    .into(),
+            }),
+            _ => Ok(keys),
+        }
     }
 
     /// The encryption keys `encryption` names (`None`: encryption is off).

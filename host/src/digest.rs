@@ -17,20 +17,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// HMAC-SHA256 of `message` under `key`, 64 lower-case hex digits.
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    use hmac::Mac as _;
     use std::fmt::Write as _;
-    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
-    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(message);
-    mac.finalize()
-        .into_bytes()
+    hmac_sha256(key, message)
         .iter()
         .fold(String::with_capacity(64), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// HMAC-SHA256 of `message` under `key`: 32 bytes (also a key derived from `key`: HMAC is a
+/// pseudo-random function, and the keys given here are already uniformly random).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

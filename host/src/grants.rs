@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use edgestore::layout;
+use edgestore::sql::sqlite::cipher::{self, DatabaseKey, Prepared};
 use edgestore::ErrorCode;
 
 use crate::error::{Error, Result};
@@ -95,6 +96,7 @@ pub struct Grants {
     dir: Dir,
     read_only: bool,
     labels: Labels,
+    database_keys: Vec<DatabaseKey>,
 }
 
 /// Check a label by the core's rule ([`layout::check_label`]); a bad one is a configuration
@@ -146,7 +148,49 @@ impl Grants {
             dir,
             read_only,
             labels,
+            database_keys: Vec::new(),
         })
+    }
+
+    /// Every file database of these grants is encrypted under `keys` (current first; see
+    /// [`edgestore::sql::sqlite::cipher`]); both engines key their connections with them.
+    pub fn with_database_keys(mut self, keys: Vec<DatabaseKey>) -> Self {
+        self.database_keys = keys;
+        self
+    }
+
+    /// The database keys, current first (empty: databases are not encrypted).
+    pub fn database_keys(&self) -> &[DatabaseKey] {
+        &self.database_keys
+    }
+
+    /// The owner's step before any engine opens a database: each configured file database is
+    /// brought under the current key (a plaintext one encrypted in place, one under an older
+    /// key re-keyed). Returns the files changed, with what was done.
+    pub fn prepare_databases(&self) -> edgestore::Result<Vec<(String, Prepared)>> {
+        let mut changed = Vec::new();
+        if self.read_only || self.database_keys.is_empty() {
+            return Ok(changed);
+        }
+        let mut names: Vec<&str> = self
+            .labels
+            .configured
+            .values()
+            .filter_map(|t| match t {
+                DbTarget::File(name) => Some(name.as_str()),
+                DbTarget::Memory => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let path = self.database_path(name)?;
+            let done = cipher::prepare_file(&path, &self.database_keys)?;
+            if done != Prepared::Unchanged {
+                changed.push((name.to_owned(), done));
+            }
+        }
+        Ok(changed)
     }
 
     /// The data directory (canonical path).

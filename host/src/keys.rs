@@ -14,6 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use edgestore::spool::SpoolKeys;
+use edgestore::sql::sqlite::DatabaseKey;
 use edgestore::ErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,10 @@ pub struct EncryptionConfig {
     /// More age recipients (`age1...`) every new segment is also encrypted to (an escrow or
     /// backup key; or, without `keyFile`, the only ones: a device that holds no secret).
     pub recipients: Vec<String>,
+    /// Encrypt the SQLite databases too (SQLCipher 4, under a key derived from the identity).
+    /// Unset: yes whenever there is an identity. `true` without an identity is refused (a
+    /// database key is secret; recipients alone cannot make one); `false` keeps them plain.
+    pub database: Option<bool>,
 }
 
 /// The identities a store reads with and the recipients it encrypts to.
@@ -110,15 +115,34 @@ impl KeyRing {
     /// label under the identity's secret, so the log is signed with what the store already
     /// guards and needs no key of its own. Empty without identities.
     pub fn audit_mac_keys(&self) -> Vec<Vec<u8>> {
-        self.identities
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        self.secrets()
             .map(|secret| {
                 crate::digest::hmac_sha256_hex(secret.as_bytes(), b"edgestore audit checkpoint v1")
                     .into_bytes()
             })
             .collect()
+    }
+
+    /// The database keys, one per identity (current first): HMAC-SHA256 of a fixed label under
+    /// the identity's secret, so the database is encrypted with what the store already guards,
+    /// a rotation gives a new key, and `keys destroy` takes the database with the segments.
+    pub fn database_keys(&self) -> Vec<DatabaseKey> {
+        self.secrets()
+            .map(|secret| {
+                DatabaseKey::from_bytes(crate::digest::hmac_sha256(
+                    secret.as_bytes(),
+                    b"edgestore database key v1",
+                ))
+            })
+            .collect()
+    }
+
+    /// The identity file's secret keys, in file order.
+    fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.identities
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
     }
 
     /// The spool's keys: the current recipient and the extra ones; every identity.
@@ -336,14 +360,22 @@ mod tests {
         let config = EncryptionConfig {
             key_file: Some(path.clone()),
             recipients: vec![],
+            ..EncryptionConfig::default()
         };
         let ring = KeyRing::load(&config, &data).unwrap().unwrap();
         assert_eq!(ring.current_recipient(), Some(first.as_str()));
+        let first_db_key = ring.database_keys();
+        assert_eq!(first_db_key.len(), 1);
 
         let (second, previous) = rotate(&path, &data).unwrap();
         assert_eq!(previous, first);
         let ring = KeyRing::load(&config, &data).unwrap().unwrap();
         assert_eq!(ring.identity_recipients(), [second.clone(), first.clone()]);
+        // A new database key for the new identity; the old one still offered after it.
+        let db_keys = ring.database_keys();
+        assert_eq!(db_keys.len(), 2);
+        assert_ne!(db_keys[0], first_db_key[0]);
+        assert_eq!(db_keys[1], first_db_key[0]);
         assert_eq!(ring.spool_keys().recipients, [second]);
         assert!(!format!("{ring:?}").contains("AGE-SECRET"));
 
@@ -362,6 +394,7 @@ mod tests {
         let config = EncryptionConfig {
             key_file: Some(path.clone()),
             recipients: vec![],
+            ..EncryptionConfig::default()
         };
         let elsewhere = dir.path().join("data");
         let e = KeyRing::load(&config, &elsewhere).unwrap_err();
@@ -379,6 +412,7 @@ mod tests {
                 .current_recipient()
                 .unwrap()
                 .to_string()],
+            ..EncryptionConfig::default()
         };
         let ring = KeyRing::load(&only, &elsewhere).unwrap().unwrap();
         assert_eq!(ring.spool_keys().recipients.len(), 1);

@@ -35,6 +35,7 @@ const FIGURES: &[&str] = &[
     "repo.create_many.native.rows_per_s",
     "repo.create_many.raw_rusqlite.rows_per_s",
     "repo.create_many.native.vs_raw",
+    "repo.create_many.native.sqlcipher_vs_plain",
     "repo.create_many.component.rows_per_s",
     "repo.create_many.component.vs_native",
     "repo.get.native.p50",

@@ -329,7 +329,7 @@ fn spool_config(args: &SpoolArgs) -> SpoolConfig {
 }
 
 /// The environment variable holding the identities (the same name the edgestore CLI reads).
-const KEY_VARIABLE: &str = "EDGESTORE_KEY";
+pub(crate) const KEY_VARIABLE: &str = "EDGESTORE_KEY";
 
 /// `edgestore-standalone spool <name>`, as the lock file names this command.
 fn command_name(name: &str) -> String {

@@ -21,13 +21,14 @@
 //! inside WASI is explained there.
 
 use std::io;
+use std::path::Path;
 
 use crate::dir::Capacity;
 use crate::error::{Error, ErrorCode, Result};
 use crate::layout::label_file;
 use crate::model::Value;
 use crate::sql::sqlite::rusqlite::{self, OpenFlags};
-use crate::sql::sqlite::{translate, SqliteConnection};
+use crate::sql::sqlite::{cipher, translate, SqliteConnection};
 use crate::sql::{Connection, RetryPolicy};
 
 /// The journal mode the component sets after exclusive locking: `WAL` unless
@@ -57,10 +58,13 @@ fn database_path(label: &str) -> Result<String> {
 /// locked, in WAL (see the module note).
 pub fn open(label: &str) -> Result<SqliteConnection> {
     let path = database_path(label)?;
+    refuse_encryption(&path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+    // An encrypted file is `key-missing` here, never "not a database" (`corrupt`).
+    cipher::apply(&raw, Path::new(&path), &[])?;
     let conn = SqliteConnection::new(raw, RetryPolicy::default())?;
     conn.execute("PRAGMA locking_mode = EXCLUSIVE", &[])?;
     let wanted = journal_mode()?;
@@ -120,12 +124,31 @@ pub fn open_read_only(label: &str) -> Result<SqliteConnection> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+    cipher::apply(&raw, Path::new(&path), &[])?;
     let conn = SqliteConnection::new(raw, RetryPolicy::default())?.into_read_only()?;
     conn.execute("PRAGMA locking_mode = EXCLUSIVE", &[])?;
     // The first read takes the (dot-file) lock and, in WAL mode, reads the WAL.
     conn.query("SELECT count(*) FROM sqlite_schema", &[])
         .map_err(|e| explain_lock(e, &path))?;
     Ok(conn)
+}
+
+/// SQLite compiled to WebAssembly has no SQLCipher: when the environment carries a key (the
+/// edgestore CLI would encrypt the database with it), writing is refused rather than done in
+/// plaintext.
+fn refuse_encryption(path: &str) -> Result<()> {
+    let keyed = std::env::var(super::command::KEY_VARIABLE)
+        .is_ok_and(|text| text.contains("AGE-SECRET-KEY-1"));
+    if keyed {
+        return Err(Error::invalid_input(format!(
+            "{path}: the standalone component cannot encrypt databases (its SQLite has no \
+             SQLCipher), and {} holds a key, so it does not write the database in plaintext: \
+             use the edgestore CLI (native or plugin engine), or unset {}",
+            super::command::KEY_VARIABLE,
+            super::command::KEY_VARIABLE
+        )));
+    }
+    Ok(())
 }
 
 /// A `busy` open, explained: the dot-file lock `FILE.lock` is held by another instance, or was

@@ -130,6 +130,7 @@ impl NativeBackend {
         // Inspecting: a WAL reader beside the owner, never a write (a private in-memory
         // database belongs to this store alone, so it stays writable).
         options.read_only = self.grants.read_only() && dsn != ":memory:";
+        options.keys = self.grants.database_keys().to_vec();
         // Commits are captured as they happen when a backup of this file runs.
         options.on_open_writer = Some(WriterHook(Arc::new(|conn, dsn| {
             crate::commit_hooks::install(conn, std::path::Path::new(dsn));

@@ -115,6 +115,7 @@ impl RestoreWorkload {
             &config,
             data.path(),
             None,
+            Vec::new(),
             vec![BackupTarget::from_target(client)],
             Metrics::new("native")?,
             false,
@@ -393,6 +394,7 @@ pub(super) fn restore_child(increments: u64, spec: &str) -> Result<()> {
         at_ms: None,
         to: job.to,
         spool: None,
+        keys: Vec::new(),
     };
     let t = Instant::now();
     let report: RestoreReport = host.rt.block_on(restore(&target, &options))?;
@@ -436,7 +438,14 @@ pub fn create_many(host: &Host, cm: &CreateMany, backup: bool) -> Result<Duratio
         interval: Duration::from_secs(1),
         ..BackupConfig::default()
     };
-    let runner = BackupRunner::open(&config, dir.path(), None, Metrics::new("native")?, false)?;
+    let runner = BackupRunner::open(
+        &config,
+        dir.path(),
+        None,
+        Vec::new(),
+        Metrics::new("native")?,
+        false,
+    )?;
     let elapsed = create_many_backed_up(host, cm, &table, &runner);
     // What the store still had to write is in the backup too.
     let closed = table.close(host);
@@ -457,6 +466,7 @@ pub fn create_many(host: &Host, cm: &CreateMany, backup: bool) -> Result<Duratio
             at_ms: None,
             to: to.path().to_path_buf(),
             spool: None,
+            keys: Vec::new(),
         },
     ))?;
     check_rows(

@@ -452,6 +452,7 @@ impl Server {
                 tls: None,
                 ship: crate::ops::ship::ShipConfig::default(),
                 backup: crate::ops::backup::BackupConfig::default(),
+                database_keys: Vec::new(),
             };
             let endpoint =
                 HttpEndpoint::start(listen, store.clone(), spool.clone(), options, Some(routes))

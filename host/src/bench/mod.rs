@@ -451,10 +451,14 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
 fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
     let cm = repo::CreateMany::new(sizes.create_many_rows)?;
     let rows = cm.rows.len() as f64;
-    let (mut native, mut raw, mut h_native, mut h_comp) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut native, mut raw, mut h_native, mut h_comp, mut encrypted) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let cipher = edgestore::sql::sqlite::cipher::available();
     for _ in 0..sizes.reps {
         native.push(secs(cm.native()?));
+        if cipher {
+            encrypted.push(secs(cm.native_encrypted()?));
+        }
         raw.push(secs(cm.raw()?));
         h_native.push(secs(cm.host(host, Side::Native)?));
         h_comp.push(secs(cm.host(host, Side::Component)?));
@@ -485,6 +489,20 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         Some(Target::AtLeast(0.85)),
         "repository rate / raw rusqlite rate".into(),
     );
+    if cipher {
+        f.add(
+            "repo.create_many.native.sqlcipher_vs_plain",
+            median(&native) / median(&encrypted),
+            "x",
+            None,
+            format!(
+                "the repository on an encrypted database (SQLCipher {}, raw key) / plain, \
+                 interleaved; {:.0} rows/s encrypted",
+                edgestore::sql::sqlite::cipher::version().unwrap_or_default(),
+                rows / median(&encrypted)
+            ),
+        );
+    }
     f.add(
         "repo.create_many.component.rows_per_s",
         rows / median(&h_comp),

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgestore::model::{normalize, to_row, ResourceTagsKey};
+use edgestore::sql::sqlite::DatabaseKey;
 use edgestore::sql::Database;
 use edgestore::{
     Condition, Creator, Model, Query, Reader, RepositoryOptions, ResourceTags, SqlStorage,
-    SqliteDatabase, Timestamp, Updater, Value,
+    SqliteDatabase, SqliteOptions, Timestamp, Updater, Value,
 };
 use tempfile::TempDir;
 
@@ -61,11 +62,23 @@ pub fn tags(n: usize, offset: usize) -> Vec<ResourceTags> {
 
 /// Open the core storage on a SQLite file in `dir`.
 pub fn open_native(dir: &Path, read_cache: Option<usize>) -> Result<Tags> {
+    open_native_keyed(dir, read_cache, Vec::new())
+}
+
+/// Open the core storage on a SQLite file in `dir`, encrypted (SQLCipher) under `keys` when
+/// there are any.
+pub fn open_native_keyed(
+    dir: &Path,
+    read_cache: Option<usize>,
+    keys: Vec<DatabaseKey>,
+) -> Result<Tags> {
     let path = dir.join("bench.sqlite");
     let dsn = path
         .to_str()
         .ok_or_else(|| BenchError::Check("temporary path is not UTF-8".into()))?;
-    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(dsn)?);
+    let mut options = SqliteOptions::new(dsn);
+    options.keys = keys;
+    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open_with(options)?);
     Ok(Tags::open_with(db, RepositoryOptions { read_cache })?)
 }
 
@@ -130,8 +143,22 @@ impl CreateMany {
 
     /// The repository: a fresh file database, `create_many` of every row.
     pub fn native(&self) -> Result<Duration> {
+        self.native_keyed(Vec::new())
+    }
+
+    /// [`CreateMany::native`] on an encrypted database (SQLCipher, a raw 256-bit key).
+    pub fn native_encrypted(&self) -> Result<Duration> {
+        if !edgestore::sql::sqlite::cipher::available() {
+            return Err(BenchError::Check(
+                "this build has no SQLCipher (built without the `sqlcipher` feature)".into(),
+            ));
+        }
+        self.native_keyed(vec![DatabaseKey::from_bytes([0x5a; 32])])
+    }
+
+    fn native_keyed(&self, keys: Vec<DatabaseKey>) -> Result<Duration> {
         let dir = tempdir()?;
-        let tags = open_native(dir.path(), None)?;
+        let tags = open_native_keyed(dir.path(), None, keys)?;
         let t = Instant::now();
         let n = tags.create_many(&self.rows)?;
         let elapsed = t.elapsed();

@@ -106,6 +106,7 @@ fn runner(ctx: &Ctx, store: &edgestore_host::Store) -> anyhow::Result<BackupRunn
         &ctx.config.backup,
         &ctx.config.host.data_dir,
         spool_dir,
+        ctx.config.database_keys()?,
         store.metrics().clone(),
         false,
     )?)
@@ -311,6 +312,7 @@ pub async fn restore(ctx: &Ctx, args: &RestoreArgs) -> anyhow::Result<()> {
         at_ms,
         to: args.to.clone(),
         spool,
+        keys: ctx.config.database_keys()?,
     };
     let report = backup::restore(&target, &options).await?;
     if ctx.json {

@@ -24,13 +24,17 @@ pub enum KeysCommand {
     /// --all every identity's, then encryption.recipients).
     ShowRecipient(ShowArgs),
     /// Put a new identity first in the key file, keeping the old ones so what they encrypted
-    /// stays readable; new segments are encrypted to the new recipient. Only while no store
-    /// owns the data directory.
+    /// stays readable; new segments are encrypted to the new recipient and the database is
+    /// re-keyed to the new identity's key. Only while no store owns the data directory.
     Rotate(KeyFileArgs),
-    /// Crypto-erase: overwrite and remove the key file. Every segment and backup encrypted to
-    /// its identities becomes unreadable, for good. Only while no store owns the data
-    /// directory; asks for --yes.
+    /// Crypto-erase: overwrite and remove the key file. Every segment, database and backup
+    /// encrypted to its identities becomes unreadable, for good. Only while no store owns the
+    /// data directory; asks for --yes.
     Destroy(DestroyArgs),
+    /// Print the database key (a secret) as SQLCipher's raw-key literal, for a standard
+    /// SQLCipher 4 reader: `PRAGMA key = "x'...'";` (with --all, every identity's, current
+    /// first: older ones open backups taken before a rotation).
+    DatabaseKey(ShowArgs),
 }
 
 /// The key file a command works on.
@@ -70,14 +74,20 @@ pub async fn run(ctx: &Ctx, cmd: KeysCommand) -> anyhow::Result<()> {
             print(ctx, &recipient, &path, "created")
         }
         KeysCommand::ShowRecipient(args) => show(ctx, &args),
+        KeysCommand::DatabaseKey(args) => database_key(ctx, &args),
         KeysCommand::Rotate(args) => {
             let path = key_file(ctx, &args)?;
             let data_dir = ctx.config.host.data_dir.clone();
-            let (new, old) = changing_keys(ctx, "keys.rotate", &path, || {
-                keys::rotate(&path, &data_dir).map_err(Into::into)
+            let (new, old, rekeyed) = changing_keys(ctx, "keys.rotate", &path, || {
+                let (new, old) = keys::rotate(&path, &data_dir)?;
+                let rekeyed = rekey_database(ctx, &path)?;
+                Ok((new, old, rekeyed))
             })?;
             if !ctx.json {
                 eprintln!("previous recipient {old} stays in the key file for reading");
+                if let Some(db) = rekeyed {
+                    eprintln!("database {} re-keyed to the new identity", db.display());
+                }
             }
             print(ctx, &new, &path, "rotated")
         }
@@ -141,6 +151,47 @@ fn show(ctx: &Ctx, args: &ShowArgs) -> anyhow::Result<()> {
     } else {
         for r in list {
             writeln!(out, "{r}")?;
+        }
+    }
+    Ok(out.flush()?)
+}
+
+/// After a rotation: the database (if it exists and is encrypted) under the new identity's
+/// key. The old key stays derivable from the old identity, so a crash before this is finished
+/// at the next open. Returns the database re-keyed.
+fn rekey_database(ctx: &Ctx, key_file: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let mut config = ctx.config.clone();
+    config.encryption.key_file = Some(key_file.to_path_buf());
+    let keys = config.database_keys()?;
+    let edgestore_host::grants::DbTarget::File(name) = config.database_target()? else {
+        return Ok(None);
+    };
+    let path = config.host.data_dir.join(name);
+    if keys.is_empty() || !path.is_file() {
+        return Ok(None);
+    }
+    let done = edgestore::sql::sqlite::cipher::prepare_file(&path, &keys)
+        .with_context(|| format!("re-key database {}", path.display()))?;
+    Ok((done != edgestore::sql::sqlite::cipher::Prepared::Unchanged).then_some(path))
+}
+
+fn database_key(ctx: &Ctx, args: &ShowArgs) -> anyhow::Result<()> {
+    let mut config = ctx.config.clone();
+    if let Some(path) = &args.file.key_file {
+        config.encryption.key_file = Some(path.clone());
+    }
+    let keys = config.database_keys()?;
+    if keys.is_empty() {
+        bail!("the database is not encrypted: set encryption.keyFile (or --key-file)");
+    }
+    let take = if args.all { keys.len() } else { 1 };
+    let list: Vec<String> = keys.iter().take(take).map(|k| k.sql_literal()).collect();
+    let mut out = std::io::stdout().lock();
+    if ctx.json {
+        writeln!(out, "{}", serde_json::json!({ "keys": list }))?;
+    } else {
+        for k in list {
+            writeln!(out, "{k}")?;
         }
     }
     Ok(out.flush()?)

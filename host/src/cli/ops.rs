@@ -161,11 +161,19 @@ fn now_ms() -> i64 {
 /// `edgestore diag`.
 pub async fn diag(ctx: &Ctx, _args: &DiagArgs) -> anyhow::Result<()> {
     let (store, spool) = open(ctx).await.map_err(anyhow::Error::msg)?;
+    let encryption = match (
+        ctx.config.database_keys()?.is_empty(),
+        edgestore::sql::sqlite::cipher::version(),
+    ) {
+        (false, Some(v)) => format!("; encrypted: SQLCipher {v}"),
+        (true, Some(v)) => format!("; not encrypted (SQLCipher {v} available)"),
+        (_, None) => "; not encrypted (built without SQLCipher)".to_owned(),
+    };
     let mut d = Diagnostics {
         engine: store.engine_name().to_owned(),
         backend: match store.engine_name() {
-            "native" => "embedded-sqlite (rusqlite, in process)".to_owned(),
-            _ => "host-sqlite (the component's sqlite import)".to_owned(),
+            "native" => format!("embedded-sqlite (rusqlite, in process){encryption}"),
+            _ => format!("host-sqlite (the component's sqlite import){encryption}"),
         },
         ..Diagnostics::default()
     };
@@ -260,6 +268,7 @@ pub async fn serve(ctx: &Ctx, args: &ServeArgs) -> anyhow::Result<()> {
         tls: ctx.config.serve.tls.clone(),
         ship: ctx.config.ship.clone(),
         backup: ctx.config.backup.clone(),
+        database_keys: ctx.config.database_keys()?,
     };
     let summary = serve::run(store.clone(), spool.clone(), source, options, |addr| {
         println!("listening on {addr}");

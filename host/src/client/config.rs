@@ -65,6 +65,9 @@ pub struct StoreConfig {
     pub audit_max_bytes: Option<u64>,
     /// The key the audit log's checkpoints are written with (`None`: no checkpoints).
     pub audit_mac_key: Option<Vec<u8>>,
+    /// Keys of the encrypted file databases, current first (empty: not encrypted). Opening
+    /// as the owner encrypts a plaintext database in place and re-keys one under an older key.
+    pub database_keys: Vec<edgestore::sql::sqlite::DatabaseKey>,
     /// The effective configuration's SHA-256 (`sha256:...`), recorded in the audit log when
     /// the store opens, so a configuration change shows there.
     pub config_digest: Option<String>,
@@ -95,6 +98,7 @@ impl StoreConfig {
             finish_worker: false,
             audit_max_bytes: None,
             audit_mac_key: None,
+            database_keys: Vec::new(),
             config_digest: None,
         }
     }

@@ -167,11 +167,10 @@ impl Store {
     /// Open a store: validate the grants, start the owning task, build the engine instance
     /// (compiling or loading the component), start the `flush-due` timer.
     pub async fn open(config: StoreConfig) -> Result<Store> {
-        let grants = Arc::new(Grants::new(
-            &config.data_dir,
-            config.read_only,
-            config.labels.clone(),
-        )?);
+        let grants = Arc::new(
+            Grants::new(&config.data_dir, config.read_only, config.labels.clone())?
+                .with_database_keys(config.database_keys.clone()),
+        );
         // The owner's lock comes before anything is opened, so a refused store touches nothing.
         let lock = if config.read_only {
             None
@@ -196,18 +195,22 @@ impl Store {
         let metrics = Metrics::new(engine_name)?;
         let cfg = config.clone();
         tokio::task::spawn_blocking(move || {
-            let built: Result<Box<dyn Backend>> = match engine {
-                Engine::Native => Ok(Box::new(NativeBackend::new(
-                    grants,
-                    cfg.max_connections,
-                    cfg.finish_worker,
-                ))),
-                Engine::Component(source) => crate::component::instance::ComponentBackend::new(
-                    grants,
-                    &cfg.component_limits(),
-                    &source,
-                )
-                .map(|b| Box::new(b) as Box<dyn Backend>),
+            // Owner only, before either engine opens a database: encrypt or re-key in place.
+            let built: Result<Box<dyn Backend>> = match grants.prepare_databases() {
+                Err(e) => Err(Error::Store(e)),
+                Ok(_) => match engine {
+                    Engine::Native => Ok(Box::new(NativeBackend::new(
+                        grants,
+                        cfg.max_connections,
+                        cfg.finish_worker,
+                    ))),
+                    Engine::Component(source) => crate::component::instance::ComponentBackend::new(
+                        grants,
+                        &cfg.component_limits(),
+                        &source,
+                    )
+                    .map(|b| Box::new(b) as Box<dyn Backend>),
+                },
             };
             let mut backend = match built {
                 Ok(b) => {

@@ -82,6 +82,8 @@ pub struct ServeOptions {
     pub ship: ShipConfig,
     /// Continuous backup of the databases; off without `backup.targets`.
     pub backup: BackupConfig,
+    /// The database keys when the databases are encrypted (the backup opens them with these).
+    pub database_keys: Vec<edgestore::sql::sqlite::DatabaseKey>,
 }
 
 /// What a finished `serve` did.
@@ -410,6 +412,7 @@ pub async fn run(
             &options.backup,
             &options.data_dir,
             Some(spool_dir),
+            options.database_keys.clone(),
             store.metrics().clone(),
             true,
         )

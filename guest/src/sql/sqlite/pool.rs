@@ -54,6 +54,11 @@ pub struct SqliteOptions {
     /// Called with each connection opened for writing a file database, before its first
     /// use: the host installs its commit hooks there (continuous backup).
     pub on_open_writer: Option<WriterHook>,
+    /// Database keys of an encrypted file database (SQLCipher; see [`super::cipher`]), the
+    /// current one first: every connection is keyed before its first read. Opening for
+    /// writing encrypts a plaintext file in place and re-keys one under an older key. Empty:
+    /// not encrypted (an encrypted file is then `key-missing`). Not used for memory databases.
+    pub keys: Vec<super::cipher::DatabaseKey>,
 }
 
 /// The function of a [`WriterHook`].
@@ -83,6 +88,7 @@ impl SqliteOptions {
             mmap_size: DEFAULT_MMAP_SIZE,
             read_only: false,
             on_open_writer: None,
+            keys: Vec::new(),
         }
     }
 }
@@ -138,6 +144,11 @@ impl SqliteDatabase {
             return Err(Error::invalid_input(
                 "a private in-memory database cannot be opened read-only: it would always be empty",
             ));
+        }
+        if kind == Kind::File && !options.read_only && !options.keys.is_empty() {
+            if let Some(path) = file_path(&options.dsn) {
+                super::cipher::prepare_file(&path, &options.keys)?;
+            }
         }
         let writer = open_connection(&options, kind, false)?;
         if kind == Kind::File && !options.read_only {
@@ -272,6 +283,12 @@ fn open_connection(options: &SqliteOptions, kind: Kind, reader: bool) -> Result<
         _ => rusqlite::Connection::open_with_flags(&options.dsn, flags),
     };
     let raw = raw.map_err(|e| diagnose_open(options, kind, translate(e)))?;
+    if kind == Kind::File {
+        if let Some(path) = file_path(&options.dsn) {
+            // Before anything reads the file: the key, or `key-missing` for an encrypted one.
+            super::cipher::apply(&raw, &path, &options.keys)?;
+        }
+    }
     if let (Some(hook), false, false, Kind::File) =
         (&options.on_open_writer, reader, options.read_only, kind)
     {

@@ -120,6 +120,9 @@ fn open_target(
             } | OpenFlags::SQLITE_OPEN_NOFOLLOW
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let raw = rusqlite::Connection::open_with_flags(&path, flags).map_err(translate)?;
+            // The key before anything reads the file (the owner encrypted or re-keyed it at
+            // open); an encrypted file without a key that opens it is `key-missing`.
+            edgestore::sql::sqlite::cipher::apply(&raw, &path, grants.database_keys())?;
             if !grants.read_only() {
                 // Commits are captured as they happen when a backup of this file runs.
                 crate::commit_hooks::install(&raw, &path);
@@ -259,6 +262,48 @@ mod tests {
             open(&grants, &anchors, "nope"),
             Err(OpenError::NoSuchDatabase(_))
         ));
+    }
+
+    /// A guest cannot change or remove the database key the host set (which would lock the
+    /// host out of its own database), nor read it.
+    #[test]
+    fn a_guest_cannot_rekey_an_encrypted_database() {
+        use edgestore::sql::sqlite::{cipher, DatabaseKey};
+        if !cipher::available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let key = DatabaseKey::from_bytes([9; 32]);
+        let grants = Arc::new(
+            Grants::new(dir.path(), false, Labels::default())
+                .unwrap()
+                .with_database_keys(vec![key.clone()]),
+        );
+        let anchors = MemoryAnchors::new(&grants).unwrap();
+        let h = open(&grants, &anchors, "default").unwrap();
+        h.execute("CREATE TABLE t(x)", &[]).unwrap();
+        h.execute("INSERT INTO t VALUES (1)", &[]).unwrap();
+        for sql in [
+            "PRAGMA rekey = \"x'0000000000000000000000000000000000000000000000000000000000000000'\"",
+            "PRAGMA key = 'guest'",
+            "PRAGMA cipher_export",
+            "SELECT sqlcipher_export('main')",
+        ] {
+            assert!(h.execute(sql, &[]).is_err(), "{sql}");
+        }
+        assert!(h.query("PRAGMA cipher_settings", &[]).is_err());
+        drop(h);
+        let path = dir.path().join("edgestore.sqlite");
+        assert_eq!(
+            cipher::file_state(&path).unwrap(),
+            cipher::FileState::Encrypted
+        );
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(cipher::apply(&conn, &path, &[key]).unwrap(), Some(0));
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[cfg(unix)]

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use edgestore::sql::sqlite::cipher::{self, DatabaseKey};
 use rusqlite::{Connection, OpenFlags};
 
 use super::increment::Increment;
@@ -230,6 +231,9 @@ pub struct Capturer {
     readers: Readers,
     /// Takes the write lock for snapshots and rollovers.
     gate: Connection,
+    /// The key the database opened with (encrypted databases): the snapshot copy gets it,
+    /// with the database's salt, so pages of the log decrypt in the copy too.
+    key: Option<DatabaseKey>,
 }
 
 impl std::fmt::Debug for Capturer {
@@ -254,12 +258,18 @@ fn sql<'a>(db: &'a Path, what: &str) -> impl Fn(rusqlite::Error) -> BackupError 
     }
 }
 
-fn open(db: &Path) -> Result<Connection, BackupError> {
+/// A connection to `db`, keyed with the first of `keys` that opens it (an encrypted database):
+/// the connection and the index of that key.
+fn open(db: &Path, keys: &[DatabaseKey]) -> Result<(Connection, Option<usize>), BackupError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db, flags).map_err(sql(db, "open"))?;
+    let used = cipher::apply(&conn, db, keys).map_err(|e| BackupError::Database {
+        path: db.to_path_buf(),
+        message: e.to_string(),
+    })?;
     conn.busy_timeout(LOCK_WAIT)
         .map_err(sql(db, "busy timeout"))?;
-    Ok(conn)
+    Ok((conn, used))
 }
 
 /// Milliseconds since the epoch, now.
@@ -273,14 +283,19 @@ impl Capturer {
     /// Connections to the database at `db_path` (which must exist), switched to WAL mode if
     /// it is not, and a snapshot: the start of a generation. From then on the commit hooks of
     /// the host's connections to it capture each commit as it happens.
-    pub fn start(db_path: &Path) -> Result<(Capturer, Snapshot), BackupError> {
+    /// `keys`: the database keys of an encrypted database (current first), else empty.
+    pub fn start(
+        db_path: &Path,
+        keys: &[DatabaseKey],
+    ) -> Result<(Capturer, Snapshot), BackupError> {
         if !db_path.is_file() {
             return Err(BackupError::Database {
                 path: db_path.to_path_buf(),
                 message: "no database file there".into(),
             });
         }
-        let gate = open(db_path)?;
+        let (gate, used) = open(db_path, keys)?;
+        let key = used.and_then(|i| keys.get(i)).cloned();
         let mode: String = gate
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(sql(db_path, "journal mode"))?;
@@ -306,10 +321,11 @@ impl Capturer {
             wal_path,
             shared,
             readers: Readers {
-                conns: [open(db_path)?, open(db_path)?],
+                conns: [open(db_path, keys)?.0, open(db_path, keys)?.0],
                 active: 0,
             },
             gate,
+            key,
         };
         let snapshot = capturer.snapshot()?;
         let observer: Arc<dyn crate::commit_hooks::CommitObserver> = capturer.shared.clone();
@@ -359,7 +375,17 @@ impl Capturer {
         })?;
         let db = &self.db_path;
         {
-            let mut copy = Connection::open(scratch.path()).map_err(sql(db, "open the copy"))?;
+            let mut copy = match &self.key {
+                Some(key) => {
+                    cipher::keyed_copy_destination(scratch.path(), key, db).map_err(|e| {
+                        BackupError::Database {
+                            path: db.clone(),
+                            message: format!("open the copy: {e}"),
+                        }
+                    })?
+                }
+                None => Connection::open(scratch.path()).map_err(sql(db, "open the copy"))?,
+            };
             let backup = rusqlite::backup::Backup::new(self.readers.holding(), &mut copy)
                 .map_err(sql(db, "start the online backup"))?;
             let state = backup.step(-1).map_err(sql(db, "copy the database"))?;
@@ -378,10 +404,23 @@ impl Capturer {
             0 => self
                 .readers
                 .holding()
-                .query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))
+                // SQLCipher answers for a keyed connection with its own page size, as text.
+                .query_row("PRAGMA page_size", [], |r| {
+                    Ok(match r.get::<_, rusqlite::types::Value>(0)? {
+                        rusqlite::types::Value::Integer(n) => u32::try_from(n).unwrap_or(0),
+                        rusqlite::types::Value::Text(t) => t.trim().parse().unwrap_or(0),
+                        _ => 0,
+                    })
+                })
                 .map_err(sql(db, "page size"))?,
             n => n,
         };
+        if page_size == 0 {
+            return Err(BackupError::Database {
+                path: db.clone(),
+                message: "the database did not tell its page size".into(),
+            });
+        }
         let mut log = self.shared.lock();
         log.page_size = page_size;
         // Hooks capture from here on (a position, even at the log's start, says so).

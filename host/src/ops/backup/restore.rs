@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use edgestore::sql::sqlite::cipher::{self, DatabaseKey};
 use rusqlite::Connection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,9 @@ pub struct RestoreOptions {
     /// Also bring back the spool segments copied with the generation (`backup.spool`) into
     /// this directory under `to` (the spool's path), those finished by the point in time.
     pub spool: Option<String>,
+    /// The database keys of an encrypted database (current first; older ones open a backup
+    /// taken before a rotation); empty for a plain one.
+    pub keys: Vec<DatabaseKey>,
 }
 
 /// What a restore did.
@@ -87,6 +91,7 @@ pub async fn materialize(
     label: &str,
     at_ms: Option<i64>,
     dir: &Path,
+    keys: &[DatabaseKey],
 ) -> Result<(tempfile::NamedTempFile, RestoreReport), BackupError> {
     let generations = target.generations(label).await?;
     let Some(manifest) = pick(&generations, at_ms) else {
@@ -196,15 +201,23 @@ pub async fn materialize(
     }
     file.sync_all().map_err(io("sync the restored database"))?;
     drop(file);
-    check_integrity(scratch.path())?;
+    check_integrity(scratch.path(), keys)?;
     report.bytes = std::fs::metadata(scratch.path()).map_or(0, |m| m.len());
     Ok((scratch, report))
 }
 
-/// `PRAGMA integrity_check` must say `ok`.
-pub fn check_integrity(path: &Path) -> Result<(), BackupError> {
+/// Open a restored database, keyed when it is encrypted.
+pub fn open_restored(path: &Path, keys: &[DatabaseKey]) -> Result<Connection, BackupError> {
     let conn = Connection::open(path)
         .map_err(|e| BackupError::Verify(format!("the restored database does not open: {e}")))?;
+    cipher::apply(&conn, path, keys)
+        .map_err(|e| BackupError::Verify(format!("the restored database does not open: {e}")))?;
+    Ok(conn)
+}
+
+/// `PRAGMA integrity_check` must say `ok`.
+pub fn check_integrity(path: &Path, keys: &[DatabaseKey]) -> Result<(), BackupError> {
+    let conn = open_restored(path, keys)?;
     let rows: Vec<String> = conn
         .prepare("PRAGMA integrity_check")
         .and_then(|mut s| {
@@ -258,7 +271,8 @@ pub async fn restore(
             )));
         }
     }
-    let (scratch, mut report) = materialize(target, &options.label, options.at_ms, to).await?;
+    let (scratch, mut report) =
+        materialize(target, &options.label, options.at_ms, to, &options.keys).await?;
     scratch
         .persist_noclobber(&dest)
         .map_err(|e| io(format!("move the restored database to {}", dest.display()))(e.error))?;

@@ -8,6 +8,7 @@
 //! that stays down lets the queue grow to [`MAX_QUEUED_BYTES`]; past that the queue is dropped
 //! and a new generation starts once the targets answer again (a restore never sees a gap).
 
+use edgestore::sql::sqlite::DatabaseKey;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -70,6 +71,8 @@ struct Database {
     /// With `backup.spool` (first database only): the spool directory, and the segments
     /// already queued in this generation.
     spool: Option<(PathBuf, std::collections::BTreeSet<String>)>,
+    /// The database keys when the databases are encrypted (current first).
+    keys: Vec<DatabaseKey>,
 }
 
 /// What one database's backup stands at.
@@ -141,6 +144,8 @@ struct Inner {
     /// What the status file last said (errors and verification) and when it was written.
     saved: Mutex<Option<(String, i64)>>,
     metrics: Metrics,
+    /// The database keys (encrypted databases), for opening restored copies.
+    keys: Vec<DatabaseKey>,
     /// One round at a time.
     rounds: tokio::sync::Mutex<()>,
     report: bool,
@@ -166,11 +171,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl BackupRunner {
     /// A runner for `config` over the databases in `data_dir`; `spool_dir` (absolute) is
-    /// the spool whose pending segments each snapshot records. No request is sent yet.
+    /// the spool whose pending segments each snapshot records; `keys` the database keys when
+    /// the databases are encrypted (snapshots and increments then hold only ciphertext). No
+    /// request is sent yet.
     pub fn open(
         config: &BackupConfig,
         data_dir: &Path,
         spool_dir: Option<PathBuf>,
+        keys: Vec<DatabaseKey>,
         metrics: Metrics,
         report: bool,
     ) -> Result<BackupRunner, BackupError> {
@@ -182,7 +190,7 @@ impl BackupRunner {
             .iter()
             .map(BackupTarget::open)
             .collect::<Result<Vec<_>, _>>()?;
-        BackupRunner::with_targets(config, data_dir, spool_dir, targets, metrics, report)
+        BackupRunner::with_targets(config, data_dir, spool_dir, keys, targets, metrics, report)
     }
 
     /// A runner over already built targets (tests: in memory).
@@ -190,6 +198,7 @@ impl BackupRunner {
         config: &BackupConfig,
         data_dir: &Path,
         spool_dir: Option<PathBuf>,
+        keys: Vec<DatabaseKey>,
         targets: Vec<BackupTarget>,
         metrics: Metrics,
         report: bool,
@@ -211,6 +220,7 @@ impl BackupRunner {
                     .as_ref()
                     .filter(|_| config.spool && i == 0)
                     .map(|dir| (dir.clone(), std::collections::BTreeSet::new())),
+                keys: keys.clone(),
             })));
         }
         let status = BackupStatus {
@@ -234,6 +244,7 @@ impl BackupRunner {
                 status: Mutex::new(status),
                 saved: Mutex::new(None),
                 metrics,
+                keys,
                 rounds: tokio::sync::Mutex::new(()),
                 report,
             }),
@@ -490,7 +501,7 @@ impl BackupRunner {
             self.upload(db).await?;
             let label = lock(db).label.clone();
             for target in &self.inner.targets {
-                let report = verify_one(target, &label, &live).await;
+                let report = verify_one(target, &label, &live, &self.inner.keys).await;
                 let report = match report {
                     Ok(r) => r,
                     Err(e) => VerifyReport {
@@ -746,7 +757,7 @@ fn start_generation(d: &mut Database, spool_dir: Option<&Path>) -> Result<(), Ba
     let snapshot = match d.capturer.as_mut() {
         Some(c) => c.snapshot()?,
         None => {
-            let (capturer, snapshot) = Capturer::start(&d.path)?;
+            let (capturer, snapshot) = Capturer::start(&d.path, &d.keys)?;
             d.capturer = Some(capturer);
             snapshot
         }
@@ -805,14 +816,14 @@ async fn verify_one(
     target: &BackupTarget,
     label: &str,
     live: &[(String, u64, String)],
+    keys: &[DatabaseKey],
 ) -> Result<VerifyReport, BackupError> {
     let scratch = tempfile::tempdir().map_err(|e| BackupError::Io {
         what: "create a scratch directory".into(),
         source: e,
     })?;
-    let (file, report) = restore::materialize(target, label, None, scratch.path()).await?;
-    let conn = rusqlite::Connection::open(file.path())
-        .map_err(|e| BackupError::Verify(format!("the restored database does not open: {e}")))?;
+    let (file, report) = restore::materialize(target, label, None, scratch.path(), keys).await?;
+    let conn = restore::open_restored(file.path(), keys)?;
     let restored = restore::digest(&conn)
         .map_err(|e| BackupError::Verify(format!("digest of the restored database: {e}")))?;
     let result = if restored == live {

@@ -35,8 +35,15 @@ fn fixture() -> Fixture {
         ))],
         ..BackupConfig::default()
     };
-    let runner =
-        BackupRunner::open(&config, &data, None, Metrics::new("native").unwrap(), false).unwrap();
+    let runner = BackupRunner::open(
+        &config,
+        &data,
+        None,
+        Vec::new(),
+        Metrics::new("native").unwrap(),
+        false,
+    )
+    .unwrap();
     Fixture {
         _dir: dir,
         data,
@@ -70,6 +77,7 @@ async fn restore_at(f: &Fixture, at: Option<i64>) -> Result<Vec<(i64, String, i6
             at_ms: at,
             to: to.path().to_path_buf(),
             spool: None,
+            keys: Vec::new(),
         },
     )
     .await?;
@@ -262,6 +270,7 @@ async fn a_damaged_increment_is_named_and_never_applied() {
             at_ms: None,
             to: to.path().to_path_buf(),
             spool: None,
+            keys: Vec::new(),
         },
     )
     .await;
@@ -294,8 +303,15 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
         targets,
         ..BackupConfig::default()
     };
-    let runner =
-        BackupRunner::open(&config, &data, None, Metrics::new("native").unwrap(), false).unwrap();
+    let runner = BackupRunner::open(
+        &config,
+        &data,
+        None,
+        Vec::new(),
+        Metrics::new("native").unwrap(),
+        false,
+    )
+    .unwrap();
     runner.backup_now().await.unwrap();
     app.execute("INSERT INTO item VALUES (2, 'y', 2)", [])
         .unwrap();
@@ -307,6 +323,7 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
             at_ms: None,
             to: to.path().to_path_buf(),
             spool: None,
+            keys: Vec::new(),
         };
         let report = restore(target, &options).await.unwrap();
         assert_eq!(rows(&report.path).len(), 2, "{}", target.name());
@@ -323,6 +340,7 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
             at_ms: None,
             to: data.clone(),
             spool: None,
+            keys: Vec::new(),
         },
     )
     .await
