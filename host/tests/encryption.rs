@@ -2,7 +2,9 @@
 //! segments written by both engines decrypt with `age -d -i KEY | brotli -d | jq`; a wrong or
 //! missing key is `key-missing`, never corruption, and quarantines nothing; rotation keeps old
 //! segments readable with the old identity while the old key alone cannot read new ones;
-//! `keys destroy` makes everything unreadable.
+//! `keys destroy` makes everything unreadable; a process killed during encrypted ingest loses
+//! no acknowledged row and leaves nothing that does not decrypt; shipping carries the
+//! ciphertext as it is.
 
 mod common;
 
@@ -14,7 +16,7 @@ use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
 const AGE: &str = "apt-get install age (./test.sh does)";
 
 struct Setup {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     data: PathBuf,
     key: PathBuf,
     config: PathBuf,
@@ -37,7 +39,7 @@ fn setup_with(extra: &str) -> Setup {
     )
     .unwrap();
     Setup {
-        _tmp: tmp,
+        tmp,
         data,
         key,
         config,
@@ -353,4 +355,54 @@ fn a_kill_during_encrypted_ingest_loses_no_acknowledged_row_and_everything_decry
                 .any(|w| w == b"plaintext-row-")
         }));
     }
+}
+
+/// Shipping carries encrypted segments as they are: the object is byte-identical to the
+/// segment, keeps its `.age` name, decrypts with the `age` CLI, and the segment is marked
+/// uploaded. No key is needed to ship (a device holding only recipients ships too).
+#[test]
+fn encrypted_segments_ship_as_ciphertext_the_age_cli_reads() {
+    if !tool_available("age", AGE) {
+        return;
+    }
+    let s = setup();
+    ok(cli(&s, "native").args(["keys", "generate"]));
+    put(&s, "native", 0, 300);
+    let local = segments(&s);
+    assert_eq!(local.len(), 1);
+    let segment_bytes = std::fs::read(&local[0]).unwrap();
+    let outbox = s.tmp.path().join("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    let target = format!("file://{}", outbox.display());
+    // The shipping process has no key file: recipients alone (the spool's `.recipients`).
+    let keyless = s.tmp.path().join("keyless.yaml");
+    std::fs::write(&keyless, "").unwrap();
+    let mut ship = edgestore(&s.data, "native");
+    ship.arg("--config")
+        .arg(&keyless)
+        .env("EDGESTORE_SHIP_TARGET", &target)
+        .args(["spool", "ship", "--once"]);
+    ok(&mut ship);
+    let mut objects = Vec::new();
+    let mut stack = vec![outbox.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                objects.push(e.path());
+            }
+        }
+    }
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let object = &objects[0];
+    assert!(
+        object.to_string_lossy().ends_with(".json.br.age"),
+        "{}",
+        object.display()
+    );
+    assert_eq!(std::fs::read(object).unwrap(), segment_bytes);
+    assert_eq!(age_rows(object, &s.key), Some(300));
+    let list = ok(cli(&s, "native").args(["--json", "spool", "list"]));
+    assert!(list.contains("uploaded"), "{list}");
 }
