@@ -89,17 +89,17 @@ async fn time_bound_is_a_typed_error_and_the_instance_is_rebuilt() {
 
     let mut c = SpoolConfig::new("slow");
     c.compression_level = 11;
-    c.max_records = 10_000_000;
-    // Only the flush may finish the segment: on a loaded machine the puts can take longer than
-    // the default 30 s interval, and a put that rotated would compress at level 11 itself.
+    // The last put rotates and compresses the segment itself: one call that cannot end in
+    // time (a flush would go on over several calls, see below).
+    c.max_records = 200_000;
     c.max_interval = Duration::from_secs(3600);
     let slow = store.spool("slow", c).await.unwrap();
     let mut gen = MetricGenerator::new(7, 1_700_000_100_000);
-    for _ in 0..100 {
+    for _ in 0..99 {
         slow.put(gen.batch(2_000)).await.unwrap();
     }
     // Brotli level 11 over 200,000 rows (~60 MB of JSON) takes far longer than 5 s.
-    let err = slow.flush().await.unwrap_err();
+    let err = slow.put(gen.batch(2_000)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -111,8 +111,54 @@ async fn time_bound_is_a_typed_error_and_the_instance_is_rebuilt() {
         "{err:?}"
     );
 
+    assert_eq!(err.code(), edgestore::ErrorCode::TimeLimit, "{err}");
+    assert_eq!(err.class(), edgestore::ErrorClass::Resource, "{err}");
+
     // A fresh instance answers; what was committed and flushed before is intact.
     assert_eq!(tags.count().await.unwrap(), 1);
     let back = common::read_all(&kept).await;
     assert_eq!(back, small);
+}
+
+/// A journal a crash left that is far too large to finish within one call (the spool is
+/// locked out for good if the open finishes it in one go): the open returns at once, and a
+/// flush finishes it piece by piece over as many calls as it takes, every row intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_too_large_for_one_call_never_locks_the_spool_out() {
+    let Some(engine) = common::engine("component") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut c = SpoolConfig::new("big");
+    c.compression_level = 11;
+    c.max_records = 1_000_000;
+    c.max_interval = Duration::from_secs(3600);
+    // ~7 MB of journal, as a writer killed before finishing it leaves it: at level 11 about
+    // 20-40 s of compression inside the component, pieces of 1 MiB a few seconds each.
+    let rows = MetricGenerator::new(11, 1_700_000_000_000).batch(24_000);
+    {
+        let spool: edgestore::Spool<edgestore::Metric> =
+            edgestore::Spool::open_path(data.path().join("metrics"), c.clone()).unwrap();
+        spool.put(&rows).unwrap();
+        spool.sync().unwrap();
+    }
+    let mut config = common::config(engine, data.path());
+    config.call_timeout = Duration::from_secs(12);
+    let store = Store::open(config).await.unwrap();
+    let started = std::time::Instant::now();
+    let spool = store.spool("metrics", c).await.unwrap();
+    let usage = spool.usage().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the open took {:?}",
+        started.elapsed()
+    );
+    assert!(usage.journals.files > 4, "split into pieces: {usage:?}");
+    spool.flush().await.unwrap();
+    let usage = spool.usage().await.unwrap();
+    assert_eq!(usage.journals.bytes, 0, "{usage:?}");
+    assert!(usage.pending.files > 4, "{usage:?}");
+    let back = common::read_all(&spool).await;
+    assert_eq!(back.len(), rows.len());
+    assert!(back == rows, "the rows came back changed or out of order");
 }

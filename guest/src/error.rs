@@ -45,6 +45,10 @@ pub enum ErrorCode {
     /// Encrypted data and no configured key opens it (none, or not the right one). Never
     /// reported as `Corrupt`: the data is intact, the setup must change.
     KeyMissing,
+    /// A call ran past its time bound and was stopped (the host's deadline on a component
+    /// call). A `resource` error: work the call finished is kept, so trying again (or with a
+    /// smaller call) goes on from there. Never crosses the WIT: only the host raises it.
+    TimeLimit,
 }
 
 impl ErrorCode {
@@ -52,7 +56,7 @@ impl ErrorCode {
     pub fn class(self) -> ErrorClass {
         match self {
             ErrorCode::Busy => ErrorClass::Transient,
-            ErrorCode::DiskFull => ErrorClass::Resource,
+            ErrorCode::DiskFull | ErrorCode::TimeLimit => ErrorClass::Resource,
             ErrorCode::DuplicateKey
             | ErrorCode::ForeignKey
             | ErrorCode::Constraint
@@ -89,13 +93,14 @@ impl ErrorCode {
             ErrorCode::NoSuchDatabase => "no-such-database",
             ErrorCode::AccessDenied => "access-denied",
             ErrorCode::KeyMissing => "key-missing",
+            ErrorCode::TimeLimit => "time-limit",
         }
     }
 }
 
 impl ErrorCode {
     /// Every code, for parsing and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::NotFound,
         ErrorCode::DuplicateKey,
         ErrorCode::ForeignKey,
@@ -112,6 +117,7 @@ impl ErrorCode {
         ErrorCode::NoSuchDatabase,
         ErrorCode::AccessDenied,
         ErrorCode::KeyMissing,
+        ErrorCode::TimeLimit,
     ];
 
     /// The code named by [`ErrorCode::as_str`] (errors that crossed a process boundary).

@@ -82,6 +82,10 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::Store(e) => e.code(),
+            Error::Limit {
+                kind: LimitKind::Time,
+                ..
+            } => ErrorCode::TimeLimit,
             Error::Trap(_) | Error::Runtime(_) | Error::Limit { .. } => ErrorCode::Internal,
             Error::Config(_) => ErrorCode::InvalidInput,
             Error::Closed => ErrorCode::Closed,

@@ -30,6 +30,8 @@ pub fn error_to_wit(e: &Error) -> wit::Error {
         ErrorCode::NoSuchDatabase => wit::ErrorCode::NoSuchDatabase,
         ErrorCode::AccessDenied => wit::ErrorCode::AccessDenied,
         ErrorCode::KeyMissing => wit::ErrorCode::KeyMissing,
+        // Raised by the host only; a guest never holds one.
+        ErrorCode::TimeLimit => wit::ErrorCode::Internal,
     };
     let class = match e.class() {
         ErrorClass::Transient => wit::ErrorClass::Transient,

@@ -179,6 +179,11 @@ struct Active {
     dir_synced: bool,
 }
 
+/// How long one [`Spool::flush_due`] goes on finishing waiting journals (after the first):
+/// a backlog (a large journal recovered in pieces) is worked off tick by tick, each call far
+/// inside a component call's time bound.
+const FLUSH_DUE_BUDGET_MS: i64 = 2_000;
+
 /// A closed journal waiting to be finished (after rotation, flush, a failure, or on open).
 pub(crate) struct Sealed {
     pub(crate) journal: JournalName,
@@ -498,7 +503,7 @@ impl<R> Spool<R> {
         if w.sealed.is_empty() {
             return Ok(0);
         }
-        self.finish_sealed(&mut w)
+        self.finish_sealed_within(&mut w, Some(FLUSH_DUE_BUDGET_MS))
     }
 
     /// Make the active journal durable now (`fdatasync` and, the first time, the directory),
@@ -609,7 +614,14 @@ impl<R> Spool<R> {
     }
 
     fn finish_sealed(&self, w: &mut Writer) -> Result<usize> {
-        let res = self.finish_sealed_inner(w);
+        self.finish_sealed_within(w, None)
+    }
+
+    /// [`Spool::finish_sealed`], stopping once `budget_ms` has passed (at least one journal
+    /// is finished): the timer's share, so one call stays well inside a component's time
+    /// bound even with a backlog, and the rest waits for the next tick.
+    fn finish_sealed_within(&self, w: &mut Writer, budget_ms: Option<i64>) -> Result<usize> {
+        let res = self.finish_sealed_inner(w, budget_ms);
         if res.is_err() {
             // The journals stay for a retry: make them as durable as sealing normally does.
             for s in &mut w.sealed {
@@ -623,9 +635,18 @@ impl<R> Spool<R> {
         res
     }
 
-    fn finish_sealed_inner(&self, w: &mut Writer) -> Result<usize> {
+    fn finish_sealed_inner(&self, w: &mut Writer, budget_ms: Option<i64>) -> Result<usize> {
         let mut done = 0;
+        let started = self.shared.clock.now_ms();
+        let mut attempted = false;
         while let Some(s) = w.sealed.first_mut() {
+            if attempted
+                && budget_ms
+                    .is_some_and(|b| self.shared.clock.now_ms().saturating_sub(started) >= b)
+            {
+                break;
+            }
+            attempted = true;
             let f = segment::finish_journal(
                 &self.shared,
                 &s.journal,

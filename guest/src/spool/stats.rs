@@ -22,6 +22,9 @@ pub struct SpoolStats {
     pub temp_files_removed: u64,
     /// Journals found already finished on open (crash after publish) and removed.
     pub finished_journals_removed: u64,
+    /// Journals recovery split into pieces because they were too large to finish as one
+    /// segment within a call's time bound.
+    pub journals_split: u64,
     /// Errors that did not fail the call that met them (a rotation that will be retried, a
     /// journal that could not be removed after its segment was published).
     pub deferred_errors: u64,

@@ -568,3 +568,84 @@ fn a_worker_thread_finishes_while_put_goes_on_and_flush_waits_for_it() {
     let segs = spool.segments(TimeRange::all()).unwrap();
     assert!(segs.iter().all(|s| s.rows.unwrap_or(0) <= 7));
 }
+
+fn big_rows(n: std::ops::Range<u64>) -> Vec<Value> {
+    n.map(|i| json!({"i": i, "pad": "x".repeat(480)})).collect()
+}
+
+/// A spool at level 10 (pieces of 1 MiB) left with a ~2.5 MB journal by a killed writer.
+fn crashed_with_a_large_journal(dir: &MemDir, clock: &ManualClock) -> SpoolConfig {
+    let mut c = cfg(1_000_000);
+    c.compression_level = 10;
+    let spool: Spool<Value> = open(dir, clock, c.clone());
+    spool.put(&big_rows(0..5000)).unwrap();
+    spool.sync().unwrap();
+    drop(spool);
+    dir.crash();
+    c
+}
+
+#[test]
+fn a_large_journal_is_split_on_open_and_finished_later_piece_by_piece() {
+    let dir = MemDir::new();
+    let clock = ManualClock::new(T0);
+    let c = crashed_with_a_large_journal(&dir, &clock);
+    let spool: Spool<Value> = open(&dir, &clock, c.clone());
+    let st = spool.stats();
+    assert_eq!(st.journals_split, 1);
+    assert_eq!(
+        st.journals_recovered, 0,
+        "nothing that large is finished by the open"
+    );
+    assert_eq!(
+        spool.journals().unwrap().len(),
+        3,
+        "three pieces of at most 1 MiB"
+    );
+    assert_eq!(spool.sealed_waiting(), 3);
+    assert!(spool.segments(TimeRange::all()).unwrap().is_empty());
+
+    // One piece finished, then the process dies: that piece's rows are in a segment, the
+    // other pieces are still journals, and nothing is split or finished twice.
+    assert!(spool.finish_next().unwrap());
+    assert_eq!(spool.segments(TimeRange::all()).unwrap().len(), 1);
+    drop(spool);
+    dir.crash();
+    let spool: Spool<Value> = open(&dir, &clock, c);
+    assert_eq!(spool.stats().journals_split, 0);
+    assert_eq!(spool.journals().unwrap().len(), 2);
+    // The timer's hook finishes the backlog (with a clock that stands still, in one call).
+    assert_eq!(spool.flush_due(T0).unwrap(), 2);
+    assert!(spool.journals().unwrap().is_empty());
+    assert_eq!(read_all(&spool), big_rows(0..5000));
+}
+
+#[test]
+fn pieces_of_a_split_cut_short_are_redone_from_the_whole_journal() {
+    let dir = MemDir::new();
+    let clock = ManualClock::new(T0);
+    let c = crashed_with_a_large_journal(&dir, &clock);
+    // A split that died after writing its first piece: the whole journal is still there.
+    let journal = dir
+        .names()
+        .into_iter()
+        .find(|n| n.ends_with(".journal"))
+        .unwrap();
+    let whole = super::name::JournalName::parse(&journal).unwrap();
+    let piece = super::name::JournalName {
+        nonce: format!("{}00000000", whole.nonce),
+        ..whole.clone()
+    };
+    let bytes = dir.read_bytes(&journal).unwrap();
+    let cut = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    dir.write_bytes(&piece.file_name(), &bytes[..cut]);
+    let spool: Spool<Value> = open(&dir, &clock, c);
+    assert_eq!(spool.stats().journals_split, 1);
+    assert_eq!(spool.journals().unwrap().len(), 3);
+    spool.flush().unwrap();
+    assert_eq!(
+        read_all(&spool),
+        big_rows(0..5000),
+        "no row twice, none lost"
+    );
+}

@@ -1,7 +1,7 @@
 //! [`AsyncSpool`] and its streaming [`AsyncReader`] on a [`Store`].
 
 use edgestore::spool::{EraseFilter, EraseReport, PurgeReport, SegmentInfo, Usage, VerifyReport};
-use edgestore::{Metric, TimeRange};
+use edgestore::{ErrorCode, Metric, TimeRange};
 use tokio::sync::mpsc;
 
 use super::{Job, Store};
@@ -84,14 +84,38 @@ impl AsyncSpool {
         Ok(())
     }
     /// Finish the active segment: every row put before is durable in a finished segment.
+    ///
+    /// A backlog larger than one call's time bound (a large journal a crash left, which the
+    /// open splits into pieces) is finished over several calls: a call stopped by the bound
+    /// keeps the segments it published, and the flush goes on as long as each call leaves
+    /// fewer journal bytes than the one before.
     pub async fn flush(&self) -> Result<()> {
-        let out = self
-            .on("spool.flush", |s| {
-                let before = s.pending()?;
-                s.flush()?;
-                Ok(before.saturating_sub(s.pending()?))
-            })
-            .await;
+        let mut left: Option<u64> = None;
+        let out = loop {
+            let out = self
+                .on("spool.flush", |s| {
+                    let before = s.pending()?;
+                    s.flush()?;
+                    Ok(before.saturating_sub(s.pending()?))
+                })
+                .await;
+            match &out {
+                Err(e) if e.code() == ErrorCode::TimeLimit => {
+                    let now = self.usage().await.map(|u| u.journals.bytes).ok();
+                    let progressed = match (left, now) {
+                        (_, None) => false,
+                        (None, Some(_)) => true,
+                        (Some(before), Some(now)) => now < before,
+                    };
+                    if progressed {
+                        left = now;
+                        continue;
+                    }
+                    break out;
+                }
+                _ => break out,
+            }
+        };
         self.audit("spool.flush", |rows| Some(*rows), &out);
         let finished = out?;
         self.count_segments(finished);

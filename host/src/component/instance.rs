@@ -175,12 +175,18 @@ impl ComponentBackend {
             }
             let ctx = Ctx::new(p, live);
             let guest = ctx.plugin.edgestore_storage_repository().store();
-            let r = ctx.call(|st| guest.call_open(st, DEFAULT_LABEL))?;
-            for schema in &schemas {
-                let wit = schema_to_wit(schema);
-                ctx.call(|st| guest.call_register(st, r, &wit))?;
-            }
+            let opened = (|| {
+                let r = ctx.call(|st| guest.call_open(st, DEFAULT_LABEL))?;
+                for schema in &schemas {
+                    let wit = schema_to_wit(schema);
+                    ctx.call(|st| guest.call_register(st, r, &wit))?;
+                }
+                Ok::<_, edgestore::Error>(r)
+            })();
+            // A trap or a limit is the failure to report (and discards the instance), not
+            // the guest-looking error the call returned for it.
             ctx.finish()?;
+            let r = opened?;
             live.repo = Some(r);
             Ok(r)
         })
@@ -196,12 +202,14 @@ impl ComponentBackend {
             let guest = ctx.plugin.edgestore_storage_spool().spool();
             let wit = spool_config_to_wit(&path, &config);
             // Inspecting (a read-only grant): no recovery, nothing written.
-            let s = if p.grants.read_only() {
-                ctx.call(|st| guest.call_inspect(st, &wit))?
+            let opened = if p.grants.read_only() {
+                ctx.call(|st| guest.call_inspect(st, &wit))
             } else {
-                ctx.call(|st| guest.call_open(st, &wit))?
+                ctx.call(|st| guest.call_open(st, &wit))
             };
+            // As above: a trap or a limit wins over the guest-looking error.
             ctx.finish()?;
+            let s = opened?;
             live.spools.insert(id, s);
             Ok(s)
         })
@@ -249,8 +257,9 @@ impl<'a> Ctx<'a> {
                 let memory_hit = store.data().memory_refused();
                 let failure = classify_trap(&trap, memory_hit);
                 let message = failure.to_string();
+                let code = failure.code();
                 *self.failure.borrow_mut() = Some(failure);
-                Err(edgestore::Error::internal(message))
+                Err(edgestore::Error::new(code, message))
             }
         }
     }
