@@ -86,6 +86,34 @@ impl MemDir {
         }
     }
 
+    /// A power cut in the middle of writes that reach the disk in `block`-sized pieces (512-byte
+    /// sectors, 4 KiB pages): like [`MemDir::crash`], except that of every file's unsynced
+    /// appended bytes the first `blocks` whole blocks made it (a torn write). Unsynced
+    /// directory changes are forgotten as in a plain crash.
+    pub fn crash_torn(&self, block: usize, blocks: usize) {
+        let mut st = self.lock();
+        let kept: Vec<(u64, Vec<u8>)> = st
+            .files
+            .iter()
+            .map(|(ino, f)| {
+                let mut bytes = f.durable.clone();
+                if block > 0 && f.live.starts_with(&f.durable) {
+                    let tail = &f.live[f.durable.len()..];
+                    let n = (tail.len() / block).min(blocks) * block;
+                    bytes.extend_from_slice(&tail[..n]);
+                }
+                (*ino, bytes)
+            })
+            .collect();
+        for (ino, bytes) in kept {
+            if let Some(f) = st.files.get_mut(&ino) {
+                f.durable = bytes;
+            }
+        }
+        drop(st);
+        self.crash();
+    }
+
     /// The live bytes of a file, if it exists.
     pub fn read_bytes(&self, name: &str) -> Option<Vec<u8>> {
         let st = self.lock();

@@ -688,4 +688,6 @@ impl<R> Spool<R> {
 #[cfg(all(test, feature = "encryption"))]
 mod cipher_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
