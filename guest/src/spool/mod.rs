@@ -179,10 +179,10 @@ struct Active {
     dir_synced: bool,
 }
 
-/// How long one [`Spool::flush_due`] goes on finishing waiting journals (after the first):
-/// a backlog (a large journal recovered in pieces) is worked off tick by tick, each call far
-/// inside a component call's time bound.
-const FLUSH_DUE_BUDGET_MS: i64 = 2_000;
+/// How long one [`Spool::flush_due`] (or a rotation inside `put`) goes on finishing waiting
+/// journals after the first: a backlog (a large journal recovered in pieces) is worked off
+/// tick by tick, each call far inside a component call's time bound.
+const FINISH_BUDGET_MS: i64 = 2_000;
 
 /// A closed journal waiting to be finished (after rotation, flush, a failure, or on open).
 pub(crate) struct Sealed {
@@ -503,7 +503,7 @@ impl<R> Spool<R> {
         if w.sealed.is_empty() {
             return Ok(0);
         }
-        self.finish_sealed_within(&mut w, Some(FLUSH_DUE_BUDGET_MS))
+        self.finish_sealed_within(&mut w, Some(FINISH_BUDGET_MS))
     }
 
     /// Make the active journal durable now (`fdatasync` and, the first time, the directory),
@@ -622,13 +622,12 @@ impl<R> Spool<R> {
     /// bound even with a backlog, and the rest waits for the next tick.
     fn finish_sealed_within(&self, w: &mut Writer, budget_ms: Option<i64>) -> Result<usize> {
         let res = self.finish_sealed_inner(w, budget_ms);
-        if res.is_err() {
-            // The journals stay for a retry: make them as durable as sealing normally does.
-            for s in &mut w.sealed {
-                if let Some(mut f) = s.unsynced.take() {
-                    if f.sync_data().is_err() {
-                        self.shared.note(|st| st.deferred_errors += 1);
-                    }
+        // Journals left for later (a failure, or the budget spent) are made as durable as
+        // sealing normally makes them.
+        for s in &mut w.sealed {
+            if let Some(mut f) = s.unsynced.take() {
+                if f.sync_data().is_err() {
+                    self.shared.note(|st| st.deferred_errors += 1);
                 }
             }
         }
