@@ -1,5 +1,6 @@
-//! Concurrency: 32 tokio tasks doing 1,000 mixed operations each through one store lose and
-//! duplicate nothing, on both engines.
+//! Concurrency and load: 64 tokio tasks doing mixed operations through one store (1,000 each
+//! here; the full load run is `EDGESTORE_LOAD_OPS=10000`) lose and duplicate nothing, on both
+//! engines; each operation's latency is measured and p50/p99 printed.
 
 mod common;
 
@@ -10,10 +11,23 @@ use edgestore::sample::MetricGenerator;
 use edgestore::{Creator, ResourceTags, SpoolConfig, StorageCommon};
 use edgestore_host::{AsyncStorage, DbTarget, Engine, Labels, Store};
 
-const TASKS: usize = 32;
-const OPS: usize = 1_000;
+const TASKS: usize = 64;
 
-async fn thirty_two_tasks(engine: Engine) {
+/// Operations per task: 1,000, or `EDGESTORE_LOAD_OPS`.
+fn ops() -> usize {
+    std::env::var("EDGESTORE_LOAD_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}
+
+fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+async fn many_tasks(engine: Engine, name: &str) {
+    let ops = ops();
     let data = tempfile::tempdir().unwrap();
     let mut config = common::config(engine, data.path());
     // In memory: the point is the store's concurrency, not 8,000 fsyncs.
@@ -31,7 +45,9 @@ async fn thirty_two_tasks(engine: Engine) {
             let mut gen = MetricGenerator::new(t as u64, 1_700_000_000_000);
             let mut created = 0u64;
             let mut metrics = 0u64;
-            for i in 0..OPS {
+            let mut latencies = Vec::with_capacity(ops);
+            for i in 0..ops {
+                let started = std::time::Instant::now();
                 let name = format!("t{t}-{i}");
                 match i % 5 {
                     0 | 1 => {
@@ -60,17 +76,31 @@ async fn thirty_two_tasks(engine: Engine) {
                         created += 1;
                     }
                 }
+                latencies.push(started.elapsed());
             }
-            (created, metrics)
+            (created, metrics, latencies)
         }));
     }
+    let started = std::time::Instant::now();
     let mut created = 0;
     let mut metrics = 0;
+    let mut latencies = Vec::new();
     for h in handles {
-        let (c, m) = h.await.unwrap();
+        let (c, m, l) = h.await.unwrap();
         created += c;
         metrics += m;
+        latencies.extend(l);
     }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    eprintln!(
+        "{name}: {TASKS} tasks x {ops} mixed operations in {elapsed:.1?} ({:.0} ops/s); \
+         latency p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
     assert_eq!(tags.count().await.unwrap(), created);
     let all = tags.find_all(&edgestore::Query::all()).await.unwrap();
     let keys: BTreeSet<_> = all
@@ -86,14 +116,14 @@ async fn thirty_two_tasks(engine: Engine) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn native_thirty_two_tasks() {
-    thirty_two_tasks(Engine::Native).await;
+async fn native_many_tasks() {
+    many_tasks(Engine::Native, "native").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn component_thirty_two_tasks() {
+async fn component_many_tasks() {
     if let Some(engine) = common::engine("component") {
-        thirty_two_tasks(engine).await;
+        many_tasks(engine, "component").await;
     }
 }
 

@@ -67,6 +67,7 @@ pub mod config;
 pub mod digest;
 mod duration;
 pub mod error;
+pub mod fuzzing;
 pub mod grants;
 pub mod keys;
 pub mod metrics;

@@ -326,7 +326,7 @@ pub struct Concurrent {
 
 /// Rows as one `prometheus.WriteRequest`, snappy-compressed: one series per label set
 /// (`__name__` plus the row's labels, sorted by name), its samples oldest first.
-fn encode(rows: &[Metric]) -> Result<Bytes> {
+pub(crate) fn encode(rows: &[Metric]) -> Result<Bytes> {
     let mut series: std::collections::BTreeMap<Vec<(String, String)>, Vec<v1::Sample>> =
         std::collections::BTreeMap::new();
     for row in rows {
