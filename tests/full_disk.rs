@@ -5,69 +5,16 @@
 //! visible, and once space is freed the same open store goes on without a restart.
 
 mod common;
+#[path = "../host/tests/common/tmpfs.rs"]
+mod tmpfs;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use edgestore::model::ResourceTagsKey;
 use edgestore::sample::MetricGenerator;
 use edgestore::{ErrorClass, ErrorCode, ResourceTags, SpoolConfig};
 use edgestore_host::{AsyncStorage, Store};
-
-/// A tmpfs mounted on a temporary directory, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs (needs root and mount permission): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-/// A file of `mb` MiB of zeros: the room the test frees later.
-fn filler(fs: &Tmpfs, name: &str, mb: usize) -> PathBuf {
-    let path = fs.path().join(name);
-    std::fs::write(&path, vec![0u8; mb << 20]).unwrap();
-    path
-}
+use tmpfs::Tmpfs;
 
 fn temporaries(spool_dir: &Path) -> Vec<String> {
     std::fs::read_dir(spool_dir)
@@ -87,8 +34,8 @@ async fn a_full_file_system_is_disk_full_on_both_engines_and_work_resumes_when_s
         let Some(fs) = Tmpfs::mount("12m") else {
             return;
         };
-        let spool_room = filler(&fs, "filler-spool", 2);
-        let db_room = filler(&fs, "filler-db", 2);
+        let spool_room = fs.filler("filler-spool", 2);
+        let db_room = fs.filler("filler-db", 2);
         let data = fs.path().join("data");
         let store = Store::open(common::config(engine, &data)).await.unwrap();
         let tags: AsyncStorage<ResourceTags, ResourceTagsKey> = store.storage().await.unwrap();

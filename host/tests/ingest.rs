@@ -1255,6 +1255,70 @@ fn a_full_spool_answers_429_until_segments_are_acked_and_purged() {
     );
 }
 
+/// A real full disk under `serve` (the data directory on a small tmpfs the test mounts; skipped
+/// with a note where mounting is not allowed): remote write is refused with 429 and
+/// `Retry-After` (a sender retries), on both engines alike; once space is freed the same
+/// running `serve` takes the refused request again, and every accepted row is stored once.
+#[test]
+fn a_full_file_system_answers_429_and_ingest_resumes_once_space_is_freed() {
+    for engine in ENGINES {
+        let Some(fs) = common::tmpfs::Tmpfs::mount("6m") else {
+            return;
+        };
+        let room = fs.filler("filler", 1);
+        let data = fs.path().join("data");
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), "storage: {maxRecords: 100}\n");
+        let mut serve = start_serve_with(&data, engine, &cfg);
+        let mut accepted: Vec<String> = Vec::new();
+        let mut batch = 0;
+        let (refused, refusal) = loop {
+            let (request, ids) = batch_request(batch);
+            let r = post_v1(&serve, &request);
+            match r.status {
+                204 => accepted.extend(ids),
+                429 => break ((request, ids), r),
+                _ => panic!("{engine}: batch {batch}: {r:?}"),
+            }
+            batch += 1;
+            assert!(batch < 20_000, "{engine}: the file system never filled");
+        };
+        assert!(
+            refusal.header("Retry-After").is_some(),
+            "{engine}: a 429 without Retry-After: {refusal:?}"
+        );
+        assert!(refusal.body.contains("disk-full"), "{engine}: {refusal:?}");
+
+        // Room again: the running `serve` takes the request a sender retries.
+        std::fs::remove_file(&room).unwrap();
+        wait_for(
+            "the freed file system to take rows again",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || match post_v1(&serve, &refused.0) {
+                r if r.status == 204 => Some(()),
+                r if r.status == 429 => None,
+                r => panic!("{engine}: {r:?}"),
+            },
+        );
+        stop(&mut serve);
+        let rows = spool_rows(&data);
+        let stored: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        for id in accepted.iter().chain(&refused.1) {
+            assert!(stored.contains(id.as_str()), "{engine}: row {id} is lost");
+        }
+        assert_eq!(
+            rows.len(),
+            accepted.len() + refused.1.len(),
+            "{engine}: each accepted row once"
+        );
+        eprintln!(
+            "{engine}: {} requests of 100 rows accepted before the disk was full",
+            accepted.len() / 100
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Both engines, bearer token
 

@@ -4,6 +4,7 @@
 
 /// An S3-protocol server (moto) and the AWS CLI, for the shipping tests.
 pub mod s3;
+pub mod tmpfs;
 
 use std::io::BufRead as _;
 use std::io::BufReader;
