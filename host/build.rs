@@ -34,10 +34,22 @@ fn main() {
         );
     }
 
-    ensure_target();
+    // A build on another toolchain (the fuzz targets, on nightly) can build the component with
+    // the one that has the wasm32-wasip2 target: `EDGESTORE_COMPONENT_TOOLCHAIN=stable`.
+    println!("cargo:rerun-if-env-changed=EDGESTORE_COMPONENT_TOOLCHAIN");
+    let toolchain = env::var("EDGESTORE_COMPONENT_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if toolchain.is_none() {
+        ensure_target();
+    }
 
     let target_dir = workspace.join("target").join("component");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let cargo = match toolchain {
+        // rustup's proxy, which honours RUSTUP_TOOLCHAIN.
+        Some(_) => "cargo".into(),
+        None => env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+    };
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace).args([
         "rustc",
@@ -56,6 +68,14 @@ fn main() {
     ]);
     cmd.arg(&target_dir);
     strip_outer_env(&mut cmd);
+    if let Some(t) = env::var("EDGESTORE_COMPONENT_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        cmd.env("RUSTUP_TOOLCHAIN", t)
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC");
+    }
     // The component is embedded in the host: keep symbol names (useful traps), drop DWARF.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
