@@ -66,6 +66,10 @@ pub enum Command {
     /// The repository's built-in models: models, count, get, find, and put, delete.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Erase a subject on request: `spool erase --where LABEL=VALUE` (rewrite every finished
+    /// segment without the subject's rows); records are deleted with `db delete`, which
+    /// leaves no trace of them in the database files.
+    Erase(spool::EraseArgs),
     /// Check the store: exit 0 when healthy, 1 with the reasons when not (database unreachable,
     /// disk above health.maxDiskUsedPercent, a transaction open too long, circuit open, data
     /// or spool directory not writable; with ship.target: segments waiting longer than
@@ -112,6 +116,11 @@ impl Cli {
         match &self.command {
             Command::Demo(args) => args.flags(&mut flags),
             Command::Spool(cmd) => cmd.flags(&mut flags),
+            Command::Erase(args) => {
+                if let Some(path) = &args.spool.path {
+                    flags.set("storage.path", "--path", path.clone());
+                }
+            }
             Command::Serve(args) => args.flags(&mut flags),
             Command::Db(_)
             | Command::Health(_)
@@ -263,6 +272,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, &args).await,
         Command::Spool(cmd) => spool::run(&ctx, cmd).await,
+        Command::Erase(args) => spool::run(&ctx, spool::SpoolCommand::Erase(args)).await,
         Command::Db(cmd) => db::run(&ctx, cmd).await,
         Command::Health(args) => ops::health(&ctx, &args).await,
         Command::Diag(args) => ops::diag(&ctx, &args).await,
