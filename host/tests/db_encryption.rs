@@ -11,45 +11,19 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::keyed::{keyed_store, KeyedStore};
 use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
 
 const INSTALL: &str = "run ./test.sh --install-only (it creates the venv target/sqlcipher-venv \
                        with sqlcipher3-binary), or set EDGESTORE_SQLCIPHER_VENV to a venv with it";
 
-/// A store whose config names a key file outside its data directory.
-struct Setup {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-    key: PathBuf,
-    config: PathBuf,
-}
+type Setup = KeyedStore;
 
 fn setup(extra: &str) -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let key = tmp.path().join("keys").join("key.txt");
-    std::fs::create_dir(key.parent().unwrap()).unwrap();
-    let config = tmp.path().join("edgestore.yaml");
-    std::fs::write(
-        &config,
-        format!("encryption: {{keyFile: '{}'}}\n{extra}", key.display()),
-    )
-    .unwrap();
-    Setup {
-        tmp,
-        data,
-        key,
-        config,
-    }
+    keyed_store(extra)
 }
 
 impl Setup {
-    fn cmd(&self, engine: &str) -> Command {
-        let mut cmd = edgestore(&self.data, engine);
-        cmd.arg("--config").arg(&self.config);
-        cmd
-    }
-
     fn ok(&self, engine: &str, args: &[&str]) -> String {
         ok(self.cmd(engine).args(args))
     }

@@ -11,45 +11,19 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::keyed::{keyed_store, KeyedStore};
 use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
 
 const AGE: &str = "apt-get install age (./test.sh does)";
 
-struct Setup {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-    key: PathBuf,
-    config: PathBuf,
-}
+type Setup = KeyedStore;
 
 fn setup() -> Setup {
-    setup_with("")
-}
-
-/// [`setup`] with more top-level YAML.
-fn setup_with(extra: &str) -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let key = tmp.path().join("keys").join("key.txt");
-    std::fs::create_dir(key.parent().unwrap()).unwrap();
-    let config = tmp.path().join("edgestore.yaml");
-    std::fs::write(
-        &config,
-        format!("encryption: {{keyFile: '{}'}}\n{extra}", key.display()),
-    )
-    .unwrap();
-    Setup {
-        tmp,
-        data,
-        key,
-        config,
-    }
+    keyed_store("")
 }
 
 fn cli(s: &Setup, engine: &str) -> Command {
-    let mut cmd = edgestore(&s.data, engine);
-    cmd.arg("--config").arg(&s.config);
-    cmd
+    s.cmd(engine)
 }
 
 fn ok(cmd: &mut Command) -> String {
@@ -283,7 +257,7 @@ fn a_kill_during_encrypted_ingest_loses_no_acknowledged_row_and_everything_decry
         return;
     }
     for engine in ENGINES {
-        let s = setup_with("storage: {maxRecords: 200}\n");
+        let s = keyed_store("storage: {maxRecords: 200}\n");
         ok(cli(&s, engine).args(["keys", "generate"]));
         let mut acked = BTreeSet::new();
         for round in 0..3u32 {

@@ -1141,6 +1141,28 @@ fn batch_request(batch: i64) -> (v1::WriteRequest, Vec<String>) {
     )
 }
 
+/// Post [`batch_request`]s 0, 1, ... (`pause` apart) until one is refused with 429: the ids of
+/// the accepted rows, the refused request with its ids, and the refusal. Any other status, or
+/// `limit` requests accepted, fails the test.
+fn post_until_refused(
+    serve: &Serving,
+    limit: i64,
+    pause: Duration,
+) -> (Vec<String>, (v1::WriteRequest, Vec<String>), Reply) {
+    let mut accepted = Vec::new();
+    for batch in 0..limit {
+        let (request, ids) = batch_request(batch);
+        let r = post_v1(serve, &request);
+        match r.status {
+            204 => accepted.extend(ids),
+            429 => return (accepted, (request, ids), r),
+            _ => panic!("batch {batch}: {r:?}"),
+        }
+        std::thread::sleep(pause);
+    }
+    panic!("{limit} requests accepted and none refused")
+}
+
 /// A spool at `retention.maxBytes` refuses remote write with 429 and `Retry-After` (Prometheus
 /// retries those); once its segments are acked and purged (mutations forwarded to the running
 /// `serve` through its admin socket) the same request is accepted, and every row of every
@@ -1169,20 +1191,7 @@ fn a_full_spool_answers_429_until_segments_are_acked_and_purged() {
         text(&out.stdout)
     };
 
-    let mut accepted: Vec<String> = Vec::new();
-    let mut batch = 0;
-    let (refused, refusal) = loop {
-        let (request, ids) = batch_request(batch);
-        let r = post_v1(&serve, &request);
-        match r.status {
-            204 => accepted.extend(ids),
-            429 => break ((request, ids), r),
-            _ => panic!("batch {batch}: {r:?}"),
-        }
-        batch += 1;
-        assert!(batch < 500, "the spool never reached its cap");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (accepted, refused, refusal) = post_until_refused(&serve, 500, Duration::from_millis(50));
     let retry_after: u64 = refusal
         .header("Retry-After")
         .and_then(|v| v.parse().ok())
@@ -1270,19 +1279,7 @@ fn a_full_file_system_answers_429_and_ingest_resumes_once_space_is_freed() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path(), "storage: {maxRecords: 100}\n");
         let mut serve = start_serve_with(&data, engine, &cfg);
-        let mut accepted: Vec<String> = Vec::new();
-        let mut batch = 0;
-        let (refused, refusal) = loop {
-            let (request, ids) = batch_request(batch);
-            let r = post_v1(&serve, &request);
-            match r.status {
-                204 => accepted.extend(ids),
-                429 => break ((request, ids), r),
-                _ => panic!("{engine}: batch {batch}: {r:?}"),
-            }
-            batch += 1;
-            assert!(batch < 20_000, "{engine}: the file system never filled");
-        };
+        let (accepted, refused, refusal) = post_until_refused(&serve, 20_000, Duration::ZERO);
         assert!(
             refusal.header("Retry-After").is_some(),
             "{engine}: a 429 without Retry-After: {refusal:?}"

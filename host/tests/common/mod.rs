@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 /// An S3-protocol server (moto) and the AWS CLI, for the shipping tests.
+pub mod keyed;
 pub mod s3;
 pub mod tmpfs;
 
