@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::keyed::{keyed_store, KeyedStore};
-use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
+use common::{edgestore, ok, run, run_with_input, text, tool_available, ENGINES};
 
 const INSTALL: &str = "run ./test.sh --install-only (it creates the venv target/sqlcipher-venv \
                        with sqlcipher3-binary), or set EDGESTORE_SQLCIPHER_VENV to a venv with it";
@@ -52,17 +52,6 @@ impl Setup {
     fn db(&self) -> PathBuf {
         self.data.join("edgestore.sqlite")
     }
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn venv() -> PathBuf {

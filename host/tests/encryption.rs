@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::keyed::{keyed_store, KeyedStore};
-use common::{edgestore, run, run_with_input, text, tool_available, ENGINES};
+use common::{edgestore, ok, run, run_with_input, text, tool_available, ENGINES};
 
 const AGE: &str = "apt-get install age (./test.sh does)";
 
@@ -24,17 +24,6 @@ fn setup() -> Setup {
 
 fn cli(s: &Setup, engine: &str) -> Command {
     s.cmd(engine)
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 fn rows(from: u32, to: u32) -> String {

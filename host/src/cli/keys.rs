@@ -145,12 +145,17 @@ fn show(ctx: &Ctx, args: &ShowArgs) -> anyhow::Result<()> {
     } else {
         ring.spool_keys().recipients.into_iter().take(1).collect()
     };
+    print_list(ctx, "recipients", &list)
+}
+
+/// `list` one per line, or `{"<name>": [...]}` with --json.
+fn print_list(ctx: &Ctx, name: &str, list: &[String]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if ctx.json {
-        writeln!(out, "{}", serde_json::json!({ "recipients": list }))?;
+        writeln!(out, "{}", serde_json::json!({ name: list }))?;
     } else {
-        for r in list {
-            writeln!(out, "{r}")?;
+        for item in list {
+            writeln!(out, "{item}")?;
         }
     }
     Ok(out.flush()?)
@@ -186,15 +191,7 @@ fn database_key(ctx: &Ctx, args: &ShowArgs) -> anyhow::Result<()> {
     }
     let take = if args.all { keys.len() } else { 1 };
     let list: Vec<String> = keys.iter().take(take).map(|k| k.sql_literal()).collect();
-    let mut out = std::io::stdout().lock();
-    if ctx.json {
-        writeln!(out, "{}", serde_json::json!({ "keys": list }))?;
-    } else {
-        for k in list {
-            writeln!(out, "{k}")?;
-        }
-    }
-    Ok(out.flush()?)
+    print_list(ctx, "keys", &list)
 }
 
 /// Run `change` while no store owns the data directory (holding its lock, so none starts

@@ -35,6 +35,18 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("run edgestore")
 }
 
+/// Run `cmd`, which must succeed: its stdout (a failure shows the command and its output).
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 /// Run `cmd` with `input` on its stdin, output captured.
 pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write as _;
