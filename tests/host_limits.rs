@@ -162,3 +162,31 @@ async fn a_journal_too_large_for_one_call_never_locks_the_spool_out() {
     assert_eq!(back.len(), rows.len());
     assert!(back == rows, "the rows came back changed or out of order");
 }
+
+/// A result larger than wasmtime's default allowance for one call's data (128 MiB lifted
+/// into the host) but inside the memory cap crosses the boundary: a `find` is bounded by the
+/// cap, not by a fixed number (it trapped the verification of a 640,000-operation load run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_find_result_larger_than_128_mib_but_within_the_cap_comes_back() {
+    let Some(engine) = common::engine("component") else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(engine, data.path());
+    config.memory_limit = 1 << 30;
+    let store = Store::open(config).await.unwrap();
+    let tags: Tags = store.storage().await.unwrap();
+    for batch in 0..10 {
+        let rows: Vec<_> = (0..20)
+            .map(|i| {
+                let mut t = common::tag("big", &format!("b{batch}-{i}"), None);
+                t.labels.insert("blob".into(), "x".repeat(768 << 10));
+                t
+            })
+            .collect();
+        tags.create_many(&rows).await.unwrap();
+    }
+    let all = tags.find_all(&edgestore::Query::all()).await.unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|t| t.labels["blob"].len() == 768 << 10));
+}

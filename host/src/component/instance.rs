@@ -127,6 +127,11 @@ impl ComponentBackend {
         let mut store = WasmStore::new(p.engine.engine(), state);
         store.limiter(|s| s.limiter());
         store.set_epoch_deadline(p.deadline_ticks);
+        // What one call may hand the host (a `find` result, a batch): wasmtime's default of
+        // 128 MiB of lifted values trapped a `find` of ~400,000 rows that fit well inside the
+        // memory cap. Lifted values take a few times the bytes they had in the guest, so the
+        // bound follows the cap instead of a fixed number.
+        store.set_hostcall_fuel(p.memory_limit.saturating_mul(HOSTCALL_FUEL_PER_BYTE));
         let plugin = p.pre.instantiate(&mut store).map_err(Error::runtime)?;
         Ok(Live {
             store,
@@ -215,6 +220,9 @@ impl ComponentBackend {
         })
     }
 }
+
+/// Hostcall fuel per byte of the memory cap (see where the store is built).
+const HOSTCALL_FUEL_PER_BYTE: usize = 4;
 
 /// One job's access to the instance: the store behind a `RefCell` so the core's `&self`
 /// traits can drive it, and the first host-level failure (trap, limit) remembered so that it,
