@@ -62,15 +62,10 @@ fn row(i: u64) -> Value {
 }
 
 fn everything(spool: &Spool<Value>) -> Vec<u64> {
-    let mut r = spool.read_range(TimeRange::all()).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let batch = r.next(64).unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        out.extend(batch.iter().map(|v| v["i"].as_u64().unwrap()));
-    }
+    super::tests::read_all(spool)
+        .iter()
+        .map(|v| v["i"].as_u64().unwrap())
+        .collect()
 }
 
 fn open(dir: &MemDir, clock: &ManualClock, level: u32) -> Spool<Value> {

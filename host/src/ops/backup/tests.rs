@@ -35,15 +35,7 @@ fn fixture() -> Fixture {
         ))],
         ..BackupConfig::default()
     };
-    let runner = BackupRunner::open(
-        &config,
-        &data,
-        None,
-        Vec::new(),
-        Metrics::new("native").unwrap(),
-        false,
-    )
-    .unwrap();
+    let runner = plain_runner(&config, &data);
     Fixture {
         _dir: dir,
         data,
@@ -88,6 +80,19 @@ async fn restore_at(f: &Fixture, at: Option<i64>) -> Result<Vec<(i64, String, i6
 async fn tick() {
     // Stamps are milliseconds: keep the steps apart.
     tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// A runner for `config` over the plain (unencrypted) databases in `data`.
+fn plain_runner(config: &BackupConfig, data: &std::path::Path) -> BackupRunner {
+    BackupRunner::open(
+        config,
+        data,
+        None,
+        Vec::new(),
+        Metrics::new("native").unwrap(),
+        false,
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,15 +308,7 @@ async fn restore_never_overwrites_and_two_targets_both_restore() {
         targets,
         ..BackupConfig::default()
     };
-    let runner = BackupRunner::open(
-        &config,
-        &data,
-        None,
-        Vec::new(),
-        Metrics::new("native").unwrap(),
-        false,
-    )
-    .unwrap();
+    let runner = plain_runner(&config, &data);
     runner.backup_now().await.unwrap();
     app.execute("INSERT INTO item VALUES (2, 'y', 2)", [])
         .unwrap();
