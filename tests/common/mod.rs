@@ -10,7 +10,9 @@ use edgestore::{ResourceTags, Timestamp};
 use edgestore_host::{ComponentSource, Engine, Store, StoreConfig};
 
 pub mod cli;
+pub mod hostile;
 pub mod standalone;
+pub mod wasm_build;
 
 /// The default database of the data directory `data` with three resource_tags rows (pod
 /// web-0 with labels, pod web-1, node worker-1 sent at ...500), as the CLI would have written

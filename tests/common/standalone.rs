@@ -1,7 +1,6 @@
-//! The standalone component for tests: built on demand (not by `host/build.rs`, so a fresh
-//! machine without clang and wasi-libc still builds the host and runs the demo) into
-//! `target/standalone/`, once per test run: concurrent test binaries serialise on a file lock
-//! and the nested cargo is a no-op when nothing changed.
+//! The standalone component for tests: built on demand ([`super::wasm_build`], not by
+//! `host/build.rs`, so a fresh machine without clang and wasi-libc still builds the host and
+//! runs the demo) into `target/standalone/`.
 //!
 //! The bundled SQLite is C: it needs `clang` (targets wasm32), `lld` and WASI's libc. Debian's
 //! `wasi-libc` puts headers and libraries in `wasm32-wasi` subdirectories of the system include
@@ -10,21 +9,17 @@
 //!
 //! [`node`] runs it under jco on Node.js (`tests/jco/run.mjs`), a host that is not ours.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TARGET: &str = "wasm32-wasip2";
+use super::wasm_build::{build_component, workspace};
 
 /// What to install when the toolchain is missing.
 const INSTALL: &str =
     "the standalone component needs clang, lld and WASI's libc: on Debian/Ubuntu \
     `apt-get install clang lld wasi-libc` (or set EDGESTORE_WASI_SYSROOT to a wasi-sdk sysroot), \
     plus `rustup target add wasm32-wasip2`";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
 
 /// The sysroot to compile SQLite against: `EDGESTORE_WASI_SYSROOT`, or one made of symlinks to
 /// Debian's `wasi-libc` under `target/standalone/sysroot`.
@@ -45,7 +40,11 @@ fn sysroot(out: &Path) -> PathBuf {
         let link = root.join(name);
         if fs::read_link(&link).ok().as_deref() != Some(target) {
             let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(target, &link).unwrap();
+            // Another test binary may be making the same link.
+            match std::os::unix::fs::symlink(target, &link) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other.unwrap(),
+            }
         }
     }
     root
@@ -53,72 +52,28 @@ fn sysroot(out: &Path) -> PathBuf {
 
 /// Build (or find up to date) the standalone component and return its path.
 pub fn standalone_component() -> PathBuf {
-    let ws = workspace();
-    let out = ws.join("target").join("standalone");
+    let out = workspace().join("target").join("standalone");
     fs::create_dir_all(&out).unwrap();
-    let lock = File::create(out.join(".build.lock")).unwrap();
-    lock.lock().unwrap();
     let clang = Command::new("clang").arg("--version").output();
     assert!(
         clang.is_ok_and(|o| o.status.success()),
         "{INSTALL} (clang not found)"
     );
     let sysroot = sysroot(&out);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&ws)
-        .args([
-            "rustc",
-            "-p",
-            "edgestore",
-            "--lib",
-            "--crate-type",
-            "cdylib",
-            "--release",
-            "--no-default-features",
-            "--features",
-            "standalone",
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
-        .arg(&out)
-        .env("CC_wasm32_wasip2", "clang")
-        .env(
-            "CFLAGS_wasm32_wasip2",
-            format!("--sysroot={}", sysroot.display()),
-        )
-        // Like the plugin (host/build.rs): keep symbol names, drop DWARF.
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
-    for key in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(key);
-    }
-    let status = cmd.status().expect("run cargo");
-    assert!(
-        status.success(),
-        "building the standalone component failed ({status}); if the C compiler failed, {INSTALL}"
-    );
-    let built = out.join(TARGET).join("release").join("edgestore.wasm");
-    let artifact = out.join("edgestore-standalone.wasm");
-    // Copy under its own name, so it is never confused with the plugin's `edgestore.wasm`.
-    if fs::metadata(&artifact).and_then(|a| a.modified()).ok()
-        != fs::metadata(&built).and_then(|b| b.modified()).ok()
-    {
-        fs::copy(&built, &artifact).unwrap();
-        let mtime = fs::metadata(&built).and_then(|b| b.modified()).unwrap();
-        File::options()
-            .write(true)
-            .open(&artifact)
-            .and_then(|f| f.set_modified(mtime))
-            .unwrap();
-    }
-    artifact
+    build_component(
+        "edgestore",
+        &["--no-default-features", "--features", "standalone"],
+        &[
+            ("CC_wasm32_wasip2", "clang".to_owned()),
+            (
+                "CFLAGS_wasm32_wasip2",
+                format!("--sysroot={}", sysroot.display()),
+            ),
+        ],
+        &out,
+        "edgestore-standalone.wasm",
+        &format!("if the C compiler failed, {INSTALL}"),
+    )
 }
 
 fn jco_dir() -> PathBuf {

@@ -43,6 +43,7 @@ pub(super) struct Prepared {
     pub(super) open_connections: Arc<AtomicU64>,
     memory_limit: usize,
     deadline_ticks: u64,
+    call_timeout: Duration,
 }
 
 /// A live instance and the guest resources the client opened on it.
@@ -80,6 +81,7 @@ impl ComponentBackend {
         let mut linker = Linker::<HostState>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(Error::runtime)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(Error::runtime)?;
+        super::imports::clocks::bound_subscriptions(&mut linker).map_err(Error::runtime)?;
         let pre = linker.instantiate_pre(&component).map_err(Error::runtime)?;
         let pre = PluginPre::new(pre).map_err(Error::runtime)?;
         let anchors = Arc::new(MemoryAnchors::new(&grants)?);
@@ -92,6 +94,7 @@ impl ComponentBackend {
                 open_connections: Arc::new(AtomicU64::new(0)),
                 memory_limit: config.memory_limit,
                 deadline_ticks: ticks_for(config.call_timeout),
+                call_timeout: config.call_timeout,
             },
             live: None,
             tables: Tables::default(),
@@ -231,6 +234,7 @@ pub(super) struct Ctx<'a> {
     store: std::cell::RefCell<&'a mut WasmStore<HostState>>,
     pub(super) plugin: &'a Plugin,
     deadline: u64,
+    timeout: Duration,
     failure: std::cell::RefCell<Option<Error>>,
 }
 
@@ -240,6 +244,7 @@ impl<'a> Ctx<'a> {
             store: std::cell::RefCell::new(&mut live.store),
             plugin: &live.plugin,
             deadline: p.deadline_ticks,
+            timeout: p.call_timeout,
             failure: std::cell::RefCell::new(None),
         }
     }
@@ -257,6 +262,8 @@ impl<'a> Ctx<'a> {
         }
         let mut store = self.store.borrow_mut();
         store.set_epoch_deadline(self.deadline);
+        let deadline = std::time::Instant::now().checked_add(self.timeout);
+        store.data_mut().begin_call(deadline);
         store.data_mut().forget_memory_refusal();
         match f(&mut store) {
             Ok(Ok(v)) => Ok(v),
@@ -294,6 +301,12 @@ fn classify_trap(err: &wasmtime::Error, memory_hit: bool) -> Error {
         return Error::Limit {
             kind: LimitKind::Time,
             message: "the call ran past its deadline and was interrupted".into(),
+        };
+    }
+    if let Some(wait) = err.downcast_ref::<super::imports::clocks::WaitPastDeadline>() {
+        return Error::Limit {
+            kind: LimitKind::Time,
+            message: wait.to_string(),
         };
     }
     if memory_hit {

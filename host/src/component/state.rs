@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use edgestore::sql::sqlite::SqliteConnection;
 use wasmtime::component::ResourceTable;
@@ -30,6 +31,8 @@ pub struct HostState {
     pub(super) anchors: Arc<MemoryAnchors>,
     /// The store's count of open connections, across its instances.
     pub(super) open_connections: Arc<AtomicU64>,
+    /// When the current call into the instance must end (set before each call).
+    call_deadline: Option<Instant>,
 }
 
 impl HostState {
@@ -51,6 +54,30 @@ impl HostState {
             grants,
             anchors,
             open_connections,
+            call_deadline: None,
+        }
+    }
+
+    /// Start a call that must end by `deadline` (`None`: too far away to represent).
+    pub(super) fn begin_call(&mut self, deadline: Option<Instant>) {
+        self.call_deadline = deadline;
+    }
+
+    /// Refuse a wait of `nanos` nanoseconds that would end past the current call's deadline.
+    pub(super) fn check_wait(
+        &self,
+        nanos: u64,
+    ) -> Result<(), super::imports::clocks::WaitPastDeadline> {
+        let wait = std::time::Duration::from_nanos(nanos);
+        match self.call_deadline {
+            Some(deadline)
+                if Instant::now()
+                    .checked_add(wait)
+                    .is_none_or(|end| end > deadline) =>
+            {
+                Err(super::imports::clocks::WaitPastDeadline(wait))
+            }
+            _ => Ok(()),
         }
     }
 
