@@ -217,22 +217,17 @@ pub fn disk_used_percent(dir: &Path) -> std::io::Result<Option<f64>> {
 }
 
 /// Create, write, sync and remove a file in `dir`: the only reliable test of writability.
+/// Each probe has a name of its own (random, created exclusively): health checks run
+/// concurrently (one per `/healthz` request), and a probe left by a process killed mid-check
+/// must not fail every later check, as a name made of the process id did (pid 1 in every
+/// container).
 pub fn write_probe(dir: &Path) -> std::io::Result<()> {
-    let path: PathBuf = dir.join(format!(".edgestore-probe-{}", std::process::id()));
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut f| {
-            f.write_all(b"probe")?;
-            f.sync_data()
-        });
-    // Remove even after a failed write; a probe that was never created is not an error.
-    let removed = match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    };
-    result.and(removed)
+    let mut probe = tempfile::Builder::new()
+        .prefix(".edgestore-probe-")
+        .tempfile_in(dir)?;
+    probe.write_all(b"probe")?;
+    probe.as_file().sync_data()?;
+    probe.close()
 }
 
 #[cfg(test)]
@@ -264,6 +259,27 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         assert!(write_probe(&file).is_err());
         assert!(write_probe(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn concurrent_probes_and_a_stale_probe_do_not_fail_each_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        // What a process killed mid-probe leaves (the old fixed name, pid 1 in a container).
+        std::fs::write(tmp.path().join(".edgestore-probe-1"), b"probe").unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        write_probe(tmp.path()).unwrap();
+                    }
+                });
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(".edgestore-probe-1")]);
     }
 
     #[test]
