@@ -72,6 +72,9 @@ impl Default for HealthConfig {
 pub struct HealthReport {
     /// One line per failed check.
     pub reasons: Vec<String>,
+    /// Work in progress an operator should know about that is not a failure (journals an
+    /// earlier process left, being finished in the background).
+    pub notes: Vec<String>,
 }
 
 impl HealthReport {
@@ -96,11 +99,15 @@ impl HealthReport {
                 status,
                 healthy,
                 reasons: &self.reasons,
+                notes: &self.notes,
             });
         }
         let mut out = format!("{status}\n");
         for r in &self.reasons {
             out.push_str(&format!("reason: {r}\n"));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("note: {n}\n"));
         }
         out
     }
@@ -112,6 +119,7 @@ struct HealthView<'a> {
     status: &'static str,
     healthy: bool,
     reasons: &'a [String],
+    notes: &'a [String],
 }
 
 /// What to check besides the store itself.
@@ -177,7 +185,18 @@ pub async fn check(
     if let Some(spool) = target.spool {
         // Also refreshes the disk gauges for whoever exports metrics next.
         match spool.usage().await {
-            Ok(u) => store.metrics().set_disk_usage(&u),
+            Ok(u) => {
+                store.metrics().set_disk_usage(&u);
+                // One journal is the active segment's; more are a backlog being finished.
+                if u.journals.files > 1 {
+                    report.notes.push(format!(
+                        "{} journals ({} bytes) waiting to be finished into segments (`spool \
+                         flush` finishes them now)",
+                        u.journals.files - 1,
+                        u.journals.bytes
+                    ));
+                }
+            }
             Err(e) => report.fail(format!("spool usage: {e}")),
         }
     }
@@ -238,6 +257,15 @@ mod tests {
     fn report_renders_in_both_forms() {
         let mut report = HealthReport::default();
         assert_eq!(report.render(false), "healthy\n");
+        report
+            .notes
+            .push("2 journals (3145728 bytes) waiting".into());
+        assert_eq!(
+            report.render(false),
+            "healthy\nnote: 2 journals (3145728 bytes) waiting\n"
+        );
+        assert!(report.healthy());
+        report.notes.clear();
         report.fail("disk 95.0% used");
         assert_eq!(report.render(false), "unhealthy\nreason: disk 95.0% used\n");
         let v: serde_json::Value = serde_json::from_str(&report.render(true)).unwrap();
