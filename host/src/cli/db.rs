@@ -396,7 +396,12 @@ async fn put<M: CliModel>(target: &Target<'_, M>, json: bool) -> anyhow::Result<
         });
         let n = items.len() as u64;
         if n > 0 {
-            target.upsert_batch(items).await?;
+            // A failed batch (disk full, busy) commits none of its rows; say what is kept.
+            target.upsert_batch(items).await.map_err(|e| {
+                e.context(format!(
+                    "stopped; the {total} rows before this batch of {n} are committed"
+                ))
+            })?;
             total += n;
         }
         if let Some(e) = batch.error {

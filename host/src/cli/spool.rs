@@ -684,14 +684,26 @@ async fn put(spool: &Target, args: &PutArgs, json: bool) -> anyhow::Result<()> {
         let n = batch.lines.len() as u64;
         if n > 0 {
             let texts = batch.lines.into_iter().map(|(_, t)| t);
-            if args.documents {
-                spool.put_documents(texts.collect()).await?;
+            let put = if args.documents {
+                spool.put_documents(texts.collect()).await
             } else {
                 let metrics = texts
                     .map(|t| serde_json::from_str::<Metric>(&t))
                     .collect::<Result<Vec<_>, _>>()
                     .context("metric changed between checks")?;
-                spool.put(metrics).await?;
+                spool.put(metrics).await
+            };
+            if let Err(e) = put {
+                // A refused batch is not in the journal; the rows before it are, and a sender
+                // must know which to send again.
+                let kept = match spool.sync().await {
+                    Ok(()) => format!("the {total} rows before this batch of {n} are kept"),
+                    Err(_) => format!(
+                        "the {total} rows before this batch of {n} are in the journal but not \
+                         synced"
+                    ),
+                };
+                return Err(e.context(format!("stopped; {kept}")));
             }
             total += n;
         }
@@ -705,11 +717,19 @@ async fn put(spool: &Target, args: &PutArgs, json: bool) -> anyhow::Result<()> {
             break;
         }
     }
+    // Every row is in the journal by now: a failure here must not make a sender resend them.
     let durable = if args.flush {
-        spool.flush().await?;
+        spool.flush().await.with_context(|| {
+            format!(
+                "all {total} rows are in the journal (do not send them again); finishing them \
+                 into a segment failed, a later flush or the running owner finishes them"
+            )
+        })?;
         "segment"
     } else {
-        spool.sync().await?;
+        spool.sync().await.with_context(|| {
+            format!("all {total} rows are in the journal, but syncing them failed")
+        })?;
         "journal"
     };
     // Report on stderr: stdout stays free for pipelines.
