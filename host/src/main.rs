@@ -58,7 +58,39 @@ fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     }
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line. A cause whose text already ends the line (the
+/// core's I/O errors name their `io::Error` and keep it as the source) is not said twice.
 fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let core = edgestore::Error::io("publish segment s.json.br", io);
+        let e = anyhow::Error::new(core).context("all 3 rows are in the journal");
+        let line = one_line(&e);
+        assert_eq!(line.matches("os error 28").count(), 1, "{line}");
+        assert!(
+            line.starts_with("all 3 rows are in the journal: disk-full: publish segment"),
+            "{line}"
+        );
+        let plain = anyhow::anyhow!("first").context("second");
+        assert_eq!(one_line(&plain), "second: first");
+    }
 }
