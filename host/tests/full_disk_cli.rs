@@ -4,28 +4,12 @@
 //! there exactly once, reading still works, `health` says why, and the same commands succeed
 //! once space is freed.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 mod common;
 
-use common::{edgestore, text, ENGINES};
-
-/// Run `cmd` with `input` on stdin.
-fn with_input(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run edgestore");
-    let mut stdin = child.stdin.take().unwrap();
-    // The command may stop reading early (a failed batch): a broken pipe is its answer.
-    let _ = stdin.write_all(input.as_bytes());
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
+use common::{edgestore, run_with_input, text, ENGINES};
 
 /// 100 resource tags with 2 KiB labels, named after `batch`.
 fn tags(batch: usize) -> String {
@@ -61,7 +45,7 @@ fn fill(data: &Path, engine: &str, args: &[&str], put: fn(usize) -> String) -> (
     for batch in 0..2_000 {
         let mut cmd = edgestore(data, engine);
         cmd.args(args);
-        let out = with_input(cmd, &put(batch));
+        let out = run_with_input(&mut cmd, &put(batch));
         if !out.status.success() {
             return (batch, out);
         }
@@ -130,7 +114,7 @@ fn db_put_and_spool_put_on_a_full_disk_fail_typed_lose_nothing_and_resume() {
         std::fs::remove_file(&room).unwrap();
         let mut again = edgestore(&data, engine);
         again.args(["db", "put", "resource_tags"]);
-        let out = with_input(again, &tags(batches));
+        let out = run_with_input(&mut again, &tags(batches));
         assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
         assert_eq!(count_tags(&data, engine), (batches as u64 + 1) * 100);
         // The refusal said whether the refused command's rows are kept (a failed final flush)
@@ -144,7 +128,7 @@ fn db_put_and_spool_put_on_a_full_disk_fail_typed_lose_nothing_and_resume() {
         } else {
             metrics(spooled)
         };
-        let out = with_input(again, &input);
+        let out = run_with_input(&mut again, &input);
         assert!(out.status.success(), "{engine}: {}", text(&out.stderr));
         let ids = spool_ids(&data);
         let unique: std::collections::BTreeSet<&String> = ids.iter().collect();

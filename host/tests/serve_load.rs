@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use edgestore_host::ingest::remote_write::proto::v1;
-use prost::Message as _;
 
 mod common;
 
@@ -38,7 +37,7 @@ fn key(name: &str, client: usize, seq: usize, k: usize) -> String {
 }
 
 fn remote_write(client: usize, seq: usize) -> Vec<u8> {
-    let timeseries = (0..PER_REQUEST)
+    let timeseries: Vec<v1::TimeSeries> = (0..PER_REQUEST)
         .map(|k| v1::TimeSeries {
             labels: [
                 ("__name__", "load_rw".to_owned()),
@@ -59,12 +58,7 @@ fn remote_write(client: usize, seq: usize) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let raw = v1::WriteRequest {
-        timeseries,
-        ..Default::default()
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    common::remote_write_v1(timeseries)
 }
 
 fn otlp_json(client: usize, seq: usize) -> Vec<u8> {

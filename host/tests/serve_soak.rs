@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgestore_host::ingest::remote_write::proto::v1;
-use prost::Message as _;
 
 mod common;
 
@@ -36,7 +35,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// One request of `ROWS_PER_REQUEST` distinct series, numbered `n`.
 fn request(n: u64) -> Vec<u8> {
-    let timeseries = (0..ROWS_PER_REQUEST)
+    let timeseries: Vec<v1::TimeSeries> = (0..ROWS_PER_REQUEST)
         .map(|k| v1::TimeSeries {
             labels: vec![
                 v1::Label {
@@ -59,12 +58,7 @@ fn request(n: u64) -> Vec<u8> {
             ..Default::default()
         })
         .collect();
-    let raw = v1::WriteRequest {
-        timeseries,
-        ..Default::default()
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    common::remote_write_v1(timeseries)
 }
 
 /// Send requests `sender`, `sender + SENDERS`, ... each at its due time for `rate` rows/s,

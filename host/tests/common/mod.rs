@@ -65,7 +65,11 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Output {
         .spawn()
         .expect("run edgestore");
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).expect("write stdin");
+        // A command may stop reading early (a bad line, a refused batch): a broken pipe is
+        // its answer, not the test's failure.
+        if let Err(e) = stdin.write_all(input.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+        }
     }
     child.wait_with_output().expect("wait for edgestore")
 }
@@ -340,4 +344,19 @@ pub fn spool_rows(data: &Path) -> Vec<edgestore::Metric> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("spool cat printed {l:?}: {e}")))
         .collect()
+}
+
+/// A remote write 1.0 body as Prometheus sends it: the message, snappy block-compressed.
+pub fn remote_write_v1(
+    timeseries: Vec<edgestore_host::ingest::remote_write::proto::v1::TimeSeries>,
+) -> Vec<u8> {
+    use prost::Message as _;
+    let raw = edgestore_host::ingest::remote_write::proto::v1::WriteRequest {
+        timeseries,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy compress")
 }
