@@ -89,6 +89,31 @@ fn disk_full_during_put_refuses_the_batch_and_keeps_earlier_rows() {
     assert_exactly(&rig.open(), want);
 }
 
+/// The process that was refused may end before its journal is finished (a command on a full
+/// disk exits): the next one must not recover the refused rows a torn append left behind.
+#[test]
+fn a_refused_batch_does_not_come_back_in_the_next_process() {
+    let rig = Rig::new(1000);
+    let spool = rig.open();
+    spool.put(&rows(0..50)).unwrap();
+    rig.faulty.tear_write_after(0, ENOSPC);
+    let err = spool.put(&rows(50..70)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::DiskFull);
+    // The disk stays full: finishing fails too, and the process ends with the journal left.
+    rig.faulty.fail_after_latched(Op::Write, 0, ENOSPC);
+    assert_eq!(spool.flush().unwrap_err().code(), ErrorCode::DiskFull);
+    drop(spool);
+    rig.faulty.disarm();
+    let spool = rig.open();
+    spool.flush().unwrap();
+    assert_exactly(&spool, 0..50);
+    assert_eq!(
+        spool.stats().torn_rows_dropped,
+        0,
+        "the torn tail was cut off"
+    );
+}
+
 #[test]
 fn disk_full_during_flush_keeps_rows_pending_and_retry_succeeds() {
     for ok_writes in [0, 1] {

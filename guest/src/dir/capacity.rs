@@ -87,6 +87,11 @@ impl WriteFile for ExplainedFile {
     fn sync_all(&mut self) -> io::Result<()> {
         self.inner.sync_all().map_err(|e| explain(e, self.capacity))
     }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner
+            .set_len(len)
+            .map_err(|e| explain(e, self.capacity))
+    }
 }
 
 impl<D: Directory> Directory for WithCapacity<D> {

@@ -204,6 +204,9 @@ impl WriteFile for FaultyFile {
             Verdict::Fail { errno, .. } => Err(io::Error::from_raw_os_error(errno)),
         }
     }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
 }
 
 impl<D: Directory> Directory for FaultyDir<D> {

@@ -183,6 +183,10 @@ impl WriteFile for MemFile {
     fn sync_all(&mut self) -> io::Result<()> {
         self.sync_data()
     }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        self.with(|f| f.live.resize(len, 0))
+    }
 }
 
 impl Directory for MemDir {

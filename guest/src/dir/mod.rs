@@ -39,6 +39,9 @@ pub trait WriteFile: Write + Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Make the file's data and metadata durable (`fsync`).
     fn sync_all(&mut self) -> io::Result<()>;
+    /// Cut the file to `len` bytes: drops the torn tail a failed append left, so a later
+    /// process does not read it back. Shrinking needs no free space.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// A file opened for reading.
@@ -49,6 +52,9 @@ impl WriteFile for std::fs::File {
     }
     fn sync_all(&mut self) -> io::Result<()> {
         std::fs::File::sync_all(self)
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        std::fs::File::set_len(self, len)
     }
 }
 

@@ -574,6 +574,15 @@ impl<R> Spool<R> {
     /// overrides the committed length after a failed write.
     fn seal_active(&self, w: &mut Writer, limit: Option<u64>) {
         if let Some(mut a) = w.active.take() {
+            // A refused chunk may be partly in the file: cut it off, so a later process (this
+            // one may exit before finishing, e.g. on a full disk) does not recover rows the
+            // caller was told are not accepted. If even that fails, `limit` still keeps them
+            // out of this process's segment.
+            if let Some(len) = limit {
+                if a.file.set_len(len).is_err() {
+                    self.shared.note(|s| s.deferred_errors += 1);
+                }
+            }
             // Best effort: the segment's own fsync is the durability point; this only helps
             // rows survive a crash if finishing fails.
             if a.file.sync_data().is_err() {

@@ -20,8 +20,9 @@ impl<R: Serialize> Spool<R> {
     /// `Ok` means the rows are accepted (durable as the [`super::SyncPolicy`] says, and certainly
     /// after the next successful [`Spool::flush`]). On `Err` the rows after the last rotation
     /// inside this batch were not accepted (retrying them will not duplicate them in this
-    /// process); rows before that rotation were. After a crash, rows of a failed `put` that
-    /// reached the journal may reappear: ids (`Metric::id`) let an uploader de-duplicate.
+    /// process, nor in a later one: what the failed chunk left in the journal is cut off);
+    /// rows before that rotation were. Only a crash between the failed write and that cut can
+    /// bring rows of a failed `put` back: ids (`Metric::id`) let an uploader de-duplicate.
     ///
     /// On an inspecting spool ([`Spool::inspect`]) this is `PermissionDenied`.
     pub fn put(&self, rows: &[R]) -> Result<()> {
