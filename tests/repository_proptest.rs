@@ -1,16 +1,25 @@
-//! Model-based test: random sequences of create / update / delete / upsert / insert-or-ignore
-//! and transactions (committed or rolled back, possibly nested) give the same results on the
-//! SQL repository as on a `BTreeMap`.
+//! Model-based test: random sequences of create / update / delete / upsert / insert-or-ignore,
+//! reads, transactions (committed, rolled back by an error, or abandoned by a panic; nested ones
+//! are savepoints) and reopening the database file give the same results on the SQL repository
+//! as on a `BTreeMap`. Every outcome is compared, inside transactions too (a transaction reads
+//! its own writes).
+//!
+//! `PROPTEST_CASES` sets the number of sequences (default 1024); a long run:
+//! `PROPTEST_CASES=1000000 cargo test --release --test repository_proptest`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{Arc, Once};
 
 use edgestore::model::{Column, ColumnType};
+use edgestore::repository::DynamicStore;
 use edgestore::{
     Creator, Deleter, ErrorCode, Model, Query, Reader, Result, Schema, SqlStorage, SqliteDatabase,
     StorageCommon, Updater,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,8 +51,29 @@ enum Op {
     Upsert(Item),
     InsertOrIgnore(Item),
     Delete(Key),
-    Tx { ops: Vec<Op>, commit: bool },
+    Get(Key),
+    Count,
+    Tx {
+        ops: Vec<Op>,
+        end: End,
+    },
+    /// Close the database and open the file again (top level only; inside a transaction it
+    /// does nothing).
+    Reopen,
 }
+
+/// How a transaction ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Commit,
+    /// The closure returns an error: rolled back, the error returned.
+    Fail,
+    /// The closure panics: rolled back by the guard while unwinding.
+    Panic,
+}
+
+/// The panic message of an abandoned transaction (kept out of the test's output).
+const ABANDON: &str = "abandon the transaction";
 
 fn item() -> impl Strategy<Value = Item> {
     (
@@ -67,10 +97,13 @@ fn op() -> impl Strategy<Value = Op> {
         item().prop_map(Op::Upsert),
         item().prop_map(Op::InsertOrIgnore),
         item().prop_map(|i| Op::Delete((i.group, i.id))),
+        item().prop_map(|i| Op::Get((i.group, i.id))),
+        Just(Op::Count),
+        Just(Op::Reopen),
     ];
-    leaf.prop_recursive(2, 24, 6, |inner| {
-        (prop::collection::vec(inner, 0..6), any::<bool>())
-            .prop_map(|(ops, commit)| Op::Tx { ops, commit })
+    let end = prop_oneof![3 => Just(End::Commit), 1 => Just(End::Fail), 1 => Just(End::Panic)];
+    leaf.prop_recursive(2, 24, 6, move |inner| {
+        (prop::collection::vec(inner, 0..6), end.clone()).prop_map(|(ops, end)| Op::Tx { ops, end })
     })
 }
 
@@ -78,6 +111,8 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Debug, PartialEq)]
 enum Outcome {
     Done(bool),
+    Found(Option<Item>),
+    Count(u64),
     Code(ErrorCode),
 }
 
@@ -92,6 +127,8 @@ fn key_of(i: &Item) -> Key {
     (i.group.clone(), i.id)
 }
 
+/// One operation on the model. A transaction works on a copy kept only on commit; a failed
+/// operation changes nothing.
 fn apply_oracle(m: &mut Oracle, op: &Op) -> Outcome {
     match op {
         Op::Create(i) => {
@@ -121,90 +158,127 @@ fn apply_oracle(m: &mut Oracle, op: &Op) -> Outcome {
             Outcome::Done(fresh)
         }
         Op::Delete(k) => Outcome::Done(m.remove(k).is_some()),
-        Op::Tx { ops, commit } => {
+        Op::Get(k) => Outcome::Found(m.get(k).cloned()),
+        Op::Count => Outcome::Count(m.len() as u64),
+        Op::Reopen => Outcome::Done(true),
+        Op::Tx { ops, end } => {
             let mut scratch = m.clone();
             for op in ops {
                 apply_oracle(&mut scratch, op);
             }
-            if *commit {
-                *m = scratch;
+            match end {
+                End::Commit => {
+                    *m = scratch;
+                    Outcome::Done(true)
+                }
+                End::Fail => Outcome::Code(ErrorCode::Internal),
+                End::Panic => Outcome::Done(false),
             }
-            Outcome::Done(*commit)
         }
     }
 }
 
-/// Apply an op to the store.
-fn apply_store(s: &SqlStorage<Item, Key>, op: &Op) -> Outcome {
-    match op {
+/// Apply an op to the store (or a transaction's view of it), comparing every outcome inside
+/// a transaction with the model's as it goes; `mirror` is the model at this level.
+fn apply_store<E: DynamicStore>(
+    s: &SqlStorage<Item, Key, E>,
+    op: &Op,
+    mirror: &Oracle,
+) -> std::result::Result<Outcome, TestCaseError> {
+    Ok(match op {
         Op::Create(i) => outcome(s.create(i)),
         Op::Update(i) => outcome(s.update(i).map(|()| true)),
         Op::Upsert(i) => outcome(s.upsert(i).map(|()| true)),
         Op::InsertOrIgnore(i) => outcome(s.insert_or_ignore(i)),
         Op::Delete(k) => outcome(s.delete(k)),
-        Op::Tx { ops, commit } => {
-            let r = s.tx(|tx| {
-                for op in ops {
-                    apply_nested(tx, op);
-                }
-                if *commit {
-                    Ok(true)
-                } else {
-                    Err(edgestore::Error::invalid_input("roll back"))
-                }
-            });
+        Op::Get(k) => match s.get(k) {
+            Ok(i) => Outcome::Found(Some(i)),
+            Err(e) if e.code() == ErrorCode::NotFound => Outcome::Found(None),
+            Err(e) => Outcome::Code(e.code()),
+        },
+        Op::Count => match s.count() {
+            Ok(n) => Outcome::Count(n),
+            Err(e) => Outcome::Code(e.code()),
+        },
+        Op::Reopen => Outcome::Done(true),
+        Op::Tx { ops, end } => {
+            let mut scratch = mirror.clone();
+            let mut inside = Ok(());
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                s.tx(|tx| {
+                    inside = ops.iter().try_for_each(|op| {
+                        let got = apply_store(tx, op, &scratch)?;
+                        let want = apply_oracle(&mut scratch, op);
+                        prop_assert_eq!(got, want, "inside a transaction: {:?}", op);
+                        Ok(())
+                    });
+                    match end {
+                        End::Commit => Ok(true),
+                        End::Fail => Err(edgestore::Error::internal("roll back")),
+                        End::Panic => std::panic::panic_any(ABANDON),
+                    }
+                })
+            }));
+            inside?;
             match r {
-                Ok(b) => Outcome::Done(b),
-                Err(e) if e.code() == ErrorCode::InvalidInput => Outcome::Done(false),
-                Err(e) => Outcome::Code(e.code()),
+                Ok(r) => outcome(r),
+                Err(_) => Outcome::Done(false),
             }
         }
-    }
+    })
 }
 
-type TxView<'t> = SqlStorage<Item, Key, edgestore::repository::Transaction<'t>>;
+/// Silence the abandoned transactions' panics; any other panic is reported as usual.
+fn quiet_abandon_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&ABANDON) {
+                default(info);
+            }
+        }));
+    });
+}
 
-/// Inside a transaction: nested transactions are savepoints; errors of single ops are ignored
-/// (as in the oracle, a failed op changes nothing).
-fn apply_nested(tx: &TxView<'_>, op: &Op) {
-    match op {
-        Op::Tx { ops, commit } => {
-            let _ = tx.tx(|inner| {
-                for op in ops {
-                    apply_nested(inner, op);
-                }
-                if *commit {
-                    Ok(())
-                } else {
-                    Err(edgestore::Error::invalid_input("roll back"))
-                }
-            });
-        }
-        Op::Create(i) => drop(tx.create(i)),
-        Op::Update(i) => drop(tx.update(i)),
-        Op::Upsert(i) => drop(tx.upsert(i)),
-        Op::InsertOrIgnore(i) => drop(tx.insert_or_ignore(i)),
-        Op::Delete(k) => drop(tx.delete(k)),
-    }
+fn open(path: &Path) -> SqlStorage<Item, Key> {
+    let db = Arc::new(SqliteDatabase::open(&path.to_string_lossy()).unwrap());
+    SqlStorage::<Item, Key>::open(db).unwrap()
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1024)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn repository_matches_btreemap(ops in prop::collection::vec(op(), 1..30)) {
-        let db = Arc::new(SqliteDatabase::open(":memory:").unwrap());
-        let store = SqlStorage::<Item, Key>::open(db).unwrap();
+        quiet_abandon_panics();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.db");
+        let mut store = open(&path);
         let mut oracle = Oracle::new();
         for op in &ops {
+            if matches!(op, Op::Reopen) {
+                drop(store);
+                store = open(&path);
+            }
+            let got = apply_store(&store, op, &oracle)?;
             let expected = apply_oracle(&mut oracle, op);
-            let got = apply_store(&store, op);
             prop_assert_eq!(got, expected, "op {:?}", op);
         }
         let all = store.find_all(&Query::all()).unwrap();
         let want: Vec<Item> = oracle.values().cloned().collect();
         prop_assert_eq!(all, want);
         prop_assert_eq!(store.count().unwrap(), oracle.len() as u64);
+        drop(store);
+        let store = open(&path);
+        prop_assert_eq!(store.find_all(&Query::all()).unwrap().len(), oracle.len());
         for (k, v) in &oracle {
             prop_assert_eq!(&store.get(k).unwrap(), v);
         }
