@@ -1,6 +1,6 @@
 //! The built plugin component (from `host/build.rs`) has exactly the `plugin` world of
 //! `wit/edgestore.wit`: it exports `repository`, `spool` and `admin`, and imports nothing but
-//! `sqlite`, `host-info` (and the `types` they use) besides WASI.
+//! `sqlite`, `host-info`, `compression` (and the `types` they use) besides WASI.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -73,14 +73,17 @@ fn exports_exactly_the_plugin_interfaces() {
 }
 
 #[test]
-fn imports_only_sqlite_host_info_types_and_wasi() {
+fn imports_only_sqlite_host_info_compression_types_and_wasi() {
     let c = component();
     let (wasi, non_wasi): (BTreeSet<_>, BTreeSet<_>) = c
         .imports
         .iter()
         .cloned()
         .partition(|n| n.starts_with("wasi:"));
-    assert_eq!(non_wasi, ours(&["types", "sqlite", "host-info"]));
+    assert_eq!(
+        non_wasi,
+        ours(&["types", "sqlite", "host-info", "compression"])
+    );
     // Nothing the contract does not import, apart from WASI (which std brings).
     let contract = contract();
     assert!(

@@ -80,3 +80,55 @@ async fn plugin_writes_standalone_reads() {
         write_then_read(plugin, common::engine("standalone").unwrap()).await;
     }
 }
+
+/// The finished segments under `spool_dir`, oldest first (names sort by time).
+fn segment_bytes(spool_dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<_> = std::fs::read_dir(spool_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(edgestore::spool::SEGMENT_SUFFIX))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| std::fs::read(spool_dir.join(n)).unwrap())
+        .collect()
+}
+
+/// The plugin component has its host compress (natively), the standalone component compresses
+/// in wasm, the native engine in process: all three write the same bytes, at the fastest, the
+/// default and the smallest quality.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_engine_writes_the_same_segment_bytes() {
+    let rows = MetricGenerator::new(3, 1_700_000_000_000).batch(1_200);
+    let mut engines = vec![
+        ("native", Engine::Native),
+        ("standalone", common::engine("standalone").unwrap()),
+    ];
+    if let Some(plugin) = common::engine("component") {
+        engines.push(("plugin", plugin));
+    }
+    for level in [1, 6, 11] {
+        let mut first: Option<(&str, Vec<Vec<u8>>)> = None;
+        for (name, engine) in &engines {
+            let data = tempfile::tempdir().unwrap();
+            let store = common::open(engine.clone(), data.path()).await;
+            let mut config = SpoolConfig::new("bytes");
+            config.compression_level = level;
+            config.max_records = 500;
+            let spool = store.spool("metrics", config).await.unwrap();
+            spool.put(rows.clone()).await.unwrap();
+            spool.flush().await.unwrap();
+            store.close().await.unwrap();
+            let segments = segment_bytes(&data.path().join("metrics"));
+            assert_eq!(segments.len(), 3, "{name} at level {level}");
+            match &first {
+                None => first = Some((name, segments)),
+                Some((other, want)) => assert!(
+                    want == &segments,
+                    "{name} and {other} wrote different bytes at level {level}"
+                ),
+            }
+        }
+    }
+}

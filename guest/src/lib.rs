@@ -63,3 +63,17 @@ pub use spool::{Metric, Spool, SpoolConfig, SyncPolicy, TimeRange};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SqliteDatabase, SqliteOptions, WriterHook};
 pub use sql::{Connection, Database, RetryPolicy};
+
+/// Thread bounds that exist only where threads do (the component has none, and the handles
+/// its host gives it are not `Send`).
+#[cfg(not(target_family = "wasm"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_family = "wasm"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+
+/// Thread bounds that exist only where threads do (the component has none, and the handles
+/// its host gives it are not `Send`).
+#[cfg(target_family = "wasm")]
+pub trait MaybeSendSync {}
+#[cfg(target_family = "wasm")]
+impl<T: ?Sized> MaybeSendSync for T {}

@@ -1,7 +1,9 @@
 //! The standalone world's driver: SQLite compiled into the component (the core's rusqlite
 //! driver, bundled SQLite built for WASI) on database files in the data directory, and no
-//! capacity (WASI 0.2 cannot tell a file system's size). The plugin world's counterpart, with the
-//! same `open` and `capacity`, is `sqlite.rs` (`open_read_only` serves the command entry point).
+//! capacity (WASI 0.2 cannot tell a file system's size), and segments compressed in the
+//! component (it runs under any WASI host). The plugin world's counterpart, with the same
+//! `open`, `capacity` and `compressor`, is `sqlite.rs` (`open_read_only` serves the command
+//! entry point).
 //!
 //! A label names a file directly inside the data directory by the core's rule
 //! ([`crate::layout::label_file`]): `default` is `edgestore.sqlite` (the host's default grant),
@@ -172,4 +174,9 @@ fn explain_lock(e: Error, path: &str) -> Error {
 /// still applies; only the free-space guard is off).
 pub fn capacity() -> io::Result<Option<Capacity>> {
     Ok(None)
+}
+
+/// Segments are compressed here, in the component: a plain WASI host has no compression import.
+pub fn compressor() -> crate::spool::compress::Compressor {
+    crate::spool::compress::Compressor::local()
 }

@@ -21,6 +21,7 @@ use super::{admin, data_root, driver, track, types, Component};
 use crate::dir::{PathDir, WithCapacity};
 use crate::error::{Error, Result};
 use crate::layout::check_spool_path;
+use crate::spool::compress::Compressor;
 use crate::spool::{
     document_metric, documents, metric_document, Counts, Document, EraseFilter, PurgeReport,
     RangeReader, SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys,
@@ -76,6 +77,8 @@ fn config_from_wit(c: &s::Config) -> SpoolConfig {
             recipients: c.recipients.clone(),
             identities: c.identities.clone(),
         },
+        // `open_spool` sets the world's.
+        compressor: Compressor::local(),
     }
 }
 
@@ -172,7 +175,8 @@ pub(super) fn spool_root(path: &str) -> Result<String> {
 
 /// Open the spool in `path` (relative to the data directory) on the world's capacity source.
 /// The `spool` export and the standalone command entry point both open spools here.
-pub(super) fn open_spool(path: &str, config: SpoolConfig) -> Result<Spool<Document>> {
+pub(super) fn open_spool(path: &str, mut config: SpoolConfig) -> Result<Spool<Document>> {
+    config.compressor = driver::compressor();
     let root = spool_root(path)?;
     let dir =
         PathDir::open(&root).map_err(|e| Error::io(format!("open spool directory {root}"), e))?;

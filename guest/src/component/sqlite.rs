@@ -1,13 +1,18 @@
 //! The plugin world's driver: the host's `sqlite` import as a core [`Connection`] (wrapped by
-//! the glue in the core's `SingleConnection`: one connection, no threads in the component), and
-//! the file-system capacity from the host's `host-info`. The standalone world's counterpart,
-//! with the same two functions, is `local.rs`.
+//! the glue in the core's `SingleConnection`: one connection, no threads in the component), the
+//! file-system capacity from the host's `host-info`, and segments compressed by the host's
+//! `compression` streams. The standalone world's counterpart, with the same three functions, is
+//! `local.rs`.
+
+use std::io;
+use std::sync::Arc;
 
 use super::convert::{error_from_wit, row_from_wit, row_to_wit};
-use super::edgestore::storage::{host_info, sqlite as host};
+use super::edgestore::storage::{compression, host_info, sqlite as host};
 use crate::dir::Capacity;
 use crate::error::Result;
 use crate::model::{Row, Value};
+use crate::spool::compress::{BrotliEngine, BrotliStream, Compressor};
 use crate::sql::Connection;
 
 /// One connection to a database the host granted under a label.
@@ -35,6 +40,42 @@ pub fn capacity() -> std::io::Result<Option<Capacity>> {
         total: c.total_bytes,
         available: c.available_bytes,
     }))
+}
+
+/// Segments are compressed by the host, natively: the same bytes, several times faster than
+/// Brotli compiled to wasm.
+pub fn compressor() -> Compressor {
+    Compressor::with_engine(Arc::new(HostBrotli))
+}
+
+/// Starts the host's Brotli streams.
+struct HostBrotli;
+
+/// One of the host's Brotli streams.
+struct HostStream(compression::BrotliStream);
+
+/// A host error as the I/O error the segment writer reports (its message kept).
+fn stream_error(e: super::types::Error) -> io::Error {
+    io::Error::other(error_from_wit(e))
+}
+
+impl BrotliEngine for HostBrotli {
+    fn start(&self, level: u32, size_hint: u64) -> io::Result<Box<dyn BrotliStream>> {
+        let stream = compression::BrotliStream::open(level, size_hint).map_err(stream_error)?;
+        Ok(Box::new(HostStream(stream)))
+    }
+}
+
+impl BrotliStream for HostStream {
+    fn write(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(&self.0.write(data).map_err(stream_error)?);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        out.extend_from_slice(&self.0.finish().map_err(stream_error)?);
+        Ok(())
+    }
 }
 
 impl Connection for HostConnection {

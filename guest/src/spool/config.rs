@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::cipher::SpoolKeys;
+use super::compress::Compressor;
 use super::name::check_identifier;
 use crate::error::{Error, Result};
 
@@ -46,6 +47,9 @@ pub struct SpoolConfig {
     pub drop_pending_over_cap: bool,
     /// age keys: recipients new segments are encrypted to, identities that read them.
     pub keys: SpoolKeys,
+    /// Where segments are compressed: in this process unless an embedder (the plugin
+    /// component's host) offers a faster encoder. The bytes are the same either way.
+    pub compressor: Compressor,
 }
 
 impl SpoolConfig {
@@ -61,6 +65,7 @@ impl SpoolConfig {
             max_bytes: None,
             drop_pending_over_cap: false,
             keys: SpoolKeys::default(),
+            compressor: Compressor::local(),
         }
     }
 

@@ -185,10 +185,11 @@ fn erase_in(
         .ok()
         .and_then(|l| l.into_iter().find(|e| e.name == name).map(|e| e.len * 8))
         .unwrap_or(0);
-    let level = shared.config.compression_level;
+    let compression = (&shared.config.compressor, shared.config.compression_level);
     let write = || -> Result<super::segment::Compressed> {
-        let mut out = SegmentWriter::create(dir, &tmp, level, size, &shared.cipher, seg.encrypted)
-            .map_err(|e| Error::own_file_io(format!("erase: write {tmp}"), e))?;
+        let mut out =
+            SegmentWriter::create(dir, &tmp, compression, size, &shared.cipher, seg.encrypted)
+                .map_err(|e| Error::own_file_io(format!("erase: write {tmp}"), e))?;
         let mut reader = open_verified::<Box<RawValue>>(shared, seg)?;
         loop {
             let rows = reader.next(1024)?;

@@ -63,6 +63,7 @@ use crate::dir::{Directory, WriteFile};
 use crate::error::{Error, ErrorCode, Result};
 
 mod cipher;
+pub mod compress;
 mod config;
 mod document;
 mod erase;
@@ -83,6 +84,7 @@ mod worker;
 #[cfg(feature = "encryption")]
 pub use cipher::{generate_identity, identity_recipients};
 pub use cipher::{SpoolKeys, AGE_MAGIC, RECIPIENTS_FILE};
+pub use compress::{encoder_params, window_for};
 pub use config::{SpoolConfig, SyncPolicy};
 pub use document::{document, document_metric, documents, metric_document, Document};
 pub use erase::{EraseFilter, EraseReport};
@@ -93,7 +95,7 @@ pub use name::{
     UPLOADED_DIR,
 };
 pub use reader::{RangeReader, SegmentReader, MAX_ELEMENT_BYTES};
-pub use segment::{encoder_params, window_for, Sidecar};
+pub use segment::Sidecar;
 pub use stats::SpoolStats;
 #[cfg(feature = "native")]
 pub use worker::FinishWorker;

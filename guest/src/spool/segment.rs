@@ -19,6 +19,7 @@ use std::io::{self, BufReader, Read, Write};
 use serde::{Deserialize, Serialize};
 
 use super::cipher::{Cipher, Sealing};
+use super::compress::{CompressingWriter, Compressor};
 use super::journal::{JournalScanner, Line};
 use super::name::{join, sidecar_name, tmp_name, JournalName, SegmentName, QUARANTINE_DIR};
 use super::Shared;
@@ -145,46 +146,13 @@ pub struct Compressed {
     pub json_bytes: u64,
 }
 
-/// Smallest and largest window (log2 bytes) a segment is compressed with. 24 is the largest
-/// every Brotli decoder accepts (RFC 7932, without the large-window extension).
-const MIN_WINDOW: u32 = 16;
-const MAX_WINDOW: u32 = 24;
-
-/// Window for `size` input bytes, chosen as the `brotli` CLI does: the smallest whose reach
-/// covers the whole input, so a segment never loses matches to a too-small window and a small
-/// one does not make its readers allocate a large one. `0` (size unknown) gives 22, Brotli's
-/// default.
-pub fn window_for(size: u64) -> u32 {
-    if size == 0 {
-        return 22;
-    }
-    let mut lgwin = MIN_WINDOW;
-    // Brotli's reach is the window minus 16 bytes.
-    while lgwin < MAX_WINDOW && (1u64 << lgwin) - 16 < size {
-        lgwin += 1;
-    }
-    lgwin
-}
-
-/// Encoder parameters for `level` and an expected input of about `size` bytes: the size hint
-/// lets Brotli pick the hasher meant for inputs of that size (what the `brotli` CLI does for a
-/// file), instead of guessing from the first 64 KiB block.
-pub fn encoder_params(level: u32, size: u64) -> brotli::enc::BrotliEncoderParams {
-    brotli::enc::BrotliEncoderParams {
-        quality: i32::try_from(level).unwrap_or(11).min(11),
-        lgwin: i32::try_from(window_for(size)).unwrap_or(22),
-        size_hint: usize::try_from(size).unwrap_or(usize::MAX).min(1 << 30),
-        ..Default::default()
-    }
-}
-
 /// Compress the verified rows of `journal` (up to `limit` bytes) into a new file `tmp`.
 fn compress(
     dir: &dyn Directory,
     journal: &str,
     limit: Option<u64>,
     tmp: &str,
-    level: u32,
+    compression: (&Compressor, u32),
     cipher: &Cipher,
 ) -> io::Result<Compressed> {
     // The journal's length stands in for the JSON's (each line's 9-byte checksum prefix and
@@ -200,7 +168,7 @@ fn compress(
     let src = dir.open_read(journal)?;
     let src = BufReader::with_capacity(64 << 10, src.take(limit.unwrap_or(u64::MAX)));
     let mut scanner = JournalScanner::new(src);
-    let mut out = SegmentWriter::create(dir, tmp, level, size, cipher, cipher.encrypts())?;
+    let mut out = SegmentWriter::create(dir, tmp, compression, size, cipher, cipher.encrypts())?;
     let (mut torn, mut corrupt) = (0, 0);
     loop {
         match scanner.next_line()? {
@@ -219,7 +187,7 @@ fn compress(
 /// Writes one segment file: rows in, one Brotli stream of a JSON array out (encrypted when
 /// the spool has recipients), hashed as it is written. Memory: Brotli's window and buffers.
 pub(crate) struct SegmentWriter {
-    br: io::BufWriter<brotli::CompressorWriter<Sealing<HashingWriter>>>,
+    br: io::BufWriter<CompressingWriter<Sealing<HashingWriter>>>,
     counts: Compressed,
 }
 
@@ -229,11 +197,12 @@ impl SegmentWriter {
     pub(crate) fn create(
         dir: &dyn Directory,
         tmp: &str,
-        level: u32,
+        compression: (&Compressor, u32),
         size: u64,
         cipher: &Cipher,
         encrypt: bool,
     ) -> io::Result<SegmentWriter> {
+        let (compressor, level) = compression;
         match dir.remove(tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -248,8 +217,9 @@ impl SegmentWriter {
         // the file exactly, so verification needs no key.
         let out = cipher.seal(out, encrypt)?;
         // Feed Brotli large blocks: at qualities 0-1 every write call becomes its own
-        // meta-block, so row-sized writes would cost both speed and ratio.
-        let br = brotli::CompressorWriter::with_params(out, 64 << 10, &encoder_params(level, size));
+        // meta-block, so row-sized writes would cost both speed and ratio. (The blocks are
+        // also what crosses to the host when the host compresses.)
+        let br = CompressingWriter::new(compressor.start(level, size)?, out);
         let mut br = io::BufWriter::with_capacity(128 << 10, br);
         br.write_all(b"[")?;
         Ok(SegmentWriter {
@@ -272,13 +242,13 @@ impl SegmentWriter {
     /// End the array and the stream, `fsync` the file; the counts and checksum.
     pub(crate) fn finish(mut self) -> io::Result<Compressed> {
         self.br.write_all(b"]")?;
-        // No `flush()` here: flushing the Brotli writer ends a meta-block early and
-        // byte-aligns the stream (bytes for nothing). `into_inner` hands the buffered tail to
-        // Brotli, and the Brotli writer's `into_inner` finishes the stream.
+        // No `flush()` of the stream here: that would end a meta-block early and byte-align
+        // the stream (bytes for nothing). `into_inner` hands the buffered tail to Brotli, and
+        // `finish` ends the stream.
         let br = self.br.into_inner().map_err(|e| e.into_error())?;
-        // Brotli swallowed any write error; the hashing writer latched it, and repeats it to
-        // age's last chunk.
-        let finished = br.into_inner().finish();
+        // A write error may have been swallowed on the way (age's last chunk); the hashing
+        // writer latched it, and repeats it.
+        let finished = br.finish()?.finish();
         let mut out = finished?;
         if let Some(e) = out.error.take() {
             return Err(e);
@@ -388,8 +358,8 @@ pub(crate) fn finish_as(
     let jname = journal.file_name();
     let name = seg.file_name();
     let tmp = tmp_name(&name);
-    let level = shared.config.compression_level;
-    let counts = match compress(dir, &jname, limit, &tmp, level, &shared.cipher) {
+    let compression = (&shared.config.compressor, shared.config.compression_level);
+    let counts = match compress(dir, &jname, limit, &tmp, compression, &shared.cipher) {
         Ok(c) => c,
         Err(e) => {
             let _ = dir.remove(&tmp);
@@ -490,17 +460,3 @@ fn dispose_journal(shared: &Shared, jname: &str, had_corruption: bool) -> Result
     res.map_err(|e| Error::io(format!("dispose journal {jname}"), e))
 }
 
-#[cfg(test)]
-mod window_tests {
-    use super::window_for;
-
-    #[test]
-    fn the_window_covers_the_input_like_the_brotli_cli() {
-        assert_eq!(window_for(0), 22);
-        assert_eq!(window_for(1), 16);
-        assert_eq!(window_for((1 << 16) - 16), 16);
-        assert_eq!(window_for((1 << 16) - 15), 17);
-        assert_eq!(window_for(4_400_000), 23);
-        assert_eq!(window_for(u64::MAX), 24);
-    }
-}

@@ -27,17 +27,7 @@ pub trait Connection {
     fn changes(&self) -> u64;
 }
 
-/// Thread bounds that exist only where threads do.
-#[cfg(not(target_family = "wasm"))]
-pub trait MaybeSendSync: Send + Sync {}
-#[cfg(not(target_family = "wasm"))]
-impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
-
-/// Thread bounds that exist only where threads do.
-#[cfg(target_family = "wasm")]
-pub trait MaybeSendSync {}
-#[cfg(target_family = "wasm")]
-impl<T: ?Sized> MaybeSendSync for T {}
+pub use crate::MaybeSendSync;
 
 /// A source of connections: one writer (which transactions pin) and readers.
 ///

@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     with: {
         "edgestore:storage/sqlite.connection": crate::component::state::SqliteHandle,
+        "edgestore:storage/compression.brotli-stream": crate::component::state::BrotliHandle,
     },
 });
 

@@ -309,6 +309,12 @@ fn classify_trap(err: &wasmtime::Error, memory_hit: bool) -> Error {
             message: wait.to_string(),
         };
     }
+    if let Some(past) = err.downcast_ref::<super::state::PastDeadline>() {
+        return Error::Limit {
+            kind: LimitKind::Time,
+            message: past.to_string(),
+        };
+    }
     if memory_hit {
         return Error::Limit {
             kind: LimitKind::Memory,

@@ -1,7 +1,7 @@
 //! What one instance's wasmtime store carries: [`HostState`] (the WASI context holding only the
 //! data directory's preopen, the resource table, the memory limiter, and what the `sqlite`
-//! import checks and counts) and [`SqliteHandle`], the `connection` resource the generated
-//! bindings map to.
+//! import checks and counts) and the resources the generated bindings map to: [`SqliteHandle`]
+//! (`connection`) and [`BrotliHandle`] (`brotli-stream`).
 //!
 //! It sits below the bindings, which name [`SqliteHandle`], and below both users of the store's
 //! data: the imports implement the guest's imports on [`HostState`] (`super::imports`), the
@@ -33,6 +33,8 @@ pub struct HostState {
     pub(super) open_connections: Arc<AtomicU64>,
     /// When the current call into the instance must end (set before each call).
     call_deadline: Option<Instant>,
+    /// Open `compression` streams (capped: their encoders live outside the memory cap).
+    pub(super) brotli_streams: usize,
 }
 
 impl HostState {
@@ -55,6 +57,7 @@ impl HostState {
             anchors,
             open_connections,
             call_deadline: None,
+            brotli_streams: 0,
         }
     }
 
@@ -77,6 +80,14 @@ impl HostState {
             {
                 Err(super::imports::clocks::WaitPastDeadline(wait))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuse to start host work (`what`) once the current call's deadline has passed.
+    pub(super) fn check_deadline(&self, what: &'static str) -> Result<(), PastDeadline> {
+        match self.call_deadline {
+            Some(deadline) if Instant::now() > deadline => Err(PastDeadline(what)),
             _ => Ok(()),
         }
     }
@@ -135,6 +146,19 @@ impl ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
+}
+
+/// Host work the guest asked for after its call's deadline: the call's failure, reported as a
+/// time limit (host work is not interrupted by the epoch, so it is checked before it starts).
+#[derive(Debug, thiserror::Error)]
+#[error("the call's deadline passed before {0}")]
+pub(crate) struct PastDeadline(pub(crate) &'static str);
+
+/// One Brotli stream of the `compression` import, held in the instance's resource table.
+pub struct BrotliHandle {
+    pub(super) stream: edgestore::spool::compress::LocalStream,
+    /// `finish` was called: the stream refuses everything after.
+    pub(super) finished: bool,
 }
 
 /// One open connection held in the instance's resource table: the `sqlite` import's
