@@ -459,4 +459,3 @@ fn dispose_journal(shared: &Shared, jname: &str, had_corruption: bool) -> Result
     };
     res.map_err(|e| Error::io(format!("dispose journal {jname}"), e))
 }
-

@@ -35,6 +35,15 @@ impl Side {
 /// Names the standalone component's file for [`Side::Standalone`].
 pub const STANDALONE_ENV: &str = "EDGESTORE_STANDALONE_WASM";
 
+/// The standalone component's file: `EDGESTORE_STANDALONE_WASM`, else the one the tests build
+/// (`target/standalone/edgestore-standalone.wasm` under the working directory), if it exists.
+pub fn standalone_file() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os(STANDALONE_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new("target/standalone/edgestore-standalone.wasm").to_path_buf());
+    path.is_file().then_some(path)
+}
+
 /// The embedded plugin component.
 pub fn component_source() -> ComponentSource {
     ComponentSource::Bytes(crate::component::artifacts::plugin_component())
@@ -82,9 +91,7 @@ impl Host {
             Side::Native => Engine::Native,
             Side::Component => Engine::Component(component_source()),
             Side::Standalone => Engine::Component(ComponentSource::File(
-                std::env::var_os(STANDALONE_ENV)
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| "edgestore-standalone.wasm".into()),
+                standalone_file().unwrap_or_else(|| "edgestore-standalone.wasm".into()),
             )),
         };
         let mut config = StoreConfig::new(engine, data_dir);
