@@ -25,6 +25,46 @@ pub fn encode_line(json: &[u8], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Most bytes of row JSON an active journal keeps in memory (see [`RowsInMemory`]).
+pub const MEMORY_CAP: usize = 8 << 20;
+
+/// The JSON of the rows this process appended to its active journal, in order, kept so that
+/// finishing the journal compresses them from memory instead of reading every row back and
+/// checking its line again. Only while every row the journal accepted is here and they fit
+/// [`MEMORY_CAP`]; otherwise (a larger segment, a failed append, a journal another process
+/// left) finishing reads the journal, which holds the same rows.
+#[derive(Debug, Default)]
+pub struct RowsInMemory {
+    json: Vec<u8>,
+    /// Where each row ends in `json`.
+    ends: Vec<usize>,
+}
+
+impl RowsInMemory {
+    /// Keep one more row; `false` (and nothing kept) once the cap would be passed.
+    pub fn push(&mut self, json: &[u8]) -> bool {
+        if self.json.len() + json.len() > MEMORY_CAP {
+            return false;
+        }
+        self.json.extend_from_slice(json);
+        self.ends.push(self.json.len());
+        true
+    }
+
+    /// How many rows are kept.
+    pub fn rows(&self) -> u64 {
+        self.ends.len() as u64
+    }
+
+    /// The rows' JSON, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.json[start..end])
+    }
+}
+
 /// What one step of reading a journal found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
@@ -124,6 +164,20 @@ mod tests {
                 Line::End => return out,
             }
         }
+    }
+
+    #[test]
+    fn rows_in_memory_come_back_in_order_and_stop_at_the_cap() {
+        let mut m = RowsInMemory::default();
+        for row in [&b"{}"[..], b"[1,2]", b"\"x\""] {
+            assert!(m.push(row));
+        }
+        assert_eq!(m.rows(), 3);
+        let back: Vec<&[u8]> = m.iter().collect();
+        assert_eq!(back, vec![&b"{}"[..], b"[1,2]", b"\"x\""]);
+        let big = vec![b'1'; MEMORY_CAP];
+        assert!(!m.push(&big));
+        assert_eq!(m.rows(), 3);
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub use stats::SpoolStats;
 pub use worker::FinishWorker;
 
 use cipher::Cipher;
+use journal::RowsInMemory;
 use name::JournalName;
 
 /// State shared by the spool and its readers.
@@ -179,6 +180,15 @@ struct Active {
     unsynced_rows: u64,
     last_sync_ms: i64,
     dir_synced: bool,
+    /// The accepted rows' JSON, while they fit (finishing then reads no journal back).
+    memory: Option<RowsInMemory>,
+}
+
+impl Active {
+    /// The rows in memory if they are exactly the journal's accepted rows.
+    fn rows_in_memory(&mut self) -> Option<RowsInMemory> {
+        self.memory.take().filter(|m| m.rows() == self.rows)
+    }
 }
 
 /// How long one [`Spool::flush_due`] (or a rotation inside `put`) goes on finishing waiting
@@ -198,6 +208,8 @@ pub(crate) struct Sealed {
     /// would write every row to disk twice. Should finishing fail, [`Spool::finish_sealed`]
     /// syncs the journal through this handle before reporting the error.
     pub(crate) unsynced: Option<Box<dyn WriteFile>>,
+    /// Its rows, kept in memory by the process that wrote them (see [`RowsInMemory`]).
+    pub(crate) memory: Option<RowsInMemory>,
 }
 
 impl std::fmt::Debug for Sealed {
@@ -208,6 +220,7 @@ impl std::fmt::Debug for Sealed {
             .field("rows", &self.rows)
             .field("published", &self.published)
             .field("unsynced", &self.unsynced.is_some())
+            .field("memory", &self.memory.as_ref().map(RowsInMemory::rows))
             .finish()
     }
 }
@@ -422,8 +435,7 @@ impl<R> Spool<R> {
         let res = match &seg {
             Some(seg) => segment::finish_as(
                 &self.shared,
-                &job.journal,
-                job.limit,
+                (&job.journal, job.limit, job.memory.as_ref()),
                 seg,
                 &mut job.published,
             )
@@ -432,8 +444,7 @@ impl<R> Spool<R> {
                 let mut unused = 0;
                 segment::finish_journal(
                     &self.shared,
-                    &job.journal,
-                    job.limit,
+                    (&job.journal, job.limit, job.memory.as_ref()),
                     &mut unused,
                     &mut job.published,
                 )
@@ -596,12 +607,15 @@ impl<R> Spool<R> {
                 // Deferred, the sealed journal may wait a while: make its entry durable too.
                 self.shared.note(|s| s.deferred_errors += 1);
             }
+            // After a refused chunk (`limit`) the journal is read back: only it was cut.
+            let memory = a.rows_in_memory().filter(|_| limit.is_none());
             w.sealed.push(Sealed {
                 journal: a.journal,
                 limit: Some(limit.unwrap_or(a.committed)),
                 rows: a.rows,
                 published: None,
                 unsynced: None,
+                memory,
             });
             self.sealed_signal.notify_one();
         }
@@ -613,13 +627,15 @@ impl<R> Spool<R> {
         if self.deferred.load(Ordering::Relaxed) {
             return self.seal_active(w, None);
         }
-        if let Some(a) = w.active.take() {
+        if let Some(mut a) = w.active.take() {
+            let memory = a.rows_in_memory();
             w.sealed.push(Sealed {
                 journal: a.journal,
                 limit: Some(a.committed),
                 rows: a.rows,
                 published: None,
                 unsynced: Some(a.file),
+                memory,
             });
         }
     }
@@ -659,8 +675,7 @@ impl<R> Spool<R> {
             attempted = true;
             let f = segment::finish_journal(
                 &self.shared,
-                &s.journal,
-                s.limit,
+                (&s.journal, s.limit, s.memory.as_ref()),
                 &mut w.last_stop,
                 &mut s.published,
             )?;
@@ -691,6 +706,7 @@ impl<R> Spool<R> {
             unsynced_rows: 0,
             last_sync_ms: now,
             dir_synced: false,
+            memory: Some(RowsInMemory::default()),
         })
     }
 }

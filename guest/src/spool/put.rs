@@ -66,6 +66,9 @@ impl<R: Serialize> Spool<R> {
                     break;
                 }
                 encode_line(&json, &mut buf);
+                if a.memory.as_mut().is_some_and(|m| !m.push(&json)) {
+                    a.memory = None;
+                }
                 if buf.len() >= WRITE_CHUNK {
                     if let Err(e) = a.file.write_all(&buf) {
                         io_failed = true;

@@ -307,6 +307,7 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
                         rows: 0,
                         published: None,
                         unsynced: None,
+                        memory: None,
                     },
                     len,
                 ));
@@ -330,7 +331,12 @@ pub(crate) fn recover(shared: &Shared) -> Result<(Vec<Sealed>, i64)> {
             waiting.push(s);
             continue;
         }
-        match finish_journal(shared, &s.journal, None, &mut last_stop, &mut s.published) {
+        match finish_journal(
+            shared,
+            (&s.journal, None, None),
+            &mut last_stop,
+            &mut s.published,
+        ) {
             Ok(f) => {
                 let c = f.counts;
                 shared.note(|st| {

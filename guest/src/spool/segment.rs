@@ -2,7 +2,8 @@
 //!
 //! Finishing is the one protocol every path uses (rotation, `flush`, recovery on open):
 //!
-//! 1. stream the journal's verified rows through Brotli into `.<segment>.tmp`, hashing the
+//! 1. stream the journal's verified rows (or the same rows kept in memory by the process that
+//!    wrote them: [`RowsInMemory`]) through Brotli into `.<segment>.tmp`, hashing the
 //!    compressed bytes as they are written (memory: one line plus Brotli's window);
 //! 2. `fsync` the temporary;
 //! 3. write the sidecar `<segment>.sum` (checksum, bytes, rows, source journal), `fsync` it,
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cipher::{Cipher, Sealing};
 use super::compress::{CompressingWriter, Compressor};
-use super::journal::{JournalScanner, Line};
+use super::journal::{JournalScanner, Line, RowsInMemory};
 use super::name::{join, sidecar_name, tmp_name, JournalName, SegmentName, QUARANTINE_DIR};
 use super::Shared;
 use crate::dir::{Directory, WriteFile};
@@ -146,11 +147,16 @@ pub struct Compressed {
     pub json_bytes: u64,
 }
 
-/// Compress the verified rows of `journal` (up to `limit` bytes) into a new file `tmp`.
+/// What a journal is finished from: the journal, how many of its bytes belong to accepted rows
+/// (`None`: all), and the same rows kept in memory by the process that wrote them, if it did
+/// (then the journal is not read).
+pub(crate) type Source<'a> = (&'a JournalName, Option<u64>, Option<&'a RowsInMemory>);
+
+/// Compress the verified rows of `journal` (up to `limit` bytes, or the same rows from memory)
+/// into a new file `tmp`.
 fn compress(
     dir: &dyn Directory,
-    journal: &str,
-    limit: Option<u64>,
+    (journal, limit, memory): (&str, Option<u64>, Option<&RowsInMemory>),
     tmp: &str,
     compression: (&Compressor, u32),
     cipher: &Cipher,
@@ -165,10 +171,16 @@ fn compress(
             .find(|e| e.name == journal)
             .map_or(0, |e| e.len),
     };
+    let mut out = SegmentWriter::create(dir, tmp, compression, size, cipher, cipher.encrypts())?;
+    if let Some(memory) = memory {
+        for json in memory.iter() {
+            out.push(json)?;
+        }
+        return out.finish();
+    }
     let src = dir.open_read(journal)?;
     let src = BufReader::with_capacity(64 << 10, src.take(limit.unwrap_or(u64::MAX)));
     let mut scanner = JournalScanner::new(src);
-    let mut out = SegmentWriter::create(dir, tmp, compression, size, cipher, cipher.encrypts())?;
     let (mut torn, mut corrupt) = (0, 0);
     loop {
         match scanner.next_line()? {
@@ -279,11 +291,11 @@ pub struct Finished {
 /// of the journal instead of writing the rows a second time.
 pub(crate) fn finish_journal(
     shared: &Shared,
-    journal: &JournalName,
-    limit: Option<u64>,
+    source: Source<'_>,
     last_stop: &mut i64,
     published: &mut Option<String>,
 ) -> Result<Finished> {
+    let journal = source.0;
     let dir = &*shared.dir;
     let jname = journal.file_name();
     if let Some(name) = published.clone() {
@@ -303,7 +315,7 @@ pub(crate) fn finish_journal(
         });
     }
     let seg = next_segment_name(shared, journal, *last_stop)?;
-    let res = finish_as(shared, journal, limit, &seg, published);
+    let res = finish_as(shared, source, &seg, published);
     if published.is_some() {
         // Renamed, but the directory sync failed: the name is taken all the same.
         *last_stop = seg.stop_ms;
@@ -349,17 +361,18 @@ pub(crate) fn next_segment_name(
 /// `Ok(None)` means nothing was published under `seg` (the journal held no complete row).
 pub(crate) fn finish_as(
     shared: &Shared,
-    journal: &JournalName,
-    limit: Option<u64>,
+    source: Source<'_>,
     seg: &SegmentName,
     published: &mut Option<String>,
 ) -> Result<FinishedAs> {
+    let (journal, limit, memory) = source;
     let dir = &*shared.dir;
     let jname = journal.file_name();
     let name = seg.file_name();
     let tmp = tmp_name(&name);
     let compression = (&shared.config.compressor, shared.config.compression_level);
-    let counts = match compress(dir, &jname, limit, &tmp, compression, &shared.cipher) {
+    let rows = (jname.as_str(), limit, memory);
+    let counts = match compress(dir, rows, &tmp, compression, &shared.cipher) {
         Ok(c) => c,
         Err(e) => {
             let _ = dir.remove(&tmp);
