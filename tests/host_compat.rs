@@ -96,11 +96,17 @@ fn segment_bytes(spool_dir: &std::path::Path) -> Vec<Vec<u8>> {
 }
 
 /// The plugin component has its host compress (natively), the standalone component compresses
-/// in wasm, the native engine in process: all three write the same bytes, at the fastest, the
-/// default and the smallest quality.
+/// in wasm, the native engine in process; the host hands both components its rows as one
+/// buffer of JSON lines: all three write the same bytes, at the fastest, the default and the
+/// smallest quality, and read the same rows back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_engine_writes_the_same_segment_bytes() {
-    let rows = MetricGenerator::new(3, 1_700_000_000_000).batch(1_200);
+    let mut rows = MetricGenerator::new(3, 1_700_000_000_000).batch(1_200);
+    // Text a line-based crossing must keep whole: newlines, quotes, escapes, non-ASCII.
+    rows[7].labels.insert(
+        "note".into(),
+        "line\nbreak\r\n \"quoted\" back\\slash \u{e9}t\u{e9} \u{2028} \u{1f600}".into(),
+    );
     let mut engines = vec![
         ("native", Engine::Native),
         ("standalone", common::engine("standalone").unwrap()),
@@ -119,6 +125,7 @@ async fn every_engine_writes_the_same_segment_bytes() {
             let spool = store.spool("metrics", config).await.unwrap();
             spool.put(rows.clone()).await.unwrap();
             spool.flush().await.unwrap();
+            assert_eq!(common::read_all(&spool).await, rows, "{name} at level {level}");
             store.close().await.unwrap();
             let segments = segment_bytes(&data.path().join("metrics"));
             assert_eq!(segments.len(), 3, "{name} at level {level}");

@@ -38,6 +38,28 @@ pub fn documents(batch: Vec<String>) -> Result<Vec<Document>> {
         .collect()
 }
 
+/// Validate a batch given as one buffer of documents, one per line (`\n`-separated; a last
+/// `\n` is optional): what crosses into the component in one piece instead of a list of
+/// strings. The first malformed line (or an empty one) fails the whole batch, as in
+/// [`documents`].
+pub fn document_lines(lines: &[u8]) -> Result<Vec<Document>> {
+    let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    lines
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let text = std::str::from_utf8(line)
+                .map_err(|e| Error::invalid_input(format!("document {i} is not UTF-8: {e}")))?;
+            document(text.to_owned()).map_err(|e| {
+                Error::invalid_input(format!("document {i} is not valid JSON: {}", e.message()))
+            })
+        })
+        .collect()
+}
+
 /// A metric as a document, byte for byte what `serde_json::to_string(&metric)` writes.
 pub fn metric_document(metric: &Metric) -> Result<Document> {
     serde_json::value::to_raw_value(metric).map_err(Error::from)
@@ -74,6 +96,24 @@ fn compact(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[test]
+    fn lines_are_documents_and_one_bad_line_refuses_the_batch() {
+        let docs = super::document_lines(b"{\"a\":1}\n[1, 2]\n\"x\"\r\n").unwrap();
+        let text: Vec<&str> = docs.iter().map(|d| d.get()).collect();
+        assert_eq!(text, vec![r#"{"a":1}"#, "[1, 2]", r#""x""#]);
+        assert_eq!(super::document_lines(b"{}").unwrap().len(), 1);
+        assert!(super::document_lines(b"").unwrap().is_empty());
+        assert!(super::document_lines(b"\n").unwrap().is_empty());
+        for bad in [&b"{}\n{\n"[..], b"{}\n\n{}", b"1\n\xff", b"{} {}"] {
+            let e = super::document_lines(bad).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidInput, "{bad:?}");
+            assert!(
+                e.message().starts_with("document 1 ") || bad == b"{} {}",
+                "{e}"
+            );
+        }
+    }
 
     use super::*;
     use crate::dir::MemDir;

@@ -86,7 +86,9 @@ pub use cipher::{generate_identity, identity_recipients};
 pub use cipher::{SpoolKeys, AGE_MAGIC, RECIPIENTS_FILE};
 pub use compress::{encoder_params, window_for};
 pub use config::{SpoolConfig, SyncPolicy};
-pub use document::{document, document_metric, documents, metric_document, Document};
+pub use document::{
+    document, document_lines, document_metric, documents, metric_document, Document,
+};
 pub use erase::{EraseFilter, EraseReport};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};
 pub use metric::Metric;

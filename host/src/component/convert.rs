@@ -271,25 +271,6 @@ pub fn tx_mode_to_wit(m: TxMode) -> r::TxMode {
     }
 }
 
-/// Core metric -> WIT metric.
-pub fn metric_to_wit(m: &Metric) -> s::Metric {
-    s::Metric {
-        cloud_account_id: m.cloud_account_id.clone(),
-        cluster_name: m.cluster_name.clone(),
-        created_at: m.created_at.clone(),
-        id: m.id.clone(),
-        labels: m
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        metric_name: m.metric_name.clone(),
-        node_name: m.node_name.clone(),
-        timestamp: m.timestamp.clone(),
-        value: m.value.clone(),
-    }
-}
-
 /// WIT metric -> core metric.
 pub fn metric_from_wit(m: s::Metric) -> Metric {
     Metric {
