@@ -15,7 +15,8 @@ use edgestore_host::bench::{
     fixture::tempdir, ingest, memory, repo, spool, startup, stats, Host, Side,
 };
 
-/// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes, the component.
+/// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes, the plugin component
+/// (its host compresses), the standalone one (it compresses in wasm).
 fn ingest(c: &mut Criterion, host: &Host) {
     for (level, rows) in [(1u32, 50_000usize), (6, 20_000), (11, 5_000)] {
         let w = spool::IngestWorkload::new(rows, level);
@@ -47,6 +48,17 @@ fn ingest(c: &mut Criterion, host: &Host) {
                     .sum()
             })
         });
+        // Brotli compiled to wasm, beside the plugin whose host compresses (when the tests
+        // built the standalone component, or EDGESTORE_STANDALONE_WASM names it).
+        if edgestore_host::bench::fixture::standalone_file().is_some() {
+            g.bench_function("standalone", |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| w.host(host, Side::Standalone).expect("standalone ingest"))
+                        .sum()
+                })
+            });
+        }
         g.finish();
         if level == 6 {
             println!(

@@ -125,7 +125,11 @@ async fn every_engine_writes_the_same_segment_bytes() {
             let spool = store.spool("metrics", config).await.unwrap();
             spool.put(rows.clone()).await.unwrap();
             spool.flush().await.unwrap();
-            assert_eq!(common::read_all(&spool).await, rows, "{name} at level {level}");
+            assert_eq!(
+                common::read_all(&spool).await,
+                rows,
+                "{name} at level {level}"
+            );
             store.close().await.unwrap();
             let segments = segment_bytes(&data.path().join("metrics"));
             assert_eq!(segments.len(), 3, "{name} at level {level}");
