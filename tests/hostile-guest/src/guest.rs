@@ -383,6 +383,9 @@ impl s::GuestSpool for SpoolRes {
     fn put_documents(&self, _docs: Vec<String>) -> Result<(), Error> {
         Err(refused("spools"))
     }
+    fn put_lines(&self, _lines: Vec<u8>) -> Result<(), Error> {
+        Err(refused("spools"))
+    }
     fn flush(&self) -> Result<(), Error> {
         Err(refused("spools"))
     }
