@@ -56,6 +56,22 @@ pub fn normalize(col: &Column, v: Value) -> Result<Value> {
     })
 }
 
+/// True when [`normalize`] returns `v` as it is, with nothing to check: callers may then use
+/// the value without copying it.
+pub fn is_normal(col: &Column, v: &Value) -> bool {
+    matches!(
+        (col.ty, v),
+        (_, Value::Null)
+            | (
+                ColumnType::Integer | ColumnType::Timestamp,
+                Value::Integer(_)
+            )
+            | (ColumnType::Real, Value::Real(_))
+            | (ColumnType::Text, Value::Text(_))
+            | (ColumnType::Blob, Value::Blob(_))
+    )
+}
+
 /// The canonical (lower-case, hyphenated) text of a uuid; keeps `s` when it already is.
 fn canonical_uuid(col: &Column, s: String) -> Result<String> {
     let u = uuid::Uuid::parse_str(&s).map_err(|e| {
@@ -170,6 +186,37 @@ mod tests {
         let i = Column::new("i", ColumnType::Integer);
         let err = normalize(&i, Value::Text("x".into())).unwrap_err();
         assert!(err.message().contains("\"i\""));
+    }
+
+    #[test]
+    fn normal_values_are_what_normalize_returns() {
+        let kinds = [
+            Value::Null,
+            Value::Integer(2),
+            Value::Integer(1),
+            Value::Real(0.5),
+            Value::Text("67E55044-10B1-426F-9247-BB680E5FE0C8".into()),
+            Value::Text("{}".into()),
+            Value::Text("x".into()),
+            Value::Blob(vec![1]),
+        ];
+        for ty in [
+            ColumnType::Integer,
+            ColumnType::Real,
+            ColumnType::Text,
+            ColumnType::Blob,
+            ColumnType::Bool,
+            ColumnType::Timestamp,
+            ColumnType::Json,
+            ColumnType::Uuid,
+        ] {
+            let col = Column::new("c", ty);
+            for v in &kinds {
+                if is_normal(&col, v) {
+                    assert_eq!(normalize(&col, v.clone()).ok().as_ref(), Some(v), "{ty:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use super::convert::{json_to_value, value_to_json};
-use super::row_serializer::to_row_direct;
+use super::row_deserializer::from_row_direct;
+use super::row_serializer::{to_key_direct, to_row_direct};
 use super::{Key, Row, Schema, Value};
 use crate::error::{Error, Result};
 
@@ -53,6 +54,9 @@ pub(super) fn to_row_via_json<M: Serialize + ?Sized>(schema: &Schema, model: &M)
 }
 
 /// Map a full-width row (schema column order) back to a model.
+///
+/// The direct deserializer (`row_deserializer`) reads the row as it is; a model it does not
+/// handle, and every error, takes the `serde_json::Value` tree below, which defines the result.
 pub fn from_row<M: DeserializeOwned>(schema: &Schema, row: Row) -> Result<M> {
     if row.len() != schema.columns.len() {
         return Err(Error::internal(format!(
@@ -62,6 +66,14 @@ pub fn from_row<M: DeserializeOwned>(schema: &Schema, row: Row) -> Result<M> {
             schema.table
         )));
     }
+    match from_row_direct(schema, &row) {
+        Some(model) => Ok(model),
+        None => from_row_via_json(schema, row),
+    }
+}
+
+/// The reference mapping: row -> JSON object of the non-NULL columns -> model.
+pub(super) fn from_row_via_json<M: DeserializeOwned>(schema: &Schema, row: Row) -> Result<M> {
     let mut fields = Map::with_capacity(row.len());
     for (col, v) in schema.columns.iter().zip(row) {
         // SQL NULL is left out rather than passed as JSON null, so `Option` fields become `None`
@@ -80,7 +92,18 @@ pub fn from_row<M: DeserializeOwned>(schema: &Schema, row: Row) -> Result<M> {
 }
 
 /// Map an id to key values (schema key order).
+///
+/// Scalars and tuples of scalars take the direct serializer (`row_serializer::to_key_direct`);
+/// everything else, and every error, the `serde_json::Value` tree below.
 pub fn to_key<Id: Serialize + ?Sized>(schema: &Schema, id: &Id) -> Result<Key> {
+    match to_key_direct(schema, id) {
+        Some(key) => Ok(key),
+        None => to_key_via_json(schema, id),
+    }
+}
+
+/// The reference mapping: id -> JSON value (an array for a composite key) -> key values.
+pub(super) fn to_key_via_json<Id: Serialize + ?Sized>(schema: &Schema, id: &Id) -> Result<Key> {
     let json = serde_json::to_value(id)?;
     let cols: Vec<_> = schema
         .key

@@ -11,6 +11,7 @@
 //! | per-type normalization and JSON <-> value mapping | `convert.rs` |
 //! | the `Model` trait, rows and ids of Rust types | `mapping.rs` |
 //! | the direct (tree-free) serializer of a model struct into a row | `row_serializer.rs` |
+//! | the direct (tree-free) deserializer of a row into a model | `row_deserializer.rs` |
 //! | the reference model | `resource_tags.rs` |
 
 mod convert;
@@ -19,12 +20,13 @@ pub mod naming;
 mod postfix;
 mod query;
 mod resource_tags;
+mod row_deserializer;
 mod row_serializer;
 mod schema;
 mod timestamp;
 mod value;
 
-pub use convert::{json_to_value, normalize, value_to_json};
+pub use convert::{is_normal, json_to_value, normalize, value_to_json};
 pub use mapping::{from_row, to_key, to_row, Model};
 pub use postfix::ExprNode;
 pub use query::{Condition, Order, Query};

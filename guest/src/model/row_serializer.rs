@@ -13,14 +13,20 @@
 //! bytes for a blob; any error) makes the caller take the tree path, which then produces the
 //! value or the canonical error. One difference, on purpose: a struct stored in a JSON column
 //! keeps its field order (the tree path sorted object keys); the document is the same.
+//!
+//! Ids take the same per-column mapping (`to_key_direct`): a get's key no longer goes through a
+//! JSON array of JSON strings first.
 
 use std::fmt;
 
-use serde::ser::{self, Impossible, Serialize, SerializeStruct, Serializer};
+use serde::ser::{
+    self, Impossible, Serialize, SerializeSeq, SerializeStruct, SerializeTuple,
+    SerializeTupleStruct, Serializer,
+};
 use serde_json::Value as Json;
 
 use super::convert::json_to_value;
-use super::{Column, ColumnType, Row, Schema, Value};
+use super::{Column, ColumnType, Key, Row, Schema, Value};
 
 /// "Take the tree path": every failure of the direct path, never shown to a caller.
 #[derive(Debug)]
@@ -369,6 +375,184 @@ impl Serializer for FieldSer<'_> {
     }
 }
 
+/// Map an id to key values (schema key order), or `None` when the tree path must decide: a
+/// scalar for a one-column key, a tuple, array or tuple struct for a composite one, each value
+/// as the row serializer maps a field of its column. JSON key columns take the tree path.
+pub(super) fn to_key_direct<Id: Serialize + ?Sized>(schema: &Schema, id: &Id) -> Option<Key> {
+    if schema.key.len() == 1 {
+        let col = key_column(schema, 0).ok()?;
+        return id.serialize(FieldSer { col }).ok().map(|v| vec![v]);
+    }
+    id.serialize(KeySer { schema }).ok()
+}
+
+/// The column of key part `i`, unless the direct path leaves it to the tree.
+fn key_column(schema: &Schema, i: usize) -> Result<&Column, Bail> {
+    let name = schema.key.get(i).ok_or(Bail)?;
+    let col = schema.column_named(name).map_err(|_| Bail)?;
+    if col.ty == ColumnType::Json {
+        return Err(Bail);
+    }
+    Ok(col)
+}
+
+/// A composite key: a sequence of exactly one value per key column.
+struct KeySer<'s> {
+    schema: &'s Schema,
+}
+
+impl<'s> KeySer<'s> {
+    fn parts(self, len: Option<usize>) -> Result<KeyParts<'s>, Bail> {
+        if len.is_some_and(|n| n != self.schema.key.len()) {
+            return Err(Bail);
+        }
+        Ok(KeyParts {
+            schema: self.schema,
+            key: Vec::with_capacity(self.schema.key.len()),
+        })
+    }
+}
+
+impl<'s> Serializer for KeySer<'s> {
+    type Ok = Key;
+    type Error = Bail;
+    type SerializeSeq = KeyParts<'s>;
+    type SerializeTuple = KeyParts<'s>;
+    type SerializeTupleStruct = KeyParts<'s>;
+    type SerializeTupleVariant = Impossible<Key, Bail>;
+    type SerializeMap = Impossible<Key, Bail>;
+    type SerializeStruct = Impossible<Key, Bail>;
+    type SerializeStructVariant = Impossible<Key, Bail>;
+
+    bail!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<Key, Bail> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<Key, Bail> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Key, Bail> {
+        Err(Bail)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<KeyParts<'s>, Bail> {
+        self.parts(len)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<KeyParts<'s>, Bail> {
+        self.parts(Some(len))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<KeyParts<'s>, Bail> {
+        self.parts(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Bail> {
+        Err(Bail)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Bail> {
+        Err(Bail)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Bail> {
+        Err(Bail)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Bail> {
+        Err(Bail)
+    }
+}
+
+struct KeyParts<'s> {
+    schema: &'s Schema,
+    key: Key,
+}
+
+impl KeyParts<'_> {
+    fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+        let col = key_column(self.schema, self.key.len())?;
+        self.key.push(value.serialize(FieldSer { col })?);
+        Ok(())
+    }
+
+    fn end(self) -> Result<Key, Bail> {
+        if self.key.len() == self.schema.key.len() {
+            Ok(self.key)
+        } else {
+            Err(Bail)
+        }
+    }
+}
+
+impl SerializeSeq for KeyParts<'_> {
+    type Ok = Key;
+    type Error = Bail;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+        self.push(value)
+    }
+    fn end(self) -> Result<Key, Bail> {
+        KeyParts::end(self)
+    }
+}
+
+impl SerializeTuple for KeyParts<'_> {
+    type Ok = Key;
+    type Error = Bail;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+        self.push(value)
+    }
+    fn end(self) -> Result<Key, Bail> {
+        KeyParts::end(self)
+    }
+}
+
+impl SerializeTupleStruct for KeyParts<'_> {
+    type Ok = Key;
+    type Error = Bail;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Bail> {
+        self.push(value)
+    }
+    fn end(self) -> Result<Key, Bail> {
+        KeyParts::end(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -478,6 +662,46 @@ mod tests {
             to_row_direct(&rs, &t).unwrap(),
             to_row_via_json(&rs, &t).unwrap()
         );
+    }
+
+    /// The direct key either gives up or equals the tree's; returns whether it answered.
+    fn key_agrees<Id: Serialize + ?Sized + std::fmt::Debug>(s: &Schema, id: &Id) -> bool {
+        let tree = crate::model::mapping::to_key_via_json(s, id);
+        match (to_key_direct(s, id), tree) {
+            (Some(d), Ok(t)) => assert_eq!(d, t, "{id:?}"),
+            (Some(d), Err(e)) => panic!("tree failed ({e}) but direct gave {d:?} for {id:?}"),
+            (None, _) => return false,
+        }
+        true
+    }
+
+    #[test]
+    fn direct_keys_equal_tree_keys() {
+        let rs = ResourceTags::schema();
+        assert!(key_agrees(&rs, &("pod", "web", Some("prod"))));
+        assert!(key_agrees(&rs, &("node", "n1", None::<&str>)));
+        assert!(key_agrees(&rs, &vec!["pod", "web", "prod"]));
+        assert!(key_agrees(&rs, &Some(("pod", "web", Some("x")))));
+        assert!(!key_agrees(&rs, &("pod", "web")));
+        assert!(!key_agrees(&rs, &("pod", "web", Some("a"), "extra")));
+        assert!(!key_agrees(&rs, &vec!["pod", "web"]));
+        assert!(!key_agrees(&rs, &"pod"));
+        assert!(!key_agrees(&rs, &BTreeMap::from([("type", "pod")])));
+        // One-column keys: the value itself, mapped as its column maps a field.
+        let s = wide_schema();
+        assert!(key_agrees(&s, &7u8));
+        assert!(key_agrees(&s, &-1i64));
+        assert!(key_agrees(&s, &"7"));
+        assert!(key_agrees(&s, &None::<u8>));
+        assert!(!key_agrees(&s, &u64::MAX)); // does not fit: the tree's error
+        assert!(key_agrees(&s, &Timestamp(5)));
+        assert!(!key_agrees(&s, &(7,)));
+        assert!(!key_agrees(&s, &vec![1u8, 2]));
+        // A JSON key column is the tree's to map.
+        let j = Schema::new("j")
+            .column(Column::new("doc", ColumnType::Json))
+            .key(&["doc"]);
+        assert!(!key_agrees(&j, &BTreeMap::from([("a", 1)])));
     }
 
     #[test]
