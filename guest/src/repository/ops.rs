@@ -2,11 +2,12 @@
 //! [`super::SqlRepository`] (pooled connections) and [`super::Transaction`] (the pinned writer)
 //! implement. Rows and keys are normalized here, for WIT callers and the typed layer alike.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::cache::ReadCache;
 use crate::error::{Error, Result};
-use crate::model::{key_text, normalize, CreateMode, Key, Query, Row, Schema, Value};
+use crate::model::{is_normal, key_text, normalize, CreateMode, Key, Query, Row, Schema, Value};
 use crate::sql::dml::{self, Statements};
 use crate::sql::{Connection, Database};
 
@@ -67,8 +68,9 @@ fn prepare_row(schema: &Schema, row: &Row) -> Result<Row> {
         .collect()
 }
 
-/// Normalize a key by the key columns' types.
-pub(crate) fn prepare_key(schema: &Schema, key: &Key) -> Result<Key> {
+/// Normalize a key by the key columns' types; borrowed when every value already is normal (a
+/// get's key usually is: no copy of its strings).
+pub(crate) fn prepare_key<'k>(schema: &Schema, key: &'k Key) -> Result<Cow<'k, Key>> {
     if key.len() != schema.key.len() {
         return Err(Error::invalid_input(format!(
             "{} key has {} columns, got {}",
@@ -77,12 +79,20 @@ pub(crate) fn prepare_key(schema: &Schema, key: &Key) -> Result<Key> {
             key.len()
         )));
     }
+    let mut normal = true;
+    for (k, v) in schema.key.iter().zip(key) {
+        normal &= is_normal(schema.column_named(k)?, v);
+    }
+    if normal {
+        return Ok(Cow::Borrowed(key));
+    }
     schema
         .key
         .iter()
         .zip(key)
         .map(|(k, v)| normalize(schema.column_named(k)?, v.clone()))
-        .collect()
+        .collect::<Result<Key>>()
+        .map(Cow::Owned)
 }
 
 fn key_of(schema: &Schema, row: &Row) -> Key {

@@ -155,21 +155,30 @@ impl Connection for SqliteConnection {
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-        let raw = self.retrying(|| {
+        // Values are read into their rows as they come; the first that cannot be read (text that
+        // is not UTF-8) is kept aside and answered once the statement is done.
+        let (rows, unreadable) = self.retrying(|| {
             let mut stmt = self.conn.prepare_cached(sql)?;
             let width = stmt.column_count();
             let mut rows = stmt.query(params_from_iter(params.iter().map(bind)))?;
             let mut out = Vec::new();
+            let mut unreadable = None;
             while let Some(row) = rows.next()? {
                 let mut values = Vec::with_capacity(width);
                 for i in 0..width {
-                    values.push(read(row.get_ref(i)?));
+                    values.push(read(row.get_ref(i)?).unwrap_or_else(|e| {
+                        unreadable.get_or_insert(e);
+                        Value::Null
+                    }));
                 }
                 out.push(values);
             }
-            Ok(out)
+            Ok((out, unreadable))
         })?;
-        raw.into_iter().map(|r| r.into_iter().collect()).collect()
+        match unreadable {
+            Some(err) => Err(err),
+            None => Ok(rows),
+        }
     }
 
     fn execute_many(&self, sql: &str, param_sets: &[Row]) -> Result<u64> {
@@ -252,6 +261,27 @@ mod tests {
         assert!(c.is_autocommit());
         let fk = c.query("PRAGMA foreign_keys", &[]).unwrap();
         assert_eq!(fk, vec![vec![Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_corrupt_and_named() {
+        let c = conn();
+        c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT)", &[])
+            .unwrap();
+        c.execute(
+            "INSERT INTO t(s) VALUES ('fine'), (CAST(x'ff61' AS TEXT))",
+            &[],
+        )
+        .unwrap();
+        let err = c.query("SELECT id, s FROM t ORDER BY id", &[]).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Corrupt);
+        assert!(err.message().contains("not UTF-8"), "{err}");
+        // The readable row alone reads.
+        let rows = c.query("SELECT id, s FROM t WHERE id = 1", &[]).unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![Value::Integer(1), Value::Text("fine".into())]]
+        );
     }
 
     #[test]
