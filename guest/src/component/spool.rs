@@ -23,9 +23,9 @@ use crate::error::{Error, Result};
 use crate::layout::check_spool_path;
 use crate::spool::compress::Compressor;
 use crate::spool::{
-    document_lines, document_metric, documents, metric_document, Counts, Document, EraseFilter,
-    PurgeReport, RangeReader, SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig,
-    SpoolKeys, SyncPolicy, TimeRange, Usage,
+    document_metric, documents, metric_document, Counts, Document, EraseFilter, PurgeReport,
+    RangeReader, SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys,
+    SyncPolicy, TimeRange, Usage,
 };
 use crate::{Metric, SystemClock};
 
@@ -227,9 +227,7 @@ impl s::GuestSpool for SpoolRes {
     }
 
     fn put_lines(&self, lines: Vec<u8>) -> std::result::Result<(), types::Error> {
-        track("spool.put-lines", || {
-            self.inner.put(&document_lines(&lines)?)
-        })
+        track("spool.put-lines", || self.inner.put_lines(&lines))
     }
 
     fn flush(&self) -> std::result::Result<(), types::Error> {

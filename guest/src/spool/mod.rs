@@ -69,6 +69,7 @@ mod document;
 mod erase;
 mod inspect;
 mod journal;
+mod json_line;
 mod lifecycle;
 mod metric;
 mod name;

@@ -5,9 +5,10 @@
 use serde::Serialize;
 
 use super::journal::encode_line;
+use super::json_line;
 use std::sync::atomic::Ordering;
 
-use super::{Spool, Writer, DEFERRED_BACKLOG};
+use super::{document_lines, Document, Spool, Writer, DEFERRED_BACKLOG};
 use crate::error::{Error, Result};
 
 /// Write buffered rows out once this many bytes are pending inside one `put`.
@@ -27,13 +28,21 @@ impl<R: Serialize> Spool<R> {
     /// On an inspecting spool ([`Spool::inspect`]) this is `PermissionDenied`.
     pub fn put(&self, rows: &[R]) -> Result<()> {
         self.shared.writable("put")?;
-        let res = self.append(rows);
+        let res = self.append(rows.len(), |i, json| {
+            json_line::write_row(json, &rows[i])
+                .map_err(|e| Error::invalid_input(format!("row does not serialize: {e}")))
+        });
         self.help_finish();
         res
     }
 
-    /// `put` under the writer lock.
-    fn append(&self, rows: &[R]) -> Result<()> {
+    /// `put` under the writer lock, of `count` rows whose JSON `write_row(i, buffer)` appends
+    /// (one line, without its newline).
+    fn append(
+        &self,
+        count: usize,
+        mut write_row: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
         let mut w = self.writer();
         let now = self.shared.clock.now_ms();
         let max = self.shared.config.max_records;
@@ -42,10 +51,10 @@ impl<R: Serialize> Spool<R> {
                 self.rotate(&mut w);
             }
         }
-        let mut rest = rows;
+        let mut next = 0;
         let mut buf = Vec::new();
         let mut json = Vec::new();
-        while !rest.is_empty() {
+        while next < count {
             if w.active.is_none() {
                 w.active = Some(self.open_journal(now)?);
             }
@@ -53,16 +62,16 @@ impl<R: Serialize> Spool<R> {
                 return Err(Error::internal("no active journal after opening one"));
             };
             let room = usize::try_from(max - a.rows).unwrap_or(usize::MAX);
-            let (chunk, tail) = rest.split_at(room.min(rest.len()));
+            let chunk = next..next + room.min(count - next);
             let chunk_start = a.committed;
             buf.clear();
             let mut written = 0u64;
             let mut failure = None;
             let mut io_failed = false;
-            for row in chunk {
+            for i in chunk.clone() {
                 json.clear();
-                if let Err(e) = serde_json::to_writer(&mut json, row) {
-                    failure = Some(Error::invalid_input(format!("row does not serialize: {e}")));
+                if let Err(e) = write_row(i, &mut json) {
+                    failure = Some(e);
                     break;
                 }
                 encode_line(&json, &mut buf);
@@ -100,7 +109,7 @@ impl<R: Serialize> Spool<R> {
             a.committed += written;
             a.rows += chunk.len() as u64;
             a.unsynced_rows += chunk.len() as u64;
-            rest = tail;
+            next = chunk.end;
             if a.rows >= max {
                 self.rotate(&mut w);
             } else if self.sync_due(a, now) {
@@ -145,5 +154,22 @@ impl<R: Serialize> Spool<R> {
                 }
             }
         }
+    }
+}
+
+impl Spool<Document> {
+    /// Append a batch given as one buffer of JSON documents, one per line (see
+    /// [`document_lines`]): the same journal lines `put` of those documents writes, without a
+    /// string or a document per row. Every line is validated first, so a malformed one refuses
+    /// the whole batch and nothing of it is written; otherwise as [`Spool::put`].
+    pub fn put_lines(&self, lines: &[u8]) -> Result<()> {
+        self.shared.writable("put")?;
+        let docs = document_lines(lines)?;
+        let res = self.append(docs.len(), |i, json| {
+            json.extend_from_slice(docs[i].as_bytes());
+            Ok(())
+        });
+        self.help_finish();
+        res
     }
 }
