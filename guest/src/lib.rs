@@ -39,6 +39,7 @@ pub mod clock;
 pub mod command_line;
 pub mod dir;
 pub mod error;
+mod fallback;
 pub mod inspect;
 pub mod layout;
 pub mod model;

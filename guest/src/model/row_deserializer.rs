@@ -12,30 +12,11 @@
 //! caller take the tree path, which then produces the model or the canonical error; so the
 //! direct path may give up, but never disagree.
 
-use std::fmt;
-
 use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 
 use super::{ColumnType, Row, Schema, Value};
-
-/// "Take the tree path": every failure of the direct path, never shown to a caller.
-#[derive(Debug)]
-pub(super) struct Bail;
-
-impl fmt::Display for Bail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("direct row mapping not applicable")
-    }
-}
-
-impl std::error::Error for Bail {}
-
-impl de::Error for Bail {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Bail
-    }
-}
+use crate::fallback::Bail;
 
 /// serde_json's marker for `RawValue`: the tree answers it with re-printed text, which the
 /// stored text need not equal, so the direct path leaves it to the tree.

@@ -17,34 +17,15 @@
 //! Ids take the same per-column mapping (`to_key_direct`): a get's key no longer goes through a
 //! JSON array of JSON strings first.
 
-use std::fmt;
-
 use serde::ser::{
-    self, Impossible, Serialize, SerializeSeq, SerializeStruct, SerializeTuple,
-    SerializeTupleStruct, Serializer,
+    Impossible, Serialize, SerializeSeq, SerializeStruct, SerializeTuple, SerializeTupleStruct,
+    Serializer,
 };
 use serde_json::Value as Json;
 
 use super::convert::json_to_value;
 use super::{Column, ColumnType, Key, Row, Schema, Value};
-
-/// "Take the tree path": every failure of the direct path, never shown to a caller.
-#[derive(Debug)]
-pub(super) struct Bail;
-
-impl fmt::Display for Bail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("direct row mapping not applicable")
-    }
-}
-
-impl std::error::Error for Bail {}
-
-impl ser::Error for Bail {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Bail
-    }
-}
+use crate::fallback::Bail;
 
 /// Map `model` to a full-width row, or `None` when the tree path must decide.
 pub(super) fn to_row_direct<M: Serialize + ?Sized>(schema: &Schema, model: &M) -> Option<Row> {

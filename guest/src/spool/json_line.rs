@@ -9,9 +9,9 @@
 //! `Number` tokens) and every error makes [`write_row`] start the row again with
 //! `serde_json::to_writer`, which therefore defines every result and every error message.
 
-use std::fmt;
-
 use serde::ser::{self, Serialize};
+
+use crate::fallback::Bail;
 
 /// Appends `row` as compact JSON to `out`, exactly as `serde_json::to_writer` would.
 pub(crate) fn write_row<T: Serialize + ?Sized>(
@@ -45,25 +45,7 @@ fn escape_free(bytes: &[u8]) -> bool {
     clean(&last)
 }
 
-/// The writer gave up on a value: the caller starts the row again with serde_json.
-#[derive(Debug)]
-struct GiveUp;
-
-impl fmt::Display for GiveUp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("left to serde_json")
-    }
-}
-
-impl std::error::Error for GiveUp {}
-
-impl ser::Error for GiveUp {
-    fn custom<M: fmt::Display>(_: M) -> Self {
-        GiveUp
-    }
-}
-
-type Result<T = ()> = std::result::Result<T, GiveUp>;
+type Result<T = ()> = std::result::Result<T, Bail>;
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
@@ -83,7 +65,7 @@ impl Writer<'_> {
             self.out.push(b'"');
             Ok(())
         } else {
-            ser::Serializer::serialize_str(&mut self.json(), v).map_err(|_| GiveUp)
+            ser::Serializer::serialize_str(&mut self.json(), v).map_err(|_| Bail)
         }
     }
 
@@ -100,7 +82,7 @@ impl Writer<'_> {
 macro_rules! by_serde_json {
     ($($method:ident($ty:ty)),* $(,)?) => {
         $(fn $method(self, v: $ty) -> Result {
-            ser::Serializer::$method(&mut self.json(), v).map_err(|_| GiveUp)
+            ser::Serializer::$method(&mut self.json(), v).map_err(|_| Bail)
         })*
     };
 }
@@ -140,7 +122,7 @@ impl Compound<'_, '_> {
 
 impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     type SerializeSeq = Compound<'w, 'a>;
     type SerializeTuple = Compound<'w, 'a>;
     type SerializeTupleStruct = Compound<'w, 'a>;
@@ -202,7 +184,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         value: &T,
     ) -> Result {
         if name.starts_with("$serde_json") {
-            return Err(GiveUp);
+            return Err(Bail);
         }
         value.serialize(self)
     }
@@ -268,7 +250,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
 
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Self::SerializeStruct> {
         if name.starts_with("$serde_json") {
-            return Err(GiveUp);
+            return Err(Bail);
         }
         self.serialize_map(None)
     }
@@ -292,7 +274,7 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
 
 impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.element(value)
     }
@@ -303,7 +285,7 @@ impl ser::SerializeSeq for Compound<'_, '_> {
 
 impl ser::SerializeTuple for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.element(value)
     }
@@ -314,7 +296,7 @@ impl ser::SerializeTuple for Compound<'_, '_> {
 
 impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.element(value)
     }
@@ -325,7 +307,7 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
 
 impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result {
         self.element(value)
     }
@@ -336,7 +318,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result {
         self.comma();
         key.serialize(KeyWriter { w: &mut *self.w })?;
@@ -353,7 +335,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
 
 impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
         self.field(key, value)
     }
@@ -364,7 +346,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
 
 impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
+    type Error = Bail;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
         self.field(key, value)
     }
@@ -381,14 +363,14 @@ struct KeyWriter<'w, 'a> {
 
 impl ser::Serializer for KeyWriter<'_, '_> {
     type Ok = ();
-    type Error = GiveUp;
-    type SerializeSeq = ser::Impossible<(), GiveUp>;
-    type SerializeTuple = ser::Impossible<(), GiveUp>;
-    type SerializeTupleStruct = ser::Impossible<(), GiveUp>;
-    type SerializeTupleVariant = ser::Impossible<(), GiveUp>;
-    type SerializeMap = ser::Impossible<(), GiveUp>;
-    type SerializeStruct = ser::Impossible<(), GiveUp>;
-    type SerializeStructVariant = ser::Impossible<(), GiveUp>;
+    type Error = Bail;
+    type SerializeSeq = ser::Impossible<(), Bail>;
+    type SerializeTuple = ser::Impossible<(), Bail>;
+    type SerializeTupleStruct = ser::Impossible<(), Bail>;
+    type SerializeTupleVariant = ser::Impossible<(), Bail>;
+    type SerializeMap = ser::Impossible<(), Bail>;
+    type SerializeStruct = ser::Impossible<(), Bail>;
+    type SerializeStructVariant = ser::Impossible<(), Bail>;
 
     fn serialize_str(self, v: &str) -> Result {
         self.w.string(v)
@@ -399,63 +381,63 @@ impl ser::Serializer for KeyWriter<'_, '_> {
         value: &T,
     ) -> Result {
         if name.starts_with("$serde_json") {
-            return Err(GiveUp);
+            return Err(Bail);
         }
         value.serialize(self)
     }
     fn serialize_bool(self, _: bool) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_i8(self, _: i8) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_i16(self, _: i16) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_i32(self, _: i32) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_i64(self, _: i64) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_u8(self, _: u8) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_u16(self, _: u16) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_u32(self, _: u32) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_u64(self, _: u64) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_f32(self, _: f32) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_f64(self, _: f64) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_char(self, _: char) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_bytes(self, _: &[u8]) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_none(self) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_unit(self) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -464,20 +446,20 @@ impl ser::Serializer for KeyWriter<'_, '_> {
         _: &'static str,
         _: &T,
     ) -> Result {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_tuple_struct(
         self,
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeTupleStruct> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_tuple_variant(
         self,
@@ -486,13 +468,13 @@ impl ser::Serializer for KeyWriter<'_, '_> {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeTupleVariant> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        Err(GiveUp)
+        Err(Bail)
     }
     fn serialize_struct_variant(
         self,
@@ -501,7 +483,7 @@ impl ser::Serializer for KeyWriter<'_, '_> {
         _: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStructVariant> {
-        Err(GiveUp)
+        Err(Bail)
     }
 }
 
