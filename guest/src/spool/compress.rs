@@ -3,10 +3,14 @@
 //! compiled to wasm runs at a fraction of native speed and compression is most of a spool's
 //! work.
 //!
-//! Segment bytes never depend on where the encoder runs: every encoder is a [`LocalStream`]
-//! (the `brotli` crate's `CompressorWriter` with the parameters of [`encoder_params`]) fed the
-//! very same chunks, in the same order; at qualities 0-1 a chunk boundary ends a meta-block, so
-//! the chunks are part of the format.
+//! Segment bytes never depend on where the encoder runs: every segment is written by one
+//! encoder, Google's C encoder (`c_brotli`: natively, in the component's host for the plugin
+//! world, and compiled into the standalone component), with the parameters of
+//! [`encoder_params`], fed the very same chunks in the same order; at qualities 0-1 a chunk
+//! boundary ends a meta-block, so the chunks are part of the format. A build without C (feature
+//! `c-brotli` off: the plugin component, whose segments its host compresses) falls back to the
+//! `brotli` crate, a port of an older version of the same encoder: valid Brotli, twice as slow
+//! at quality 1, and not always the same bytes.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -77,22 +81,52 @@ impl BrotliEngine for LocalBrotli {
     }
 }
 
-/// The `brotli` crate's encoder, writing into a buffer its caller drains: the one encoder of
-/// every segment, wherever it runs.
+/// The in-process encoder, writing into a buffer its caller drains: the one encoder of every
+/// segment, wherever it runs. Google's C encoder where it is built (feature `c-brotli`: part of
+/// `native` and `standalone`), else the `brotli` crate.
 pub struct LocalStream {
-    /// `None` once finished.
-    encoder: Option<brotli::CompressorWriter<Vec<u8>>>,
+    encoder: Encoder,
+}
+
+enum Encoder {
+    #[cfg(feature = "c-brotli")]
+    C(super::c_brotli::CEncoder),
+    Rust(Box<brotli::CompressorWriter<Vec<u8>>>),
+    Finished,
 }
 
 impl LocalStream {
     /// A stream at quality `level` for about `size_hint` input bytes.
     pub fn new(level: u32, size_hint: u64) -> LocalStream {
+        #[cfg(feature = "c-brotli")]
+        if let Some(c) = {
+            let p = encoder_params(level, size_hint);
+            super::c_brotli::CEncoder::new(p.quality, p.lgwin, p.size_hint)
+        } {
+            return LocalStream {
+                encoder: Encoder::C(c),
+            };
+        }
+        LocalStream::rust(level, size_hint)
+    }
+
+    /// A stream on the `brotli` crate's encoder.
+    fn rust(level: u32, size_hint: u64) -> LocalStream {
         LocalStream {
-            encoder: Some(brotli::CompressorWriter::with_params(
+            encoder: Encoder::Rust(Box::new(brotli::CompressorWriter::with_params(
                 Vec::new(),
                 ENCODER_BUFFER,
                 &encoder_params(level, size_hint),
-            )),
+            ))),
+        }
+    }
+
+    /// Which encoder this stream runs: `"c"` or `"rust"`.
+    pub fn encoder_name(&self) -> &'static str {
+        match self.encoder {
+            #[cfg(feature = "c-brotli")]
+            Encoder::C(_) => "c",
+            _ => "rust",
         }
     }
 
@@ -117,25 +151,38 @@ fn spent() -> io::Error {
 
 impl BrotliStream for LocalStream {
     fn write(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let encoder = self.encoder.as_mut().ok_or_else(spent)?;
-        // One `write` call per chunk (never split by `write_all` retries: the encoder consumes
-        // all of its input in one call), so the stream is the same as in-line encoding's.
-        let mut rest = data;
-        while !rest.is_empty() {
-            let n = encoder.write(rest)?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+        match &mut self.encoder {
+            #[cfg(feature = "c-brotli")]
+            Encoder::C(c) => c.write(data, out),
+            Encoder::Rust(encoder) => {
+                // One `write` call per chunk (never split by `write_all` retries: the encoder
+                // consumes all of its input in one call), so the stream is the same as in-line
+                // encoding's.
+                let mut rest = data;
+                while !rest.is_empty() {
+                    let n = encoder.write(rest)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    rest = &rest[n..];
+                }
+                out.append(encoder.get_mut());
+                Ok(())
             }
-            rest = &rest[n..];
+            Encoder::Finished => Err(spent()),
         }
-        out.append(encoder.get_mut());
-        Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        let encoder = self.encoder.take().ok_or_else(spent)?;
-        out.extend_from_slice(&encoder.into_inner());
-        Ok(())
+        match std::mem::replace(&mut self.encoder, Encoder::Finished) {
+            #[cfg(feature = "c-brotli")]
+            Encoder::C(mut c) => c.finish(out),
+            Encoder::Rust(encoder) => {
+                out.extend_from_slice(&encoder.into_inner());
+                Ok(())
+            }
+            Encoder::Finished => Err(spent()),
+        }
     }
 }
 
@@ -235,17 +282,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// In-line encoding, as segments were always written: the reference bytes.
+    /// The encoder fed the chunks directly, one call each: the reference bytes.
     fn inline(level: u32, size: u64, chunks: &[Vec<u8>]) -> Vec<u8> {
-        let mut w = brotli::CompressorWriter::with_params(
-            Vec::new(),
-            ENCODER_BUFFER,
-            &encoder_params(level, size),
-        );
-        for c in chunks {
-            w.write_all(c).unwrap();
-        }
-        w.into_inner()
+        let chunks: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+        through(LocalStream::new(level, size), &chunks)
+    }
+
+    /// What the spool's reader decodes a segment's bytes to.
+    fn decoded(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        brotli::BrotliDecompress(&mut &bytes[..], &mut out).unwrap();
+        out
     }
 
     struct Remote;
@@ -258,7 +305,8 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-        /// Through a stream, local or an engine's, the bytes are the in-line encoder's.
+        /// Through a stream, local or an engine's, the bytes are the in-line encoder's, and the
+        /// reader's decoder gets the input back.
         #[test]
         fn every_engine_writes_the_inline_bytes(
             level in 0u32..=11,
@@ -269,6 +317,7 @@ mod tests {
         ) {
             let size: u64 = chunks.iter().map(|c| c.len() as u64).sum();
             let want = inline(level, size, &chunks);
+            prop_assert!(decoded(&want) == chunks.concat());
             for compressor in [Compressor::local(), Compressor::with_engine(Arc::new(Remote))] {
                 let stream = compressor.start(level, size).unwrap();
                 let mut w = CompressingWriter::new(stream, Vec::new());
@@ -276,6 +325,68 @@ mod tests {
                     w.write_all(c).unwrap();
                 }
                 prop_assert_eq!(&w.finish().unwrap(), &want, "{:?}", compressor);
+            }
+        }
+    }
+
+    /// Generated metrics as a segment's JSON array, about `bytes` long.
+    fn metric_json(bytes: usize) -> Vec<u8> {
+        let mut g = crate::sample::MetricGenerator::new(7, 1_700_000_000_000);
+        let mut json = b"[".to_vec();
+        while json.len() < bytes {
+            for m in g.batch(100) {
+                if json.len() > 1 {
+                    json.push(b',');
+                }
+                serde_json::to_writer(&mut json, &m).unwrap();
+            }
+        }
+        json.push(b']');
+        json
+    }
+
+    /// Both encoders through the same chunks: the stream's output, everything appended.
+    fn through(mut stream: LocalStream, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in chunks {
+            BrotliStream::write(&mut stream, c, &mut out).unwrap();
+        }
+        BrotliStream::finish(&mut stream, &mut out).unwrap();
+        out
+    }
+
+    /// Natively the encoder is C, and at every quality, in the segment writer's 128 KiB
+    /// chunks and in odd ones, with an exact, an unknown and a wrong size hint, what it writes
+    /// decodes to the input with the reader's decoder (the `brotli` crate's), as does what the
+    /// pure-Rust encoder (the wasm builds' fallback) writes.
+    #[test]
+    fn every_quality_round_trips_through_the_readers_decoder() {
+        #[cfg(feature = "c-brotli")]
+        assert_eq!(LocalStream::new(1, 0).encoder_name(), "c");
+        assert_eq!(LocalStream::rust(1, 0).encoder_name(), "rust");
+        let big = metric_json(700_000);
+        let small = metric_json(150_000);
+        for level in 0..=11u32 {
+            let json = if level >= 10 { &small } else { &big };
+            let size = json.len() as u64;
+            let writer: Vec<&[u8]> = json.chunks(128 << 10).collect();
+            let odd: Vec<&[u8]> = json
+                .chunks(70_001)
+                .flat_map(|c| {
+                    let (a, b) = c.split_at(c.len().min(17));
+                    [a, b]
+                })
+                .collect();
+            for (hint, chunks) in [(size, &writer), (0, &writer), (size / 3, &odd)] {
+                let c = through(LocalStream::new(level, hint), chunks);
+                assert!(decoded(&c) == *json, "quality {level}, hint {hint}");
+                if level <= 6 {
+                    let rust = through(LocalStream::rust(level, hint), chunks);
+                    assert!(
+                        decoded(&rust) == *json,
+                        "quality {level}, hint {hint}: rust"
+                    );
+                }
             }
         }
     }

@@ -62,6 +62,8 @@ use crate::clock::Clock;
 use crate::dir::{Directory, WriteFile};
 use crate::error::{Error, ErrorCode, Result};
 
+#[cfg(feature = "c-brotli")]
+mod c_brotli;
 mod cipher;
 pub mod compress;
 mod config;

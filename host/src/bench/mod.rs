@@ -307,14 +307,15 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         if standalone {
             w.host(host, Side::Standalone)?;
         }
-        let (mut native, mut raw, mut comp, mut two) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut native, mut raw, mut raw_c, mut comp, mut two) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut alone = Vec::new();
         let (mut unaudited, mut audited) = (Vec::new(), Vec::new());
         let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
         for _ in 0..sizes.reps {
             native.push(secs(w.native()?.elapsed));
             raw.push(secs(spool::raw_brotli(&segments, level)?.0));
+            raw_c.push(secs(spool::raw_local_encoder(&segments, level)?.0));
             comp.push(secs(w.host(host, Side::Component)?));
             if standalone {
                 alone.push(secs(w.host(host, Side::Standalone)?));
@@ -363,6 +364,25 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
             "x",
             Some(Target::AtLeast(0.9)),
             "native ingest rate / raw Brotli rate, one worker".into(),
+        );
+        let rc = median(&raw_c);
+        f.add(
+            &format!("spool.raw_brotli_c.l{level}.mb_per_s"),
+            json / rc / MB,
+            "MB/s",
+            None,
+            "Google's C encoder (what segments are written with), same JSON, same parameters, \
+             one write per segment"
+                .into(),
+        );
+        f.add(
+            &format!("spool.ingest.native.l{level}.vs_raw_c"),
+            rc / n,
+            "x",
+            None,
+            "native ingest rate / raw C encoder rate: the spool's own share (JSON, journal, \
+             fsyncs)"
+                .into(),
         );
         if level == 6 {
             let t = median(&two);

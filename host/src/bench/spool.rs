@@ -2,8 +2,9 @@
 //!
 //! One workload (generated metrics, one spool config) is ingested natively (core `Spool`
 //! directly) and through the host (either engine); the baseline decompresses the segments a
-//! native run wrote and compresses each segment's JSON again with the `brotli` crate at the
-//! same quality and window, so both sides compress identical bytes in identical segment cuts.
+//! native run wrote and compresses each segment's JSON again with the `brotli` crate (the
+//! pure-Rust encoder) and with Google's C encoder the spool itself uses, at the same quality
+//! and window, so both sides compress identical bytes in identical segment cuts.
 //! Generation is never timed; `put` of every batch plus the final `flush` is.
 
 use std::io::Write;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgestore::sample::MetricGenerator;
+use edgestore::spool::compress::{BrotliStream, LocalStream};
 use edgestore::spool::{encoder_params, FinishWorker};
 use edgestore::{Metric, Spool, SpoolConfig};
 use tempfile::TempDir;
@@ -206,6 +208,24 @@ pub fn raw_brotli(segments: &Segments, level: u32) -> Result<(Duration, u64)> {
         w.write_all(json)
             .map_err(|e| BenchError::io("raw brotli compress", e))?;
         bytes += w.into_inner().len() as u64;
+    }
+    Ok((t.elapsed(), bytes))
+}
+
+/// The encoder segments are written with (Google's C encoder, `LocalStream`) on the same JSON
+/// with the same parameters, one write per segment: what the spool adds to its own encoder.
+/// Returns the time and compressed bytes.
+pub fn raw_local_encoder(segments: &Segments, level: u32) -> Result<(Duration, u64)> {
+    let mut bytes = 0u64;
+    let t = Instant::now();
+    for json in &segments.json {
+        let mut stream = LocalStream::new(level, json.len() as u64);
+        let mut out = Vec::with_capacity(json.len() / 4);
+        stream
+            .write(json, &mut out)
+            .and_then(|()| stream.finish(&mut out))
+            .map_err(|e| BenchError::io("raw C brotli compress", e))?;
+        bytes += out.len() as u64;
     }
     Ok((t.elapsed(), bytes))
 }
