@@ -23,9 +23,9 @@ use crate::error::{Error, Result};
 use crate::layout::check_spool_path;
 use crate::spool::compress::Compressor;
 use crate::spool::{
-    document_metric, documents, metric_document, Counts, Document, EraseFilter, PurgeReport,
-    RangeReader, SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys,
-    SyncPolicy, TimeRange, Usage,
+    document_metric, documents, Counts, Document, EraseFilter, PurgeReport, RangeReader,
+    SegmentInfo, SegmentReader, SegmentState, Spool, SpoolConfig, SpoolKeys, SyncPolicy, TimeRange,
+    Usage,
 };
 use crate::{Metric, SystemClock};
 
@@ -214,11 +214,8 @@ impl s::GuestSpool for SpoolRes {
 
     fn put(&self, rows: Vec<s::Metric>) -> std::result::Result<(), types::Error> {
         track("spool.put", || {
-            let docs = rows
-                .into_iter()
-                .map(|m| metric_document(&metric_from_wit(m)))
-                .collect::<Result<Vec<_>>>()?;
-            self.inner.put(&docs)
+            let rows: Vec<Metric> = rows.into_iter().map(metric_from_wit).collect();
+            self.inner.put_serialized(&rows)
         })
     }
 

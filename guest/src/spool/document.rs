@@ -71,6 +71,17 @@ pub fn document_lines(lines: &[u8]) -> Result<Vec<Cow<'_, str>>> {
         .collect()
 }
 
+/// Rows as the buffer [`document_lines`] reads (and `put-lines` takes): each row's JSON, byte
+/// for byte what `serde_json::to_writer` writes, then `\n`, appended to `out`.
+pub fn json_lines<T: serde::Serialize>(rows: &[T], out: &mut Vec<u8>) -> Result<()> {
+    for row in rows {
+        super::json_line::write_row(out, row)
+            .map_err(|e| Error::invalid_input(format!("row does not serialize: {e}")))?;
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
 /// A metric as a document, byte for byte what `serde_json::to_string(&metric)` writes.
 pub fn metric_document(metric: &Metric) -> Result<Document> {
     serde_json::value::to_raw_value(metric).map_err(Error::from)
@@ -223,6 +234,39 @@ mod tests {
         let segments = segment_bytes(&a);
         assert_eq!(segments.len(), 5, "split at max_records");
         assert_eq!(segments, segment_bytes(&b));
+    }
+
+    #[test]
+    fn serialized_rows_and_their_lines_are_what_their_documents_are() {
+        let metrics = MetricGenerator::new(5, 0).batch(30);
+        let docs: Vec<Document> = metrics
+            .iter()
+            .map(|m| metric_document(m).unwrap())
+            .collect();
+        let mut lines = Vec::new();
+        json_lines(&metrics, &mut lines).unwrap();
+        let want: Vec<u8> = docs
+            .iter()
+            .flat_map(|d| format!("{}\n", d.get()).into_bytes())
+            .collect();
+        assert_eq!(lines, want);
+        let mut config = SpoolConfig::new("docs");
+        config.max_records = 7;
+        let dirs = [(); 3].map(|_| Arc::new(MemDir::new()));
+        for (k, dir) in dirs.iter().enumerate() {
+            let spool: Spool<Document> =
+                Spool::open(dir.clone(), config.clone(), Arc::new(ManualClock::new(0))).unwrap();
+            match k {
+                0 => spool.put(&docs).unwrap(),
+                1 => spool.put_serialized(&metrics).unwrap(),
+                _ => spool.put_lines(&lines).unwrap(),
+            }
+            spool.flush().unwrap();
+        }
+        let want = segment_bytes(&dirs[0]);
+        assert_eq!(want.len(), 5, "split at max_records");
+        assert_eq!(segment_bytes(&dirs[1]), want);
+        assert_eq!(segment_bytes(&dirs[2]), want);
     }
 
     #[test]

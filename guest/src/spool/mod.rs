@@ -90,7 +90,7 @@ pub use cipher::{SpoolKeys, AGE_MAGIC, RECIPIENTS_FILE};
 pub use compress::{encoder_params, window_for};
 pub use config::{SpoolConfig, SyncPolicy};
 pub use document::{
-    document, document_lines, document_metric, documents, metric_document, Document,
+    document, document_lines, document_metric, documents, json_lines, metric_document, Document,
 };
 pub use erase::{EraseFilter, EraseReport};
 pub use lifecycle::{Counts, PurgeReport, SegmentInfo, SegmentState, Usage, VerifyReport};

@@ -28,6 +28,11 @@ impl<R: Serialize> Spool<R> {
     /// On an inspecting spool ([`Spool::inspect`]) this is `PermissionDenied`.
     pub fn put(&self, rows: &[R]) -> Result<()> {
         self.shared.writable("put")?;
+        self.put_rows(rows)
+    }
+
+    /// `put` of rows of any type, each written as its JSON (the `append` of `put`).
+    fn put_rows<T: Serialize>(&self, rows: &[T]) -> Result<()> {
         let res = self.append(rows.len(), |i, json| {
             json_line::write_row(json, &rows[i])
                 .map_err(|e| Error::invalid_input(format!("row does not serialize: {e}")))
@@ -158,6 +163,14 @@ impl<R: Serialize> Spool<R> {
 }
 
 impl Spool<Document> {
+    /// Append typed rows (metrics, say) as documents: each written straight into the journal
+    /// as the JSON `serde_json::to_string` makes of it, which is what `put` of their
+    /// documents ([`super::metric_document`]) writes, without a document allocated per row.
+    pub fn put_serialized<T: Serialize>(&self, rows: &[T]) -> Result<()> {
+        self.shared.writable("put")?;
+        self.put_rows(rows)
+    }
+
     /// Append a batch given as one buffer of JSON documents, one per line (see
     /// [`document_lines`]): the same journal lines `put` of those documents writes, without a
     /// string or a document per row. Every line is validated first, so a malformed one refuses

@@ -15,8 +15,8 @@ use edgestore::layout::check_spool_path;
 use edgestore::model::{Key, Query, Row};
 use edgestore::repository::{OpenTransaction, Store as CoreStore};
 use edgestore::spool::{
-    document_metric, documents, metric_document, Document, EraseFilter, EraseReport, FinishWorker,
-    PurgeReport, RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport,
+    document_metric, documents, Document, EraseFilter, EraseReport, FinishWorker, PurgeReport,
+    RangeReader, SegmentInfo, SegmentReader, Usage, VerifyReport,
 };
 use edgestore::sql::Database;
 use edgestore::{
@@ -209,12 +209,10 @@ impl TxLevel for OpenTransaction {
 }
 
 impl DynSpool for Spool<Document> {
+    /// Straight into the journal, as `put` of their documents would write them, without a
+    /// document allocated per row.
     fn put(&self, rows: &[Metric]) -> edgestore::Result<()> {
-        let docs = rows
-            .iter()
-            .map(metric_document)
-            .collect::<edgestore::Result<Vec<_>>>()?;
-        Spool::put(self, &docs)
+        self.put_serialized(rows)
     }
     fn put_documents(&self, docs: Vec<String>) -> edgestore::Result<()> {
         Spool::put(self, &documents(docs)?)

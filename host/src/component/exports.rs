@@ -145,14 +145,12 @@ struct GuestSpool<'c, 'a> {
 impl DynSpool for GuestSpool<'_, '_> {
     /// Metrics cross as one buffer of JSON lines written here, natively (`put-lines`): a
     /// list of records would be lifted string by string and serialized again in the guest.
-    /// The bytes are what the guest's own serializer writes for a metric.
+    /// The bytes are what the guest's own serializer writes for a metric (the core's JSON
+    /// line writer, the same code).
     fn put(&self, rows: &[Metric]) -> edgestore::Result<()> {
         let g = self.ctx.plugin.edgestore_storage_spool().spool();
         let mut lines = Vec::with_capacity(rows.len() * 512);
-        for row in rows {
-            serde_json::to_writer(&mut lines, row).map_err(edgestore::Error::from)?;
-            lines.push(b'\n');
-        }
+        edgestore::spool::json_lines(rows, &mut lines)?;
         self.ctx.call(|st| g.call_put_lines(st, self.res, &lines))
     }
     fn put_documents(&self, docs: Vec<String>) -> edgestore::Result<()> {
