@@ -15,8 +15,9 @@ use edgestore_host::bench::{
     fixture::tempdir, ingest, memory, repo, spool, startup, stats, Host, Side,
 };
 
-/// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes, the plugin component
-/// (its host compresses), the standalone one (it compresses in wasm).
+/// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes (the pure-Rust
+/// `brotli` crate, and the C encoder segments are written with), the plugin component (its
+/// host compresses), the standalone one (it compresses in wasm).
 fn ingest(c: &mut Criterion, host: &Host) {
     for (level, rows) in [(1u32, 50_000usize), (6, 20_000), (11, 5_000)] {
         let w = spool::IngestWorkload::new(rows, level);
@@ -38,6 +39,17 @@ fn ingest(c: &mut Criterion, host: &Host) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| spool::raw_brotli(&segments, level).expect("raw brotli").0)
+                    .sum()
+            })
+        });
+        g.bench_function("raw_brotli_c", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        spool::raw_local_encoder(&segments, level)
+                            .expect("raw C brotli")
+                            .0
+                    })
                     .sum()
             })
         });
