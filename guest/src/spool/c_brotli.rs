@@ -1,7 +1,7 @@
 //! Google's C Brotli encoder (the reference implementation, through the `brotlic` binding):
 //! what every segment is compressed with where C is built (natively, by the component's host
 //! for the plugin world, and inside the standalone component, compiled for WASI). On metric
-//! JSON it is about twice as fast as the `brotli` crate at quality 1 and 1.5 times at quality
+//! JSON it is about twice as fast as the `brotli` crate at quality 1 and 1.4 times at quality
 //! 6. The crate is a port of an older version of this encoder: its output is valid Brotli but
 //! differs at some qualities and inputs, so every writer of segments uses this one and segment
 //! bytes do not depend on the engine (`tests/host_compat.rs`).
