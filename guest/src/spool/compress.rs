@@ -122,7 +122,8 @@ impl LocalStream {
     }
 
     /// Which encoder this stream runs: `"c"` or `"rust"`.
-    pub fn encoder_name(&self) -> &'static str {
+    #[cfg(test)]
+    fn encoder_name(&self) -> &'static str {
         match self.encoder {
             #[cfg(feature = "c-brotli")]
             Encoder::C(_) => "c",
@@ -345,7 +346,7 @@ mod tests {
         json
     }
 
-    /// Both encoders through the same chunks: the stream's output, everything appended.
+    /// A stream fed the chunks, one write each, then finished: everything it wrote.
     fn through(mut stream: LocalStream, chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for c in chunks {
