@@ -59,10 +59,11 @@ impl CEncoder {
             let start = out.len();
             out.resize(start + OUT_STEP, 0);
             let result = self.encoder.compress(input, &mut out[start..], op);
-            let (read, written) = match result {
-                Ok(r) => (r.bytes_read, r.bytes_written),
-                Err(_) => (0, 0),
+            let Ok(r) = result else {
+                out.truncate(start);
+                return Err(io::Error::other("the Brotli encoder failed"));
             };
+            let (read, written) = (r.bytes_read, r.bytes_written);
             out.truncate(start + written);
             if read == 0 && written == 0 {
                 return Err(io::Error::other(
