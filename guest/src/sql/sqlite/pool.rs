@@ -113,6 +113,9 @@ fn kind_of(dsn: &str) -> Kind {
 struct Readers {
     idle: Vec<SqliteConnection>,
     opened: usize,
+    /// Threads blocked in [`SqliteDatabase::checkout_reader`]: a check-in wakes one only when
+    /// there is one, since `Condvar::notify_one` is a system call even with nobody waiting.
+    waiting: usize,
 }
 
 /// The native pooled database.
@@ -165,6 +168,7 @@ impl SqliteDatabase {
             readers: Mutex::new(Readers {
                 idle: Vec::new(),
                 opened: 0,
+                waiting: 0,
             }),
             available: Condvar::new(),
             max_readers,
@@ -196,19 +200,33 @@ impl SqliteDatabase {
                 state.opened += 1;
                 drop(state);
                 return open_connection(&self.options, self.kind, true).inspect_err(|_| {
-                    lock(&self.readers).opened -= 1;
+                    // The slot is free again: a waiter may try to open it.
+                    let mut state = lock(&self.readers);
+                    state.opened -= 1;
+                    let someone_waits = state.waiting > 0;
+                    drop(state);
+                    if someone_waits {
+                        self.available.notify_one();
+                    }
                 });
             }
+            state.waiting += 1;
             state = self
                 .available
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
         }
     }
 
     fn checkin_reader(&self, conn: SqliteConnection) {
-        lock(&self.readers).idle.push(conn);
-        self.available.notify_one();
+        let mut state = lock(&self.readers);
+        state.idle.push(conn);
+        let someone_waits = state.waiting > 0;
+        drop(state);
+        if someone_waits {
+            self.available.notify_one();
+        }
     }
 }
 
@@ -414,6 +432,38 @@ mod tests {
         assert!(panicked.is_err());
         let one = with_reader(&db, |c| c.query("SELECT 1", &[])).unwrap();
         assert_eq!(one, vec![vec![crate::model::Value::Integer(1)]]);
+    }
+
+    #[test]
+    fn readers_queued_for_a_full_pool_are_all_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = SqliteOptions::new(dir.path().join("q.sqlite").to_str().unwrap());
+        options.max_connections = 2; // one reader for four threads
+        let db = std::sync::Arc::new(SqliteDatabase::open_with(options).unwrap());
+        let (done, finished) = std::sync::mpsc::channel();
+        for _ in 0..4 {
+            let (db, done) = (db.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut sum = 0;
+                for _ in 0..200 {
+                    sum += with_reader(&*db, |c| {
+                        std::thread::yield_now(); // hold it, so others queue
+                        c.query("SELECT 1", &[])
+                    })
+                    .map(int)
+                    .unwrap_or(0);
+                }
+                let _ = done.send(sum);
+            });
+        }
+        for _ in 0..4 {
+            // A check-in that woke nobody would leave a thread waiting here forever.
+            let sum = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("every queued reader is served");
+            assert_eq!(sum, 200);
+        }
+        assert_eq!(db.open_connections(), 2);
     }
 
     fn read_only(dsn: &str) -> Result<SqliteDatabase> {
