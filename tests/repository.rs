@@ -728,6 +728,22 @@ fn dynamic_layer_uses_rows_and_keys() {
         r.create(&bad_json).unwrap_err().code(),
         ErrorCode::InvalidInput
     );
+    // Batches of dynamic rows are checked too, and a bad row writes none of its batch.
+    let good = vec![
+        Value::Text("g".into()),
+        Value::Text("{}".into()),
+        Value::Integer(0),
+    ];
+    let batch = vec![good, bad_json.clone()];
+    assert_eq!(
+        r.create_many(&batch).unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(
+        r.create_many_owned(batch).unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+    assert_eq!(r.count().unwrap(), 1);
     let not_null = vec![Value::Text("c".into()), Value::Null, Value::Null];
     assert_eq!(
         r.create(&not_null).unwrap_err().code(),

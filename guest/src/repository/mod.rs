@@ -43,7 +43,7 @@ pub use transaction::Transaction;
 pub use typed::SqlStorage;
 
 use crate::error::Result;
-use crate::model::{Key, Row, Schema};
+use crate::model::{Key, Row, Schema, SerializedRows};
 
 /// A dynamic store (rows and keys of a runtime schema): the repository itself, or a transaction
 /// on it. The typed layer is generic over this.
@@ -54,6 +54,11 @@ pub trait DynamicStore:
     fn schema(&self) -> &Schema;
     /// [`Creator::create_many`] of rows the caller gives away (no copy of their values).
     fn create_many_owned(&self, rows: Vec<Row>) -> Result<u64>;
+    /// [`DynamicStore::create_many_owned`] of rows made from typed models, whose JSON columns
+    /// need no second parse.
+    fn create_many_serialized(&self, rows: SerializedRows) -> Result<u64> {
+        self.create_many_owned(rows.into_rows())
+    }
     /// Run `f` in a transaction (a savepoint when already inside one).
     fn transaction<R>(
         &self,
@@ -75,7 +80,11 @@ macro_rules! dynamic_traits {
                 )
             }
             fn create_many(&self, items: &[$crate::model::Row]) -> $crate::Result<u64> {
-                $crate::repository::ops::create_many(self, items.to_vec())
+                $crate::repository::ops::create_many(
+                    self,
+                    items.to_vec(),
+                    $crate::model::JsonText::Unchecked,
+                )
             }
             fn upsert(&self, item: &$crate::model::Row) -> $crate::Result<()> {
                 $crate::repository::ops::upsert(self, item)
@@ -143,7 +152,17 @@ macro_rules! dynamic_traits {
                 &$crate::repository::ops::Exec::core(self).schema
             }
             fn create_many_owned(&self, rows: Vec<$crate::model::Row>) -> $crate::Result<u64> {
-                $crate::repository::ops::create_many(self, rows)
+                $crate::repository::ops::create_many(self, rows, $crate::model::JsonText::Unchecked)
+            }
+            fn create_many_serialized(
+                &self,
+                rows: $crate::model::SerializedRows,
+            ) -> $crate::Result<u64> {
+                $crate::repository::ops::create_many(
+                    self,
+                    rows.into_rows(),
+                    $crate::model::JsonText::Serialized,
+                )
             }
             fn transaction<R>(
                 &self,

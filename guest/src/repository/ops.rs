@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use super::cache::ReadCache;
 use crate::error::{Error, Result};
-use crate::model::{is_normal, key_text, normalize, CreateMode, Key, Query, Row, Schema, Value};
+use crate::model::{
+    is_normal, key_text, normalize, normalize_json, CreateMode, JsonText, Key, Query, Row, Schema,
+    Value,
+};
 use crate::sql::dml::{self, Statements};
 use crate::sql::{Connection, Database};
 
@@ -122,11 +125,11 @@ pub(crate) fn create<E: Exec>(e: &E, row: &Row, mode: CreateMode) -> Result<bool
     Ok(n > 0)
 }
 
-pub(crate) fn create_many<E: Exec>(e: &E, rows: Vec<Row>) -> Result<u64> {
+pub(crate) fn create_many<E: Exec>(e: &E, rows: Vec<Row>, json: JsonText) -> Result<u64> {
     let core = e.core();
     let sets = rows
         .into_iter()
-        .map(|r| prepare_writable(&core.schema, &core.sql.writable, r))
+        .map(|r| prepare_writable(&core.schema, &core.sql.writable, r, json))
         .collect::<Result<Vec<_>>>()?;
     if sets.is_empty() {
         return Ok(0);
@@ -136,13 +139,18 @@ pub(crate) fn create_many<E: Exec>(e: &E, rows: Vec<Row>) -> Result<u64> {
 
 /// [`prepare_row`] then [`pick`] of the `writable` positions (ascending), moving values instead
 /// of cloning them: `create_many` rows are many, and they are the caller's to give away.
-fn prepare_writable(schema: &Schema, writable: &[usize], mut row: Row) -> Result<Row> {
+fn prepare_writable(
+    schema: &Schema,
+    writable: &[usize],
+    mut row: Row,
+    json: JsonText,
+) -> Result<Row> {
     check_width(schema, &row)?;
     // In place: normalize every value, then shift the writable ones to the front.
     let mut keep = writable.iter().copied().peekable();
     let mut kept = 0;
     for (i, c) in schema.columns.iter().enumerate() {
-        let v = normalize(c, std::mem::take(&mut row[i]))?;
+        let v = normalize_json(c, std::mem::take(&mut row[i]), json)?;
         if keep.next_if_eq(&i).is_some() {
             row[kept] = v;
             kept += 1;

@@ -226,7 +226,7 @@ macro_rules! forward_ops {
                 Creator::create_many(self, rows)
             }
             fn create_many_owned(&self, rows: Vec<Row>) -> Result<u64> {
-                ops::create_many(self, rows)
+                ops::create_many(self, rows, crate::model::JsonText::Unchecked)
             }
             fn upsert(&self, row: &Row) -> Result<()> {
                 Creator::upsert(self, row)

@@ -11,7 +11,7 @@ use super::{
     Transaction, TxMode, Updater,
 };
 use crate::error::Result;
-use crate::model::{from_row, to_key, to_row, Model, Query, Row};
+use crate::model::{from_row, to_key, to_row, to_rows, Model, Query, Row};
 use crate::sql::Database;
 
 /// A typed store of `M` by `Id` over a dynamic store `E` (the repository, or a transaction).
@@ -69,11 +69,8 @@ impl<M: Model, Id: ?Sized, E: DynamicStore> Creator<M> for SqlStorage<M, Id, E> 
     }
 
     fn create_many(&self, items: &[M]) -> Result<u64> {
-        let rows = items
-            .iter()
-            .map(|m| self.row(m))
-            .collect::<Result<Vec<_>>>()?;
-        self.inner.create_many_owned(rows)
+        self.inner
+            .create_many_serialized(to_rows(self.inner.schema(), items)?)
     }
 
     fn upsert(&self, item: &M) -> Result<()> {
