@@ -310,19 +310,21 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         let (mut native, mut raw, mut raw_c, mut comp, mut two) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut alone = Vec::new();
-        let (mut unaudited, mut audited) = (Vec::new(), Vec::new());
+        // The native engine through the host client: the component's baseline without the
+        // client's own cost, and (at level 6) the audit figure's log-off run.
+        let (mut host_native, mut audited) = (Vec::new(), Vec::new());
         let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
         for _ in 0..sizes.reps {
             native.push(secs(w.native()?.elapsed));
             raw.push(secs(spool::raw_brotli(&segments, level)?.0));
             raw_c.push(secs(spool::raw_local_encoder(&segments, level)?.0));
             comp.push(secs(w.host(host, Side::Component)?));
+            host_native.push(secs(w.host_audited(host, Side::Native, false)?));
             if standalone {
                 alone.push(secs(w.host(host, Side::Standalone)?));
             }
             if level == 6 {
                 two.push(secs(w.native_two_workers()?.elapsed));
-                unaudited.push(secs(w.host_audited(host, Side::Native, false)?));
                 audited.push(secs(w.host_audited(host, Side::Native, true)?));
                 plain.push(secs(w.native()?.elapsed));
                 encrypted.push(secs(w.native_encrypted()?.elapsed));
@@ -414,7 +416,7 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
                     w.rows as f64 / off
                 ),
             );
-            let (off, on) = (median(&unaudited), median(&audited));
+            let (off, on) = (median(&host_native), median(&audited));
             f.add(
                 "spool.ingest.host_native.l6.audit_on_vs_off",
                 off / on,
@@ -442,6 +444,18 @@ fn spool_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
             "x",
             Some(Target::AtLeast(0.8)),
             "plugin component (its host compresses) rate / native rate, same level".into(),
+        );
+        let hn = median(&host_native);
+        f.add(
+            &format!("spool.ingest.component.l{level}.vs_host_native"),
+            hn / c,
+            "x",
+            None,
+            format!(
+                "plugin component rate / native engine rate, both through the host client: \
+                 the component's own cost; {:.0} rows/s native engine",
+                rows / hn
+            ),
         );
         let figure = format!("spool.ingest.standalone.l{level}.vs_native");
         let target = Some(Target::AtLeast(0.5));
