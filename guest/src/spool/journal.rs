@@ -41,6 +41,26 @@ pub struct RowsInMemory {
 }
 
 impl RowsInMemory {
+    /// Empty, with room for `size` (a journal's kept JSON bytes and rows, capped at
+    /// [`MEMORY_CAP`]): sized like the journal before, a segment's rows are not copied again
+    /// each time the buffer doubles.
+    pub fn with_capacity(size: KeptSize) -> Self {
+        let bytes = size.bytes.min(MEMORY_CAP);
+        RowsInMemory {
+            json: Vec::with_capacity(bytes),
+            // Every row is at least one byte.
+            ends: Vec::with_capacity(size.rows.min(bytes)),
+        }
+    }
+
+    /// The JSON bytes and rows kept.
+    pub fn size(&self) -> KeptSize {
+        KeptSize {
+            bytes: self.json.len(),
+            rows: self.ends.len(),
+        }
+    }
+
     /// Keep one more row; `false` (and nothing kept) once the cap would be passed.
     pub fn push(&mut self, json: &[u8]) -> bool {
         if self.json.len() + json.len() > MEMORY_CAP {
@@ -62,6 +82,34 @@ impl RowsInMemory {
         starts
             .zip(self.ends.iter().copied())
             .map(|(start, end)| &self.json[start..end])
+    }
+}
+
+/// The size of a journal's rows kept in memory: what the next journal reserves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeptSize {
+    /// Bytes of row JSON.
+    pub bytes: usize,
+    /// Rows.
+    pub rows: usize,
+}
+
+impl KeptSize {
+    /// The larger of `self` decayed by a quarter and `latest`: a short journal (one cut by a
+    /// flush) lowers the next reservation only gradually, a larger one raises it at once.
+    pub fn after(self, latest: KeptSize) -> KeptSize {
+        KeptSize {
+            bytes: (self.bytes - self.bytes / 4).max(latest.bytes),
+            rows: (self.rows - self.rows / 4).max(latest.rows),
+        }
+    }
+
+    /// Bytes of one journal line of an average row (0 while nothing is known).
+    pub fn line_bytes(self) -> usize {
+        match self.bytes.checked_div(self.rows) {
+            Some(row) => row + PREFIX + 1,
+            None => 0,
+        }
     }
 }
 
@@ -178,6 +226,50 @@ mod tests {
         let big = vec![b'1'; MEMORY_CAP];
         assert!(!m.push(&big));
         assert_eq!(m.rows(), 3);
+    }
+
+    #[test]
+    fn a_journal_reserves_what_the_last_ones_kept() {
+        let mut m = RowsInMemory::with_capacity(KeptSize {
+            bytes: 100,
+            rows: 10,
+        });
+        assert!(m.json.capacity() >= 100 && m.ends.capacity() >= 10);
+        assert!(m.push(b"{}") && m.push(b"[1]"));
+        assert_eq!(m.size(), KeptSize { bytes: 5, rows: 2 });
+        // Never more than the cap, never more ends than bytes.
+        let capped = RowsInMemory::with_capacity(KeptSize {
+            bytes: 2 * MEMORY_CAP,
+            rows: 10,
+        });
+        assert_eq!(capped.json.capacity(), MEMORY_CAP);
+        let few = RowsInMemory::with_capacity(KeptSize {
+            bytes: 10,
+            rows: 1000,
+        });
+        assert_eq!(few.ends.capacity(), 10);
+        // A larger journal raises the size at once, a smaller one lowers it by a quarter.
+        let k = KeptSize::default().after(KeptSize {
+            bytes: 4000,
+            rows: 10,
+        });
+        assert_eq!(
+            k,
+            KeptSize {
+                bytes: 4000,
+                rows: 10
+            }
+        );
+        let k = k.after(KeptSize { bytes: 40, rows: 1 });
+        assert_eq!(
+            k,
+            KeptSize {
+                bytes: 3000,
+                rows: 8
+            }
+        );
+        assert_eq!(k.line_bytes(), 3000 / 8 + PREFIX + 1);
+        assert_eq!(KeptSize::default().line_bytes(), 0);
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub use stats::SpoolStats;
 pub use worker::FinishWorker;
 
 use cipher::Cipher;
-use journal::RowsInMemory;
+use journal::{KeptSize, RowsInMemory};
 use name::JournalName;
 
 /// State shared by the spool and its readers.
@@ -238,6 +238,17 @@ struct Writer {
     in_flight: usize,
     /// Their rows (still pending).
     in_flight_rows: u64,
+    /// What the journals sealed lately kept in memory: a new journal reserves about as much.
+    kept: KeptSize,
+}
+
+impl Writer {
+    /// Note the size of `memory`, the rows in memory of a journal being sealed.
+    fn note_kept(&mut self, memory: Option<&RowsInMemory>) {
+        if let Some(m) = memory {
+            self.kept = self.kept.after(m.size());
+        }
+    }
 }
 
 /// With deferred finishing, `put` finishes a sealed journal itself only once more than this
@@ -293,6 +304,7 @@ impl<R> Spool<R> {
                 last_stop,
                 in_flight: 0,
                 in_flight_rows: 0,
+                kept: KeptSize::default(),
             }),
             finished: Condvar::new(),
             sealed_signal: Condvar::new(),
@@ -614,6 +626,7 @@ impl<R> Spool<R> {
             }
             // After a refused chunk (`limit`) the journal is read back: only it was cut.
             let memory = a.rows_in_memory().filter(|_| limit.is_none());
+            w.note_kept(memory.as_ref());
             w.sealed.push(Sealed {
                 journal: a.journal,
                 limit: Some(limit.unwrap_or(a.committed)),
@@ -634,6 +647,7 @@ impl<R> Spool<R> {
         }
         if let Some(mut a) = w.active.take() {
             let memory = a.rows_in_memory();
+            w.note_kept(memory.as_ref());
             w.sealed.push(Sealed {
                 journal: a.journal,
                 limit: Some(a.committed),
@@ -691,7 +705,8 @@ impl<R> Spool<R> {
         Ok(done)
     }
 
-    fn open_journal(&self, now: i64) -> Result<Active> {
+    /// A new active journal; its rows in memory get room for `kept`.
+    fn open_journal(&self, now: i64, kept: KeptSize) -> Result<Active> {
         let journal = JournalName {
             identifier: self.shared.config.identifier.clone(),
             start_ms: now.max(0),
@@ -711,7 +726,7 @@ impl<R> Spool<R> {
             unsynced_rows: 0,
             last_sync_ms: now,
             dir_synced: false,
-            memory: Some(RowsInMemory::default()),
+            memory: Some(RowsInMemory::with_capacity(kept)),
         })
     }
 }

@@ -57,11 +57,15 @@ impl<R: Serialize> Spool<R> {
             }
         }
         let mut next = 0;
-        let mut buf = Vec::new();
-        let mut json = Vec::new();
+        // Lines go out in chunks of about WRITE_CHUNK: room for a chunk (or the whole put,
+        // when smaller) of lines as long as the last journals', so it is not regrown per put.
+        let line = w.kept.line_bytes().min(1 << 16);
+        let mut buf = Vec::with_capacity(count.saturating_mul(line).min(WRITE_CHUNK) + line);
+        let mut json = Vec::with_capacity(line);
         while next < count {
             if w.active.is_none() {
-                w.active = Some(self.open_journal(now)?);
+                let kept = w.kept;
+                w.active = Some(self.open_journal(now, kept)?);
             }
             let Some(a) = w.active.as_mut() else {
                 return Err(Error::internal("no active journal after opening one"));
