@@ -30,6 +30,7 @@ pub(crate) fn write_row<T: Serialize + ?Sized>(
 /// quote or backslash. Eight bytes at a time as one integer, without branching per byte; a
 /// string's last word overlaps the one before it instead of being finished byte by byte (most
 /// label names and values are shorter than 16 bytes, so this is one or two words).
+#[inline(always)]
 fn escape_free(bytes: &[u8]) -> bool {
     let n = bytes.len();
     if n >= 8 {
@@ -54,6 +55,7 @@ fn escape_free(bytes: &[u8]) -> bool {
 /// No byte of `word` is below 0x20, a quote or a backslash. Each test is the exact "some byte
 /// is below k" word test (k <= 128): subtracting k from every byte borrows out of a byte's top
 /// bit only where the byte is below k, and bytes with the top bit set are masked out by `!x`.
+#[inline(always)]
 fn clean(word: u64) -> bool {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const TOPS: u64 = ONES << 7;
@@ -75,9 +77,9 @@ impl Writer<'_> {
         serde_json::Serializer::new(&mut *self.out)
     }
 
+    #[inline(always)]
     fn string(&mut self, v: &str) -> Result {
         if escape_free(v.as_bytes()) {
-            self.out.reserve(v.len() + 2);
             self.out.push(b'"');
             self.out.extend_from_slice(v.as_bytes());
             self.out.push(b'"');
