@@ -17,7 +17,8 @@ use edgestore_host::bench::{
 
 /// Spool ingest at levels 1, 6, 11: native, raw Brotli on the same bytes (the pure-Rust
 /// `brotli` crate, and the C encoder segments are written with), the plugin component (its
-/// host compresses), the standalone one (it compresses in wasm).
+/// host compresses), the native engine behind the same host client, the standalone component
+/// (it compresses in wasm).
 fn ingest(c: &mut Criterion, host: &Host) {
     for (level, rows) in [(1u32, 50_000usize), (6, 20_000), (11, 5_000)] {
         let w = spool::IngestWorkload::new(rows, level);
@@ -57,6 +58,15 @@ fn ingest(c: &mut Criterion, host: &Host) {
             b.iter_custom(|iters| {
                 (0..iters)
                     .map(|_| w.host(host, Side::Component).expect("component ingest"))
+                    .sum()
+            })
+        });
+        // The native engine behind the same host client: the component's cost without the
+        // client's.
+        g.bench_function("host_native", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| w.host(host, Side::Native).expect("host native ingest"))
                     .sum()
             })
         });
