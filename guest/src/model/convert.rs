@@ -26,7 +26,7 @@ pub fn normalize(col: &Column, v: Value) -> Result<Value> {
 }
 
 /// Where the text of a row's JSON columns comes from, so it is parsed only when it may be
-/// invalid: validating a typed model's labels costs a creating row about a tenth of its time.
+/// invalid: parsing a typed model's label maps again cost `create_many` ~5 % of its instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JsonText {
     /// A caller's text (a WIT row, a dynamic row): validated.
