@@ -42,16 +42,6 @@ impl SerializedRows {
     pub fn into_rows(self) -> Vec<Row> {
         self.0
     }
-
-    /// How many rows.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// [`to_row`] of every model.

@@ -201,13 +201,7 @@ impl SqliteDatabase {
                 drop(state);
                 return open_connection(&self.options, self.kind, true).inspect_err(|_| {
                     // The slot is free again: a waiter may try to open it.
-                    let mut state = lock(&self.readers);
-                    state.opened -= 1;
-                    let someone_waits = state.waiting > 0;
-                    drop(state);
-                    if someone_waits {
-                        self.available.notify_one();
-                    }
+                    self.release(|state| state.opened -= 1);
                 });
             }
             state.waiting += 1;
@@ -220,8 +214,13 @@ impl SqliteDatabase {
     }
 
     fn checkin_reader(&self, conn: SqliteConnection) {
+        self.release(|state| state.idle.push(conn));
+    }
+
+    /// Apply `change` (a reader or a slot given back), then wake one waiter if one waits.
+    fn release(&self, change: impl FnOnce(&mut Readers)) {
         let mut state = lock(&self.readers);
-        state.idle.push(conn);
+        change(&mut state);
         let someone_waits = state.waiting > 0;
         drop(state);
         if someone_waits {
