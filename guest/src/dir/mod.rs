@@ -11,7 +11,7 @@
 //! | implementation | where | file |
 //! |---|---|---|
 //! | [`CapDir`] | native (`native` feature), capability-based | `cap.rs` |
-//! | [`PathDir`] | `std::fs` under a root; the component's preopened dir | `path.rs` |
+//! | [`PathDir`] | `std::fs` under a root; the component's preopened dir (new files written through WASI directly) | `path.rs`, `wasi_file.rs` |
 //! | [`MemDir`] | tests: live vs durable bytes, `crash()` | `mem.rs` |
 //! | [`FaultyDir`] | tests: wraps any directory, injects errors | `faulty.rs` |
 //! | [`WithCapacity`] | wraps any directory; capacity from a function (the component's host) | `capacity.rs` |
@@ -25,6 +25,8 @@ mod capacity;
 mod faulty;
 mod mem;
 mod path;
+#[cfg(target_os = "wasi")]
+mod wasi_file;
 
 #[cfg(feature = "native")]
 pub use cap::CapDir;

@@ -48,6 +48,10 @@ impl PathDir {
 impl Directory for PathDir {
     fn create_new(&self, name: &str) -> io::Result<Box<dyn WriteFile>> {
         check_name(name)?;
+        #[cfg(target_os = "wasi")]
+        if self.root.is_absolute() {
+            return Ok(Box::new(super::wasi_file::create_new(&self.path(name)?)?));
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
