@@ -27,6 +27,7 @@ fn main() {
         "wit",
         "Cargo.lock",
         "Cargo.toml",
+        ".cargo/config.toml",
     ] {
         println!(
             "cargo:rerun-if-changed={}",

@@ -63,6 +63,7 @@ conformance!(
     foreign_key_and_duplicate_errors,
     transactions_commit_roll_back_and_nest,
     spool_round_trip,
+    spool_segments_are_the_cores_bytes,
     spool_rotates_at_max_records,
     spool_interval_rotation_with_flush_due,
     spool_mark_uploaded_purge_usage,
@@ -345,6 +346,39 @@ async fn spool_round_trip(store: Store, _dir: &Path) {
         .await
         .unwrap();
     assert_eq!(one.len(), 1_000);
+}
+
+/// Each engine writes a segment byte for byte as the core does for the same rows and levels,
+/// whether it compresses itself (C or Rust Brotli, native or as wasm) or has the host do it.
+async fn spool_segments_are_the_cores_bytes(store: Store, dir: &Path) {
+    let rows = MetricGenerator::new(11, 1_700_000_000_000).batch(3_000);
+    for level in [1, 6] {
+        let id = format!("level{level}");
+        let mut config = spool_config("agent");
+        config.compression_level = level;
+        let spool = store.spool(&id, config.clone()).await.unwrap();
+        spool.put(rows[..2_000].to_vec()).await.unwrap();
+        spool.put(rows[2_000..].to_vec()).await.unwrap();
+        spool.flush().await.unwrap();
+        let segments = spool.segments(TimeRange::all()).await.unwrap();
+        assert_eq!(segments.len(), 1);
+        let written = std::fs::read(dir.join(&id).join(&segments[0].name)).unwrap();
+
+        let core_dir = tempfile::tempdir().unwrap();
+        let core =
+            edgestore::Spool::<edgestore::Metric>::open_path(core_dir.path(), config).unwrap();
+        core.put(&rows[..2_000]).unwrap();
+        core.put(&rows[2_000..]).unwrap();
+        core.flush().unwrap();
+        let name = core.segments(TimeRange::all()).unwrap().pop().unwrap().name;
+        let expected = std::fs::read(core_dir.path().join(name)).unwrap();
+        assert!(
+            written == expected,
+            "level {level}: the segment ({} bytes) differs from the core's ({} bytes)",
+            written.len(),
+            expected.len()
+        );
+    }
 }
 
 async fn spool_rotates_at_max_records(store: Store, _dir: &Path) {

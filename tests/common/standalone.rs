@@ -67,7 +67,7 @@ pub fn standalone_component() -> PathBuf {
             ("CC_wasm32_wasip2", "clang".to_owned()),
             (
                 "CFLAGS_wasm32_wasip2",
-                format!("--sysroot={}", sysroot.display()),
+                format!("--sysroot={} -msimd128", sysroot.display()),
             ),
         ],
         &out,
