@@ -58,6 +58,7 @@ macro_rules! conformance {
 
 conformance!(
     crud_every_trait_method,
+    get_many_in_order_with_missing_rows,
     composite_keys_json_generated_and_nulls,
     find_conditions_order_limit_offset,
     foreign_key_and_duplicate_errors,
@@ -114,6 +115,44 @@ async fn crud_every_trait_method(store: Store, _dir: &Path) {
     assert_eq!(missing.code(), ErrorCode::NotFound);
     assert_eq!(tags.delete_all().await.unwrap(), 52);
     assert_eq!(tags.count().await.unwrap(), 0);
+}
+
+async fn get_many_in_order_with_missing_rows(store: Store, _dir: &Path) {
+    let tags: Tags = store.storage().await.unwrap();
+    let rows: Vec<_> = (0..20)
+        .map(|i| tag("pod", &format!("m{i}"), (i % 2 == 0).then_some("prod")))
+        .collect();
+    tags.create_many(&rows).await.unwrap();
+    assert!(tags.get_many(&[]).await.unwrap().is_empty());
+    let keys = vec![
+        rows[7].key(),
+        key("pod", "absent", None),
+        rows[0].key(),
+        rows[7].key(),
+        // The namespace is part of the key: m3 is stored without one.
+        key("pod", "m3", Some("prod")),
+    ];
+    let got: Vec<_> = tags
+        .get_many(&keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.map(|t| (t.id, t.labels)))
+        .collect();
+    let want = |i: usize| Some((rows[i].id, rows[i].labels.clone()));
+    assert_eq!(got, [want(7), None, want(0), want(7), None]);
+    // Inside a transaction, its own uncommitted rows are seen.
+    let fresh = tag("node", "fresh", None);
+    let (new, old) = (fresh.clone(), rows[1].key());
+    let inside = tags
+        .tx(move |tx| {
+            tx.create(&new)?;
+            tx.get_many(&[new.key(), old.clone()])
+        })
+        .await
+        .unwrap();
+    assert_eq!(inside[0].as_ref().map(|t| t.id), Some(fresh.id));
+    assert_eq!(inside[1].as_ref().map(|t| t.id), Some(rows[1].id));
 }
 
 async fn composite_keys_json_generated_and_nulls(store: Store, _dir: &Path) {

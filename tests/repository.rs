@@ -640,6 +640,62 @@ fn shared_cache_memory_dsn_is_visible_across_connections() {
     assert_eq!(private.count().unwrap(), 0);
 }
 
+/// `get_many` answers in the ids' order with `None` for missing rows, from a pooled reader
+/// (which it leaves outside any transaction: later reads see later commits), inside a
+/// transaction (seeing its uncommitted rows), and through the read cache.
+#[test]
+fn get_many_answers_in_order_and_leaves_no_transaction_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = SqliteOptions::new(dir.path().join("many.sqlite").to_str().unwrap());
+    // The writer and one reader: every read reuses the same reader connection.
+    opts.max_connections = 2;
+    let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open_with(opts).unwrap());
+    let s = tags(&db);
+    let (a, b) = (tag("pod", "a", Some("ns")), tag("node", "b", None));
+    s.create_many(&[a.clone(), b.clone()]).unwrap();
+    assert!(s.get_many(&[]).unwrap().is_empty());
+    let got = s
+        .get_many(&[b.key(), key("pod", "gone", None), a.key(), b.key()])
+        .unwrap();
+    let ids: Vec<_> = got.iter().map(|t| t.as_ref().map(|t| t.id)).collect();
+    assert_eq!(ids, [Some(b.id), None, Some(a.id), Some(b.id)]);
+
+    let mut a2 = a.clone();
+    a2.labels.insert("v".into(), "2".into());
+    s.update(&a2).unwrap();
+    let again = s.get_many(&[a.key()]).unwrap();
+    assert_eq!(again[0].as_ref().unwrap().labels, a2.labels);
+    assert_eq!(s.get(&a.key()).unwrap().labels, a2.labels);
+
+    let c = tag("pod", "c", Some("ns"));
+    s.tx(|tx| {
+        tx.create(&c)?;
+        let seen = tx.get_many(&[c.key(), a.key()])?;
+        assert!(seen.iter().all(Option::is_some));
+        Ok(())
+    })
+    .unwrap();
+
+    let cached = Tags::open_with(
+        db.clone(),
+        RepositoryOptions {
+            read_cache: Some(16),
+        },
+    )
+    .unwrap();
+    cached.get(&a.key()).unwrap();
+    let mixed = cached.get_many(&[a.key(), c.key()]).unwrap();
+    assert_eq!(mixed[1].as_ref().unwrap().id, c.id);
+    assert_eq!(cached.dynamic().cached_rows(), 2);
+    cached.delete(&c.key()).unwrap();
+    assert!(cached.get_many(&[c.key()]).unwrap()[0].is_none());
+
+    // A bad key fails the batch before any read.
+    let r = s.dynamic();
+    let err = r.get_many(&[vec![Value::Text("pod".into())]]).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+}
+
 const THREADS: usize = 8;
 const PER_THREAD: usize = 40;
 

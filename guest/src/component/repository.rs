@@ -58,6 +58,17 @@ macro_rules! table_ops {
                 self.inner.get(&table, &key_from_wit(key)).map(row_into_wit)
             })
         }
+        fn get_many(
+            &self,
+            table: String,
+            keys: Vec<types::Key>,
+        ) -> Result<Vec<Option<types::Row>>, types::Error> {
+            track(concat!($op, ".get-many"), || {
+                let keys: Vec<_> = keys.into_iter().map(key_from_wit).collect();
+                let rows = self.inner.get_many(&table, &keys)?;
+                Ok(rows.into_iter().map(|r| r.map(row_into_wit)).collect())
+            })
+        }
         fn find(&self, table: String, query: r::Query) -> Result<Vec<types::Row>, types::Error> {
             track(concat!($op, ".find"), || {
                 let rows = self.inner.find(&table, &query_from_wit(query)?)?;

@@ -114,6 +114,12 @@ macro_rules! dynamic_traits {
             ) -> $crate::Result<Vec<$crate::model::Row>> {
                 $crate::repository::ops::find_all(self, query)
             }
+            fn get_many(
+                &self,
+                ids: &[$crate::model::Key],
+            ) -> $crate::Result<Vec<Option<$crate::model::Row>>> {
+                $crate::repository::ops::get_many(self, ids)
+            }
         }
 
         impl $crate::repository::Updater<$crate::model::Row> for $ty {

@@ -38,6 +38,8 @@ pub(crate) trait Exec {
     fn core(&self) -> &Core;
     /// Run a read.
     fn read<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
+    /// Run several reads on one snapshot (one read transaction).
+    fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
     /// Run a write.
     fn write<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R>;
     /// Run a write atomically (a transaction, or a savepoint inside one).
@@ -212,6 +214,54 @@ pub(crate) fn get<E: Exec>(e: &E, key: &Key) -> Result<Row> {
         cache.insert(g, &key, row.clone());
     }
     Ok(row)
+}
+
+/// [`get`] of many keys: cached rows from the cache, the others from one snapshot.
+pub(crate) fn get_many<E: Exec>(e: &E, keys: &[Key]) -> Result<Vec<Option<Row>>> {
+    let core = e.core();
+    let keys = keys
+        .iter()
+        .map(|k| prepare_key(&core.schema, k))
+        .collect::<Result<Vec<_>>>()?;
+    let cache = core.cache.as_ref().filter(|_| e.may_cache());
+    let mut out: Vec<Option<Row>> = match cache {
+        Some(c) => keys.iter().map(|k| c.get(k)).collect(),
+        None => vec![None; keys.len()],
+    };
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let generation = cache.map(ReadCache::generation);
+    let read = e.read_snapshot(|c| {
+        missing
+            .iter()
+            .map(|&i| Ok(c.query(&core.sql.get, &keys[i])?.pop()))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    for (i, row) in missing.into_iter().zip(read) {
+        if let (Some(cache), Some(g), Some(row)) = (cache, generation, &row) {
+            cache.insert(g, &keys[i], row.clone());
+        }
+        out[i] = row;
+    }
+    Ok(out)
+}
+
+/// Run `f` on `conn` inside a read transaction (`BEGIN` .. `COMMIT`), so its statements share
+/// one snapshot and one acquisition of the read lock. The transaction ends whatever `f`
+/// returns: a connection never goes back to its pool inside one.
+pub(crate) fn in_read_transaction<R>(
+    conn: &dyn Connection,
+    f: impl FnOnce(&dyn Connection) -> Result<R>,
+) -> Result<R> {
+    conn.execute("BEGIN DEFERRED", &[])?;
+    let result = f(conn);
+    // A read-only transaction has nothing to commit: COMMIT and ROLLBACK both just end it.
+    let ended = conn.execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" }, &[]);
+    let value = result?;
+    ended?;
+    Ok(value)
 }
 
 pub(crate) fn find_all<E: Exec>(e: &E, query: &Query) -> Result<Vec<Row>> {

@@ -98,6 +98,10 @@ impl Exec for SqlRepository {
         with_reader(&*self.core.db, f)
     }
 
+    fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R> {
+        with_reader(&*self.core.db, |c| super::ops::in_read_transaction(c, f))
+    }
+
     fn write<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R> {
         with_writer(&*self.core.db, f)
     }

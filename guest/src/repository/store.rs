@@ -177,6 +177,10 @@ macro_rules! table_ops {
             pub fn get(&self, table: &str, key: &Key) -> Result<Row> {
                 self.with_table(table, |t| t.get(key))
             }
+            /// The rows with these keys, in order (`None` where missing), from one snapshot.
+            pub fn get_many(&self, table: &str, keys: &[Key]) -> Result<Vec<Option<Row>>> {
+                self.with_table(table, |t| t.get_many(keys))
+            }
             /// Rows matching the query.
             pub fn find(&self, table: &str, query: &Query) -> Result<Vec<Row>> {
                 self.with_table(table, |t| t.find_all(query))
@@ -209,6 +213,7 @@ trait Ops {
     fn upsert(&self, row: &Row) -> Result<()>;
     fn insert_or_ignore(&self, row: &Row) -> Result<bool>;
     fn get(&self, key: &Key) -> Result<Row>;
+    fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Row>>>;
     fn find_all(&self, query: &Query) -> Result<Vec<Row>>;
     fn update(&self, row: &Row) -> Result<()>;
     fn delete(&self, key: &Key) -> Result<bool>;
@@ -236,6 +241,9 @@ macro_rules! forward_ops {
             }
             fn get(&self, key: &Key) -> Result<Row> {
                 Reader::get(self, key)
+            }
+            fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Row>>> {
+                Reader::get_many(self, keys)
             }
             fn find_all(&self, query: &Query) -> Result<Vec<Row>> {
                 Reader::find_all(self, query)

@@ -4,7 +4,7 @@
 //! Both layers implement them: the dynamic layer with `M = Row`, `Id = Key` (what WIT exposes),
 //! the typed layer with a [`crate::model::Model`] and its id type.
 
-use crate::error::Result;
+use crate::error::{ErrorCode, Result};
 use crate::model::Query;
 
 /// How a transaction takes its locks.
@@ -54,6 +54,22 @@ pub trait Reader<M, Id: ?Sized> {
     fn find_first(&self, query: &Query) -> Result<Option<M>>;
     /// Every item matching the query.
     fn find_all(&self, query: &Query) -> Result<Vec<M>>;
+    /// The items with these ids, in the ids' order, `None` where nothing is stored. The SQL
+    /// stores read the whole batch in one read transaction: every row comes from the same
+    /// snapshot, and the database's read lock is taken once rather than once per id (on a
+    /// file database that lock is a large part of what a single `get` costs).
+    fn get_many(&self, ids: &[Id]) -> Result<Vec<Option<M>>>
+    where
+        Id: Sized,
+    {
+        ids.iter()
+            .map(|id| match self.get(id) {
+                Ok(item) => Ok(Some(item)),
+                Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
 }
 
 /// Updating.

@@ -129,6 +129,11 @@ impl Exec for Transaction<'_> {
         f(self.conn)
     }
 
+    fn read_snapshot<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R> {
+        // Already one transaction.
+        f(self.conn)
+    }
+
     fn write<R>(&self, f: impl FnOnce(&dyn Connection) -> Result<R>) -> Result<R> {
         f(self.conn)
     }

@@ -88,6 +88,21 @@ impl<M: Model, Id: Serialize + ?Sized, E: DynamicStore> Reader<M, Id> for SqlSto
         self.model(self.inner.get(&key)?)
     }
 
+    fn get_many(&self, ids: &[Id]) -> Result<Vec<Option<M>>>
+    where
+        Id: Sized,
+    {
+        let keys = ids
+            .iter()
+            .map(|id| to_key(self.inner.schema(), id))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner
+            .get_many(&keys)?
+            .into_iter()
+            .map(|row| row.map(|r| self.model(r)).transpose())
+            .collect()
+    }
+
     fn find_first(&self, query: &Query) -> Result<Option<M>> {
         self.inner
             .find_first(query)?

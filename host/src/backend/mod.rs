@@ -26,6 +26,8 @@ pub(crate) trait DynOps {
     fn upsert(&self, row: &Row) -> edgestore::Result<()>;
     fn insert_or_ignore(&self, row: &Row) -> edgestore::Result<bool>;
     fn get(&self, key: &Key) -> edgestore::Result<Row>;
+    /// Rows of these keys in order (`None` where missing), from one snapshot.
+    fn get_many(&self, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>>;
     fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>>;
     fn update(&self, row: &Row) -> edgestore::Result<()>;
     fn delete(&self, key: &Key) -> edgestore::Result<bool>;

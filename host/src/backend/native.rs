@@ -167,6 +167,9 @@ macro_rules! table_scope {
             fn get(&self, table: &str, key: &Key) -> edgestore::Result<Row> {
                 <$ty>::get(self, table, key)
             }
+            fn get_many(&self, table: &str, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>> {
+                <$ty>::get_many(self, table, keys)
+            }
             fn find(&self, table: &str, query: &Query) -> edgestore::Result<Vec<Row>> {
                 <$ty>::find(self, table, query)
             }

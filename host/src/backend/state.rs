@@ -135,6 +135,7 @@ pub(crate) trait TableScope {
     fn upsert(&self, table: &str, row: &Row) -> edgestore::Result<()>;
     fn insert_or_ignore(&self, table: &str, row: &Row) -> edgestore::Result<bool>;
     fn get(&self, table: &str, key: &Key) -> edgestore::Result<Row>;
+    fn get_many(&self, table: &str, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>>;
     fn find(&self, table: &str, query: &Query) -> edgestore::Result<Vec<Row>>;
     fn update(&self, table: &str, row: &Row) -> edgestore::Result<()>;
     fn delete(&self, table: &str, key: &Key) -> edgestore::Result<bool>;
@@ -203,6 +204,9 @@ impl<S: TxStore> DynOps for TableOps<'_, S> {
     }
     fn get(&self, key: &Key) -> edgestore::Result<Row> {
         self.scope().get(self.table, key)
+    }
+    fn get_many(&self, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>> {
+        self.scope().get_many(self.table, keys)
     }
     fn find(&self, query: &Query) -> edgestore::Result<Vec<Row>> {
         self.scope().find(self.table, query)
@@ -374,6 +378,10 @@ mod tests {
         fn get(&self, table: &str, key: &Key) -> edgestore::Result<Row> {
             self.record(&format!("get {table}"));
             Ok(key.clone())
+        }
+        fn get_many(&self, table: &str, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>> {
+            self.record(&format!("get_many {table}"));
+            Ok(keys.iter().cloned().map(Some).collect())
         }
         fn find(&self, table: &str, _: &Query) -> edgestore::Result<Vec<Row>> {
             self.record(&format!("find {table}"));

@@ -202,6 +202,9 @@ fn pass(ok: bool) -> BenchStatus {
 const MB: f64 = 1e6;
 /// Rows of the hot working set of the read-cache figures.
 const HOT_ROWS: usize = 1_000;
+
+/// Keys per `get_many` batch in the repository figures (an agent checking a page of resources).
+const GET_MANY_BATCH: usize = 100;
 const US: f64 = 1e6;
 
 /// Run the figures of `mode` in `only` (every group when empty); `progress` sees each figure
@@ -591,6 +594,7 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
     let mut p = repo::Points::new(sizes.point_rows)?;
     let (mut off, mut on, mut hot_off, mut hot_on) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut many) = (Vec::new(), Vec::new());
     // Interleave cache off and on in slices so both see the same machine.
     let slices = 10usize;
     let hot = HOT_ROWS.min(sizes.point_rows);
@@ -599,6 +603,8 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         on.extend(p.get(sizes.reads / slices, true, s as u64)?);
         hot_off.extend(p.get_hot(hot, sizes.reads / slices, false, s as u64)?);
         hot_on.extend(p.get_hot(hot, sizes.reads / slices, true, s as u64)?);
+        raw.extend(p.get_raw(sizes.reads / slices, s as u64)?);
+        many.extend(p.get_many(sizes.reads / slices, GET_MANY_BATCH, s as u64)?);
     }
     let note = format!("{} stored rows, {} gets", sizes.point_rows, off.len());
     let hot_note = format!(
@@ -619,6 +625,33 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         "us",
         None,
         note.clone(),
+    );
+    f.add(
+        "repo.get.raw_rusqlite.p50",
+        median(&raw) * US,
+        "us",
+        None,
+        "the repository's SELECT on a bare rusqlite connection to the same file (reader \
+         pragmas, statement cached, columns read into owned values): SQLite's own floor"
+            .into(),
+    );
+    f.add(
+        "repo.get.native.vs_raw",
+        median(&raw) / median(&off),
+        "x",
+        None,
+        "raw p50 / repository p50 (1.0: the repository adds nothing)".into(),
+    );
+    f.add(
+        "repo.get_many.native.per_key.p50",
+        median(&many) * US,
+        "us",
+        None,
+        format!(
+            "get_many of {GET_MANY_BATCH} random keys (one read transaction) / {GET_MANY_BATCH}, \
+             {} batches",
+            many.len()
+        ),
     );
     f.add(
         "repo.get.cache_on.p50",
@@ -692,10 +725,13 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
     let hc = repo::HostPoints::new(host, Side::Component, sizes.point_rows)?;
     let (mut gn, mut gc, mut pn, mut pc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut kn, mut kc, mut mn, mut mc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut gmn, mut gmc) = (Vec::new(), Vec::new());
     let big = (sizes.calls / 10).max(1);
     for s in 0..slices {
         gn.extend(hn.get(host, sizes.reads / slices, s as u64)?);
         gc.extend(hc.get(host, sizes.reads / slices, s as u64)?);
+        gmn.extend(hn.get_many(host, sizes.reads / slices, GET_MANY_BATCH, s as u64)?);
+        gmc.extend(hc.get_many(host, sizes.reads / slices, GET_MANY_BATCH, s as u64)?);
         pn.extend(hn.ping(host, sizes.calls / slices)?);
         pc.extend(hc.ping(host, sizes.calls / slices)?);
         kn.extend(hn.round_trip(host, 1 << 10, (sizes.calls / slices / 10).max(1))?);
@@ -718,6 +754,26 @@ fn repo_figures(f: &mut Figures, host: &Host, sizes: &Sizes) -> Result<()> {
         "us",
         Some(Target::AtMost(10.0)),
         format!("through the host client, {} gets", gc.len()),
+    );
+    f.add(
+        "repo.get_many.host_native.per_key.p50",
+        median(&gmn) * US,
+        "us",
+        None,
+        format!(
+            "get_many of {GET_MANY_BATCH} random keys through the host client / {GET_MANY_BATCH}"
+        ),
+    );
+    f.add(
+        "repo.get_many.component.per_key.p50",
+        median(&gmc) * US,
+        "us",
+        None,
+        format!(
+            "get_many of {GET_MANY_BATCH} random keys through the host client / {GET_MANY_BATCH}, \
+             {} batches",
+            gmc.len()
+        ),
     );
     let pairs = [
         ("boundary.empty_call", &pn, &pc, "ping".to_string()),

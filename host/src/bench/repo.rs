@@ -267,6 +267,11 @@ pub struct Points {
     _dir: TempDir,
     plain: Tags,
     cached: Tags,
+    /// A bare rusqlite connection on the same file, set up as the repository's readers are
+    /// (`mmap_size`, `query_only`): the floor a `get` cannot go below.
+    raw: rusqlite::Connection,
+    /// The repository's own `get` statement, for `raw`.
+    get_sql: String,
     next_new: usize,
 }
 
@@ -278,13 +283,69 @@ impl Points {
         let plain = open_native(dir.path(), None)?;
         plain.create_many(&rows)?;
         let cached = open_native(dir.path(), Some(n.max(1)))?;
+        let raw = rusqlite::Connection::open(dir.path().join("bench.sqlite"))?;
+        raw.query_row(
+            &format!(
+                "PRAGMA mmap_size = {}",
+                edgestore::sql::sqlite::DEFAULT_MMAP_SIZE
+            ),
+            [],
+            |_| Ok(()),
+        )?;
+        raw.execute_batch("PRAGMA query_only = ON")?;
+        let get_sql = edgestore::sql::dml::Statements::new(&ResourceTags::schema()).get;
         Ok(Points {
             rows,
             _dir: dir,
             plain,
             cached,
+            raw,
+            get_sql,
             next_new: n,
         })
+    }
+
+    fn random_keys(&self, among: usize, count: usize, seed: u64) -> Vec<ResourceTagsKey> {
+        let among = among.clamp(1, self.rows.len().max(1));
+        let mut idx = Indices::new(seed);
+        (0..count)
+            .map(|_| self.rows[idx.below(among)].key())
+            .collect()
+    }
+
+    /// `count` gets of random stored keys on the bare connection: the repository's statement
+    /// (prepared once, cached), its key bound, every column read into an owned value. Each
+    /// timed.
+    pub fn get_raw(&self, count: usize, seed: u64) -> Result<Vec<f64>> {
+        let keys = self.random_keys(self.rows.len(), count, seed);
+        let mut out = Vec::with_capacity(count);
+        for (kind, name, ns) in &keys {
+            let t = Instant::now();
+            let mut stmt = self.raw.prepare_cached(&self.get_sql)?;
+            let width = stmt.column_count();
+            let row: Vec<rusqlite::types::Value> = stmt
+                .query_row(rusqlite::params![kind, name, ns], |r| {
+                    (0..width).map(|i| r.get(i)).collect()
+                })?;
+            out.push(secs(t.elapsed()));
+            std::hint::black_box(row);
+        }
+        Ok(out)
+    }
+
+    /// `count` random stored keys read by `get_many` in batches of `batch`; one sample per
+    /// batch: its time divided by its keys.
+    pub fn get_many(&self, count: usize, batch: usize, seed: u64) -> Result<Vec<f64>> {
+        let keys = self.random_keys(self.rows.len(), count, seed);
+        let mut out = Vec::with_capacity(count / batch.max(1) + 1);
+        for chunk in keys.chunks(batch.max(1)) {
+            let t = Instant::now();
+            let got = self.plain.get_many(chunk)?;
+            out.push(secs(t.elapsed()) / chunk.len() as f64);
+            check_all_found(&got)?;
+            std::hint::black_box(got);
+        }
+        Ok(out)
     }
 
     /// `count` gets of random stored keys, each timed; `cache` picks the cached storage.
@@ -304,13 +365,7 @@ impl Points {
 
     fn get_among(&self, among: usize, count: usize, cache: bool, seed: u64) -> Result<Vec<f64>> {
         let tags = if cache { &self.cached } else { &self.plain };
-        let among = among.clamp(1, self.rows.len().max(1));
-        let keys: Vec<ResourceTagsKey> = {
-            let mut idx = Indices::new(seed);
-            (0..count)
-                .map(|_| self.rows[idx.below(among)].key())
-                .collect()
-        };
+        let keys = self.random_keys(among, count, seed);
         let mut out = Vec::with_capacity(count);
         for k in &keys {
             let t = Instant::now();
@@ -416,6 +471,26 @@ impl HostPoints {
         })
     }
 
+    /// `count` random stored keys read by `get_many` in batches of `batch`; one sample per
+    /// batch: its time divided by its keys.
+    pub fn get_many(&self, host: &Host, count: usize, batch: usize, seed: u64) -> Result<Vec<f64>> {
+        let mut idx = Indices::new(seed);
+        let keys: Vec<ResourceTagsKey> = (0..count)
+            .map(|_| self.rows[idx.below(self.rows.len())].key())
+            .collect();
+        host.rt.block_on(async {
+            let mut out = Vec::with_capacity(count / batch.max(1) + 1);
+            for chunk in keys.chunks(batch.max(1)) {
+                let t = Instant::now();
+                let got = self.tags.get_many(chunk).await?;
+                out.push(secs(t.elapsed()) / chunk.len() as f64);
+                check_all_found(&got)?;
+                std::hint::black_box(got);
+            }
+            Ok(out)
+        })
+    }
+
     /// `count` empty calls (`ping`), each timed.
     pub fn ping(&self, host: &Host, count: usize) -> Result<Vec<f64>> {
         host.rt.block_on(async {
@@ -453,5 +528,16 @@ impl HostPoints {
     /// Close the store.
     pub fn close(self, host: &Host) -> Result<()> {
         Ok(host.rt.block_on(self.store.close())?)
+    }
+}
+
+/// Every key of a `get_many` batch was stored, so every answer must be a row.
+fn check_all_found(got: &[Option<ResourceTags>]) -> Result<()> {
+    match got.iter().filter(|r| r.is_none()).count() {
+        0 => Ok(()),
+        missing => Err(BenchError::Check(format!(
+            "get_many missed {missing} of {} stored keys",
+            got.len()
+        ))),
     }
 }

@@ -116,6 +116,25 @@ where
             .await
     }
 
+    /// The items with these ids, in order (`None` where nothing is stored), in one call and
+    /// one read transaction: a consistent snapshot, and far cheaper per id than [`Self::get`].
+    pub async fn get_many(&self, ids: &[Id]) -> Result<Vec<Option<M>>>
+    where
+        Id: Sized,
+    {
+        let keys = ids
+            .iter()
+            .map(|id| to_key(&self.schema, id))
+            .collect::<edgestore::Result<Vec<_>>>()?;
+        self.table("get_many", move |ops, schema| {
+            ops.get_many(&keys)?
+                .into_iter()
+                .map(|row| row.map(|r| from_row(schema, r)).transpose())
+                .collect()
+        })
+        .await
+    }
+
     /// The first item matching the query.
     pub async fn find_first(&self, query: &Query) -> Result<Option<M>> {
         let q = query.clone().limit(1);

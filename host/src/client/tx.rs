@@ -54,6 +54,20 @@ impl<M: Model, Id: Serialize + ?Sized> Reader<M, Id> for TxStorage<'_, M, Id> {
     fn get(&self, id: &Id) -> edgestore::Result<M> {
         from_row(self.schema, self.ops.get(&to_key(self.schema, id)?)?)
     }
+    fn get_many(&self, ids: &[Id]) -> edgestore::Result<Vec<Option<M>>>
+    where
+        Id: Sized,
+    {
+        let keys = ids
+            .iter()
+            .map(|id| to_key(self.schema, id))
+            .collect::<edgestore::Result<Vec<_>>>()?;
+        self.ops
+            .get_many(&keys)?
+            .into_iter()
+            .map(|row| row.map(|r| from_row(self.schema, r)).transpose())
+            .collect()
+    }
     fn find_first(&self, query: &Query) -> edgestore::Result<Option<M>> {
         let q = query.clone().limit(1);
         Ok(self.find_all(&q)?.into_iter().next())

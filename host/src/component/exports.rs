@@ -72,6 +72,13 @@ macro_rules! table_scope {
                     .call(|st| g.call_get(st, self.res, table, &k))
                     .map(row_from_wit)
             }
+            fn get_many(&self, table: &str, keys: &[Key]) -> edgestore::Result<Vec<Option<Row>>> {
+                let g = self.guest();
+                let ks: Vec<Vec<t::Value>> = keys.iter().map(wit_row).collect();
+                self.ctx
+                    .call(|st| g.call_get_many(st, self.res, table, &ks))
+                    .map(|rows| rows.into_iter().map(|r| r.map(row_from_wit)).collect())
+            }
             fn find(&self, table: &str, query: &Query) -> edgestore::Result<Vec<Row>> {
                 let (g, q) = (self.guest(), query_to_wit(query));
                 self.ctx

@@ -249,6 +249,10 @@ impl r::GuestStore for StoreRes {
         Err(refused("get"))
     }
 
+    fn get_many(&self, _table: String, _keys: Vec<Row>) -> Result<Vec<Option<Row>>, Error> {
+        Err(refused("get-many"))
+    }
+
     fn find(&self, _table: String, _query: r::Query) -> Result<Vec<Row>, Error> {
         Err(refused("find"))
     }
@@ -324,6 +328,10 @@ impl r::GuestTransaction for TxRes {
 
     fn get(&self, _table: String, _key: Row) -> Result<Row, Error> {
         Err(refused("get"))
+    }
+
+    fn get_many(&self, _table: String, _keys: Vec<Row>) -> Result<Vec<Option<Row>>, Error> {
+        Err(refused("get-many"))
     }
 
     fn find(&self, _table: String, _query: r::Query) -> Result<Vec<Row>, Error> {
