@@ -134,7 +134,13 @@ fn total(latencies: Vec<f64>) -> Duration {
     Duration::from_secs_f64(latencies.iter().sum())
 }
 
-/// Point operations on the core: get (cache off and on), indexed find, create, update.
+/// Total time of full 100-key `get_many` batches from their per-key samples.
+fn batches_total(per_key: Vec<f64>) -> Duration {
+    Duration::from_secs_f64(per_key.iter().sum::<f64>() * 100.0)
+}
+
+/// Point operations on the core: get (cache off and on, and raw rusqlite beside it), get_many
+/// of 100 keys, indexed find, create, update.
 fn points(c: &mut Criterion) {
     let mut p = repo::Points::new(100_000).expect("rows");
     let mut g = c.benchmark_group("repo_point_native");
@@ -143,6 +149,13 @@ fn points(c: &mut Criterion) {
     });
     g.bench_function("get_cache_on", |b| {
         b.iter_custom(|n| total(p.get(n as usize, true, n).expect("get")))
+    });
+    g.bench_function("get_raw_rusqlite", |b| {
+        b.iter_custom(|n| total(p.get_raw(n as usize, n).expect("raw get")))
+    });
+    // One iteration: a batch of 100 keys in one read transaction.
+    g.bench_function("get_many_100", |b| {
+        b.iter_custom(|n| batches_total(p.get_many(n as usize * 100, 100, n).expect("get_many")))
     });
     g.bench_function("find_indexed", |b| {
         b.iter_custom(|n| total(p.find_indexed(n as usize, n).expect("find")))
@@ -171,6 +184,14 @@ fn boundary(c: &mut Criterion, host: &Host) {
         });
         g.bench_function(BenchmarkId::new("get_by_id", name), |b| {
             b.iter_custom(|n| total(p.get(host, n as usize, n).expect("get")))
+        });
+        g.bench_function(BenchmarkId::new("get_many_100", name), |b| {
+            b.iter_custom(|n| {
+                batches_total(
+                    p.get_many(host, n as usize * 100, 100, n)
+                        .expect("get_many"),
+                )
+            })
         });
         for (label, bytes) in [
             ("round_trip_1kb", 1usize << 10),
