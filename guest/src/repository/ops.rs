@@ -334,4 +334,30 @@ mod tests {
             "resource_tags key type/name/namespace = node/worker-1/ not found"
         );
     }
+
+    /// The read transaction ends whether the reads succeed or fail, and a failure is the
+    /// caller's: the connection is ready for a new transaction either way.
+    #[test]
+    fn a_read_transaction_ends_on_success_and_on_error() {
+        use crate::sql::{with_reader, Connection};
+        use crate::Error;
+
+        let db = SqliteDatabase::open(":memory:").unwrap();
+        with_reader(&db, |c| {
+            let n = super::in_read_transaction(c, |c: &dyn Connection| {
+                Ok(c.query("SELECT 1", &[])?.len())
+            })?;
+            assert_eq!(n, 1);
+            let err = super::in_read_transaction(c, |c: &dyn Connection| {
+                c.query("SELECT 1", &[])?;
+                Err::<(), _>(Error::internal("a read failed"))
+            })
+            .unwrap_err();
+            assert_eq!(err.message(), "a read failed");
+            // Fails with "cannot start a transaction within a transaction" if one is open.
+            c.execute("BEGIN", &[])?;
+            c.execute("COMMIT", &[])
+        })
+        .unwrap();
+    }
 }
