@@ -10,7 +10,7 @@ use wit_parser::decoding::{decode, DecodedWasm};
 use wit_parser::{Resolve, WorldId};
 
 const PKG: &str = "edgestore:storage";
-const VERSION: &str = "0.2.0";
+const VERSION: &str = "0.3.0";
 
 fn ours(names: &[&str]) -> BTreeSet<String> {
     names
