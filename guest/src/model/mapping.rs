@@ -123,6 +123,21 @@ pub fn to_key<Id: Serialize + ?Sized>(schema: &Schema, id: &Id) -> Result<Key> {
     }
 }
 
+/// [`to_key`] of each id, in order (a batch read's keys).
+pub fn to_keys<Id: Serialize>(schema: &Schema, ids: &[Id]) -> Result<Vec<Key>> {
+    ids.iter().map(|id| to_key(schema, id)).collect()
+}
+
+/// [`from_row`] of each row present, in order (a batch read's answer, `None` where missing).
+pub fn from_optional_rows<M: DeserializeOwned>(
+    schema: &Schema,
+    rows: Vec<Option<Row>>,
+) -> Result<Vec<Option<M>>> {
+    rows.into_iter()
+        .map(|row| row.map(|r| from_row(schema, r)).transpose())
+        .collect()
+}
+
 /// The reference mapping: id -> JSON value (an array for a composite key) -> key values.
 pub(super) fn to_key_via_json<Id: Serialize + ?Sized>(schema: &Schema, id: &Id) -> Result<Key> {
     let json = serde_json::to_value(id)?;

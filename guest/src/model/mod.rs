@@ -27,7 +27,9 @@ mod timestamp;
 mod value;
 
 pub use convert::{is_normal, json_to_value, normalize, normalize_json, value_to_json, JsonText};
-pub use mapping::{from_row, to_key, to_row, to_rows, Model, SerializedRows};
+pub use mapping::{
+    from_optional_rows, from_row, to_key, to_keys, to_row, to_rows, Model, SerializedRows,
+};
 pub use postfix::ExprNode;
 pub use query::{Condition, Order, Query};
 pub use resource_tags::{Labels, ResourceTags, ResourceTagsKey};

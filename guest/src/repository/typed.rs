@@ -11,7 +11,9 @@ use super::{
     Transaction, TxMode, Updater,
 };
 use crate::error::Result;
-use crate::model::{from_row, to_key, to_row, to_rows, Model, Query, Row};
+use crate::model::{
+    from_optional_rows, from_row, to_key, to_keys, to_row, to_rows, Model, Query, Row,
+};
 use crate::sql::Database;
 
 /// A typed store of `M` by `Id` over a dynamic store `E` (the repository, or a transaction).
@@ -92,15 +94,8 @@ impl<M: Model, Id: Serialize + ?Sized, E: DynamicStore> Reader<M, Id> for SqlSto
     where
         Id: Sized,
     {
-        let keys = ids
-            .iter()
-            .map(|id| to_key(self.inner.schema(), id))
-            .collect::<Result<Vec<_>>>()?;
-        self.inner
-            .get_many(&keys)?
-            .into_iter()
-            .map(|row| row.map(|r| self.model(r)).transpose())
-            .collect()
+        let schema = self.inner.schema();
+        from_optional_rows(schema, self.inner.get_many(&to_keys(schema, ids)?)?)
     }
 
     fn find_first(&self, query: &Query) -> Result<Option<M>> {

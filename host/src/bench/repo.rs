@@ -305,19 +305,11 @@ impl Points {
         })
     }
 
-    fn random_keys(&self, among: usize, count: usize, seed: u64) -> Vec<ResourceTagsKey> {
-        let among = among.clamp(1, self.rows.len().max(1));
-        let mut idx = Indices::new(seed);
-        (0..count)
-            .map(|_| self.rows[idx.below(among)].key())
-            .collect()
-    }
-
     /// `count` gets of random stored keys on the bare connection: the repository's statement
     /// (prepared once, cached), its key bound, every column read into an owned value. Each
     /// timed.
     pub fn get_raw(&self, count: usize, seed: u64) -> Result<Vec<f64>> {
-        let keys = self.random_keys(self.rows.len(), count, seed);
+        let keys = random_keys(&self.rows, self.rows.len(), count, seed);
         let mut out = Vec::with_capacity(count);
         for (kind, name, ns) in &keys {
             let t = Instant::now();
@@ -336,7 +328,7 @@ impl Points {
     /// `count` random stored keys read by `get_many` in batches of `batch`; one sample per
     /// batch: its time divided by its keys.
     pub fn get_many(&self, count: usize, batch: usize, seed: u64) -> Result<Vec<f64>> {
-        let keys = self.random_keys(self.rows.len(), count, seed);
+        let keys = random_keys(&self.rows, self.rows.len(), count, seed);
         let mut out = Vec::with_capacity(count / batch.max(1) + 1);
         for chunk in keys.chunks(batch.max(1)) {
             let t = Instant::now();
@@ -365,7 +357,7 @@ impl Points {
 
     fn get_among(&self, among: usize, count: usize, cache: bool, seed: u64) -> Result<Vec<f64>> {
         let tags = if cache { &self.cached } else { &self.plain };
-        let keys = self.random_keys(among, count, seed);
+        let keys = random_keys(&self.rows, among, count, seed);
         let mut out = Vec::with_capacity(count);
         for k in &keys {
             let t = Instant::now();
@@ -455,10 +447,7 @@ impl HostPoints {
 
     /// `count` gets of random stored keys, each timed.
     pub fn get(&self, host: &Host, count: usize, seed: u64) -> Result<Vec<f64>> {
-        let mut idx = Indices::new(seed);
-        let keys: Vec<ResourceTagsKey> = (0..count)
-            .map(|_| self.rows[idx.below(self.rows.len())].key())
-            .collect();
+        let keys = random_keys(&self.rows, self.rows.len(), count, seed);
         host.rt.block_on(async {
             let mut out = Vec::with_capacity(count);
             for k in &keys {
@@ -474,10 +463,7 @@ impl HostPoints {
     /// `count` random stored keys read by `get_many` in batches of `batch`; one sample per
     /// batch: its time divided by its keys.
     pub fn get_many(&self, host: &Host, count: usize, batch: usize, seed: u64) -> Result<Vec<f64>> {
-        let mut idx = Indices::new(seed);
-        let keys: Vec<ResourceTagsKey> = (0..count)
-            .map(|_| self.rows[idx.below(self.rows.len())].key())
-            .collect();
+        let keys = random_keys(&self.rows, self.rows.len(), count, seed);
         host.rt.block_on(async {
             let mut out = Vec::with_capacity(count / batch.max(1) + 1);
             for chunk in keys.chunks(batch.max(1)) {
@@ -529,6 +515,18 @@ impl HostPoints {
     pub fn close(self, host: &Host) -> Result<()> {
         Ok(host.rt.block_on(self.store.close())?)
     }
+}
+
+/// `count` keys of rows drawn at random (by `seed`) among the first `among` of `rows`.
+fn random_keys(
+    rows: &[ResourceTags],
+    among: usize,
+    count: usize,
+    seed: u64,
+) -> Vec<ResourceTagsKey> {
+    let among = among.clamp(1, rows.len().max(1));
+    let mut idx = Indices::new(seed);
+    (0..count).map(|_| rows[idx.below(among)].key()).collect()
 }
 
 /// Every key of a `get_many` batch was stored, so every answer must be a row.

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use edgestore::model::{from_row, to_key, to_row};
+use edgestore::model::{from_optional_rows, from_row, to_key, to_keys, to_row};
 use edgestore::{Model, Query, Schema, TxMode};
 use serde::Serialize;
 
@@ -122,15 +122,9 @@ where
     where
         Id: Sized,
     {
-        let keys = ids
-            .iter()
-            .map(|id| to_key(&self.schema, id))
-            .collect::<edgestore::Result<Vec<_>>>()?;
+        let keys = to_keys(&self.schema, ids)?;
         self.table("get_many", move |ops, schema| {
-            ops.get_many(&keys)?
-                .into_iter()
-                .map(|row| row.map(|r| from_row(schema, r)).transpose())
-                .collect()
+            from_optional_rows(schema, ops.get_many(&keys)?)
         })
         .await
     }

@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use edgestore::model::{from_row, to_key, to_row};
+use edgestore::model::{from_optional_rows, from_row, to_key, to_keys, to_row};
 use edgestore::{Creator, Deleter, Model, Query, Reader, Schema, StorageCommon, TxMode, Updater};
 use serde::Serialize;
 
@@ -58,15 +58,7 @@ impl<M: Model, Id: Serialize + ?Sized> Reader<M, Id> for TxStorage<'_, M, Id> {
     where
         Id: Sized,
     {
-        let keys = ids
-            .iter()
-            .map(|id| to_key(self.schema, id))
-            .collect::<edgestore::Result<Vec<_>>>()?;
-        self.ops
-            .get_many(&keys)?
-            .into_iter()
-            .map(|row| row.map(|r| from_row(self.schema, r)).transpose())
-            .collect()
+        from_optional_rows(self.schema, self.ops.get_many(&to_keys(self.schema, ids)?)?)
     }
     fn find_first(&self, query: &Query) -> edgestore::Result<Option<M>> {
         let q = query.clone().limit(1);
